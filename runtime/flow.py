@@ -1,0 +1,359 @@
+"""Flow definitions: frozen attrs classes, validated when they are built.
+
+A :class:`Flow` is a DAG of :class:`Step` s.  Every invalid definition raises :class:`FlowError`
+at construction, naming the field and what is wrong, so nothing invalid can ever run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Literal
+
+import attrs
+
+from .rules import Expression, ExpressionError, compile_when
+
+__all__ = [
+    "ACTIONS",
+    "ERROR_ACTIONS",
+    "AgentSpec",
+    "ExitRule",
+    "Flow",
+    "FlowError",
+    "InputRef",
+    "OnError",
+    "Step",
+]
+
+ACTIONS = ("advance", "loop", "escalate", "abandon")
+ERROR_ACTIONS = ("fail", "retry", "abandon", "continue")
+PERMISSION_MODES = ("reject", "allow", "allow_always")
+
+StepFn = Callable[[Any, dict[str, Any]], Awaitable[Mapping[str, Any] | None]]
+WhenFn = Callable[[Mapping[str, Any]], Any]
+
+
+class FlowError(ValueError):
+    """An invalid flow definition.  ``field`` names the offending field (e.g. ``steps.fix.after``)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def _suggest(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _positive_or_none(field: str) -> Callable[[Any, Any, Any], None]:
+    def check(_inst: Any, _attr: Any, value: Any) -> None:
+        if value is not None and (not isinstance(value, int | float) or value <= 0):
+            raise FlowError(field, f"must be a positive number of seconds, got {value!r}")
+
+    return check
+
+
+@attrs.frozen
+class InputRef:
+    """A parsed input reference: ``$job.x``, ``$resume.x`` or ``step.x`` (``path`` may be empty)."""
+
+    source: Literal["job", "resume", "step"]
+    step: str | None
+    path: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> InputRef:
+        parts = text.split(".")
+        if any(not p for p in parts):
+            raise ValueError(f"malformed reference {text!r}")
+        head, path = parts[0], tuple(parts[1:])
+        if head == "$job":
+            return cls("job", None, path)
+        if head == "$resume":
+            return cls("resume", None, path)
+        if head.startswith("$"):
+            raise ValueError(f"unknown reference {head!r} (use $job, $resume or a step name)")
+        return cls("step", head, path)
+
+    def resolve(self, job_inputs: Mapping[str, Any], outputs: Mapping[str, Mapping[str, Any]],
+                resume: Any) -> Any:
+        if self.source == "job":
+            value: Any = job_inputs
+        elif self.source == "resume":
+            value = resume
+        else:
+            value = outputs[self.step]  # type: ignore[index]
+        for i, key in enumerate(self.path):
+            if not isinstance(value, Mapping) or key not in value:
+                where = ".".join(((self.step or f"${self.source}"), *self.path[: i + 1]))
+                raise KeyError(f"input {where!r} is missing")
+            value = value[key]
+        return value
+
+
+@attrs.frozen
+class OnError:
+    """How a step failure (exception, non-zero exit, timeout) is routed.
+
+    ``retry`` runs the step again up to ``max_attempts`` attempts in all, sleeping
+    ``backoff * 2 ** (attempt - 1)`` seconds before attempt ``attempt + 1`` (or ``backoff(attempt)``
+    when it is a callable), then fails the job.
+    """
+
+    action: str = "fail"
+    max_attempts: int = 3
+    backoff: float | Callable[[int], float] = 0.1
+
+    def __attrs_post_init__(self) -> None:
+        if self.action not in ERROR_ACTIONS:
+            raise FlowError("on_error.action", f"{self.action!r} is not one of {', '.join(ERROR_ACTIONS)}"
+                            + _suggest(str(self.action), ERROR_ACTIONS))
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise FlowError("on_error.max_attempts", f"must be an integer >= 1, got {self.max_attempts!r}")
+        if not callable(self.backoff) and (not isinstance(self.backoff, int | float) or self.backoff < 0):
+            raise FlowError("on_error.backoff", f"must be seconds >= 0 or a callable, got {self.backoff!r}")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based)."""
+        if callable(self.backoff):
+            return float(self.backoff(attempt))
+        return float(self.backoff) * 2 ** (attempt - 1)
+
+
+@attrs.frozen
+class ExitRule:
+    """Tried in order when a step completes: if ``when`` holds, ``action`` is taken.
+
+    ``when`` is a callable over the step's outputs, a safe expression string over ``outputs``,
+    ``inputs``, ``attempt`` and ``iteration`` (see :mod:`runtime.rules`), or ``None`` (always).
+    """
+
+    name: str
+    when: WhenFn | str | None = None
+    action: str = "advance"
+    target: str | None = None
+    max_iterations: int | None = None
+    _expr: Expression | None = attrs.field(init=False, default=None, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        where = f"exits[{self.name!r}]"
+        if not isinstance(self.name, str) or not self.name:
+            raise FlowError("exits.name", "an exit rule needs a non-empty name")
+        if self.action not in ACTIONS:
+            raise FlowError(f"{where}.action",
+                            f"{self.action!r} is not one of {', '.join(ACTIONS)}" + _suggest(str(self.action), ACTIONS))
+        if isinstance(self.when, str):
+            try:
+                object.__setattr__(self, "_expr", compile_when(self.when))
+            except ExpressionError as exc:
+                raise FlowError(f"{where}.when", str(exc)) from None
+        elif self.when is not None and not callable(self.when):
+            raise FlowError(f"{where}.when", f"must be a string expression or a callable, got {type(self.when).__name__}")
+        if self.action == "loop":
+            if not self.target:
+                raise FlowError(f"{where}.target", "a loop rule needs a target step")
+            if not isinstance(self.max_iterations, int) or self.max_iterations < 1:
+                raise FlowError(f"{where}.max_iterations",
+                                f"a loop rule needs max_iterations >= 1, got {self.max_iterations!r}")
+        elif self.target is not None:
+            raise FlowError(f"{where}.target", f"only a loop rule takes a target (action is {self.action!r})")
+
+    def matches(self, outputs: Mapping[str, Any], inputs: Mapping[str, Any], attempt: int,
+                iteration: int) -> bool:
+        """Evaluate ``when``; raise :class:`~runtime.rules.ExpressionError` if it cannot be."""
+        if self._expr is not None:
+            return self._expr(outputs=outputs, inputs=inputs, attempt=attempt, iteration=iteration)
+        if self.when is None:
+            return True
+        return bool(self.when(outputs))  # type: ignore[operator]
+
+
+def _env_tuple(env: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> tuple[tuple[str, str], ...]:
+    items = env.items() if isinstance(env, Mapping) else (env or ())
+    return tuple(sorted((str(k), str(v)) for k, v in items))
+
+
+@attrs.frozen
+class AgentSpec:
+    """How to start an ACP agent adapter.  Equal specs within one job share one adapter process."""
+
+    command: tuple[str, ...] = attrs.field(converter=tuple)
+    env: tuple[tuple[str, str], ...] = attrs.field(factory=tuple, converter=_env_tuple)
+    permissions: str = "reject"
+
+    def __attrs_post_init__(self) -> None:
+        if not self.command or not all(isinstance(c, str) for c in self.command):
+            raise FlowError("agent.command", "must be a non-empty list of strings")
+        if self.permissions not in PERMISSION_MODES:
+            raise FlowError("agent.permissions",
+                            f"{self.permissions!r} is not one of {', '.join(PERMISSION_MODES)}")
+
+
+def _opt_tuple(value: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
+@attrs.frozen
+class Step:
+    """One node of a flow: exactly one of ``run`` (python), ``command`` or ``agent``."""
+
+    name: str
+    run: StepFn | None = None
+    command: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_tuple)
+    agent: AgentSpec | None = None
+    prompt: str | None = None
+    after: tuple[str, ...] = attrs.field(factory=tuple, converter=tuple)
+    inputs: Mapping[str, Any] = attrs.field(factory=dict)
+    exits: tuple[ExitRule, ...] = attrs.field(factory=tuple, converter=tuple)
+    on_error: OnError = attrs.field(factory=OnError)
+    timeout: float | None = attrs.field(default=None, validator=_positive_or_none("timeout"))
+    _refs: Mapping[str, InputRef] = attrs.field(init=False, factory=dict, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or "." in self.name or self.name.startswith("$"):
+            raise FlowError("steps.name", f"invalid step name {self.name!r} (non-empty, no '.', no leading '$')")
+        here = f"steps.{self.name}"
+        kinds = [k for k in ("run", "command", "agent") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise FlowError(here, "needs exactly one of run, command or agent"
+                            + (f" (got {', '.join(kinds)})" if kinds else ""))
+        if self.run is not None and not callable(self.run):
+            raise FlowError(f"{here}.run", "must be an async function (ctx, inputs) -> dict")
+        if self.command is not None and (not self.command or not all(isinstance(c, str) for c in self.command)):
+            raise FlowError(f"{here}.command", "must be a non-empty list of strings")
+        if self.agent is not None and not isinstance(self.agent, AgentSpec):
+            raise FlowError(f"{here}.agent", "must be an AgentSpec")
+        if self.agent is not None and self.prompt is None:
+            raise FlowError(f"{here}.prompt", "an agent step needs a prompt")
+        if self.agent is None and self.prompt is not None:
+            raise FlowError(f"{here}.prompt", "only an agent step takes a prompt")
+        if not isinstance(self.inputs, Mapping):
+            raise FlowError(f"{here}.inputs", "must be a mapping of local name -> reference")
+        refs = {}
+        for local, ref in self.inputs.items():
+            if isinstance(ref, str):
+                try:
+                    refs[local] = InputRef.parse(ref)
+                except ValueError as exc:
+                    raise FlowError(f"{here}.inputs.{local}", str(exc)) from None
+        object.__setattr__(self, "_refs", refs)
+        names = [r.name for r in self.exits]
+        for i, rule in enumerate(self.exits):
+            if not isinstance(rule, ExitRule):
+                raise FlowError(f"{here}.exits[{i}]", "must be an ExitRule")
+            if names.count(rule.name) > 1:
+                raise FlowError(f"{here}.exits", f"duplicate exit rule name {rule.name!r}")
+
+    @property
+    def kind(self) -> str:
+        """``python``, ``command`` or ``agent``."""
+        return "python" if self.run is not None else "command" if self.command is not None else "agent"
+
+    @property
+    def refs(self) -> Mapping[str, InputRef]:
+        """Parsed input references by local name (literal, non-string inputs are not listed)."""
+        return self._refs
+
+    def depends_on(self) -> frozenset[str]:
+        """Steps this one waits for: ``after`` plus every step its inputs read."""
+        return frozenset(self.after) | {r.step for r in self._refs.values() if r.step is not None}
+
+
+def _find_cycle(deps: Mapping[str, frozenset[str]]) -> list[str] | None:
+    color: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        color[n] = 1
+        stack.append(n)
+        for d in sorted(deps[n]):
+            if color.get(d) == 1:
+                return [*stack[stack.index(d):], d]
+            if color.get(d) is None and (cycle := visit(d)):
+                return cycle
+        stack.pop()
+        color[n] = 2
+        return None
+
+    for n in deps:
+        if color.get(n) is None and (cycle := visit(n)):
+            return cycle
+    return None
+
+
+@attrs.frozen
+class Flow:
+    """A named DAG of steps, with an optional wall-clock ``timeout`` for the whole job."""
+
+    name: str
+    steps: tuple[Step, ...] = attrs.field(converter=tuple)
+    timeout: float | None = attrs.field(default=None, validator=_positive_or_none("timeout"))
+    _deps: Mapping[str, frozenset[str]] = attrs.field(init=False, factory=dict, repr=False, eq=False)
+    _by_name: Mapping[str, Step] = attrs.field(init=False, factory=dict, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise FlowError("name", "a flow needs a non-empty name")
+        if not self.steps:
+            raise FlowError("steps", "a flow needs at least one step")
+        by_name: dict[str, Step] = {}
+        for i, step in enumerate(self.steps):
+            if not isinstance(step, Step):
+                raise FlowError(f"steps[{i}]", f"must be a Step, got {type(step).__name__}")
+            if step.name in by_name:
+                raise FlowError(f"steps.{step.name}", f"duplicate step name {step.name!r}")
+            by_name[step.name] = step
+        for step in self.steps:
+            for dep in step.after:
+                if dep not in by_name:
+                    raise FlowError(f"steps.{step.name}.after",
+                                    f"unknown step {dep!r}" + _suggest(dep, by_name))
+                if dep == step.name:
+                    raise FlowError(f"steps.{step.name}.after", "a step cannot wait for itself")
+            for local, ref in step.refs.items():
+                if ref.step is not None and ref.step not in by_name:
+                    raise FlowError(f"steps.{step.name}.inputs.{local}",
+                                    f"unknown step {ref.step!r}" + _suggest(ref.step, by_name))
+                if ref.step == step.name:
+                    raise FlowError(f"steps.{step.name}.inputs.{local}", "a step cannot read its own outputs")
+        deps = {s.name: s.depends_on() for s in self.steps}
+        if cycle := _find_cycle(deps):
+            raise FlowError("steps", "cycle: " + " -> ".join(reversed(cycle)))
+        object.__setattr__(self, "_deps", deps)
+        object.__setattr__(self, "_by_name", by_name)
+        for step in self.steps:
+            for rule in step.exits:
+                if rule.action != "loop":
+                    continue
+                field = f"steps.{step.name}.exits[{rule.name!r}].target"
+                if rule.target not in by_name:
+                    raise FlowError(field, f"unknown step {rule.target!r}" + _suggest(str(rule.target), by_name))
+                if rule.target != step.name and rule.target not in self.ancestors(step.name):
+                    raise FlowError(field, f"{rule.target!r} must be {step.name!r} itself or a step it depends on")
+
+    def step(self, name: str) -> Step:
+        """The step called ``name``."""
+        return self._by_name[name]
+
+    @property
+    def deps(self) -> Mapping[str, frozenset[str]]:
+        """Direct dependencies of every step."""
+        return self._deps
+
+    def ancestors(self, name: str) -> frozenset[str]:
+        """Every step ``name`` transitively depends on."""
+        seen: set[str] = set()
+        todo = list(self._deps[name])
+        while todo:
+            n = todo.pop()
+            if n not in seen:
+                seen.add(n)
+                todo.extend(self._deps[n])
+        return frozenset(seen)
+
+    def descendants(self, name: str) -> frozenset[str]:
+        """Every step that transitively depends on ``name``."""
+        return frozenset(s for s in self._deps if name in self.ancestors(s))

@@ -1,0 +1,549 @@
+"""The job actor: one nursery, one mailbox, one terminal transition.
+
+A :class:`Job` owns a trio nursery.  Its steps, the tasks and actors they start, their processes,
+streams and recorder all run inside it.  Every way a job ends — complete, fail, abandon, cancel,
+timeout, shutdown — goes through :meth:`Job._finish`, which records the outcome once and cancels
+the nursery.  Teardown is whatever the nursery's children do when cancelled; when the nursery has
+closed, :class:`~runtime.events.JobFinished` is published and waiters wake.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import structlog
+import trio
+
+from actors.actor import Actor, ActorStopped
+
+from .context import StepContext
+from .events import (
+    Event,
+    EventHub,
+    ExitResolved,
+    JobFinished,
+    JobPaused,
+    JobResumed,
+    JobStarted,
+    Lagged,
+    StepCancelled,
+    StepCompleted,
+    StepFailed,
+    StepStarted,
+)
+from .flow import ExitRule, Flow, Step
+from .rules import ExpressionError
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+__all__ = ["JobHandle", "JobResult", "JobState", "JobStateError", "StepState", "StepTimeout"]
+
+_log = structlog.get_logger("corral.job")
+
+
+class JobState(enum.Enum):
+    """The lifecycle of a job: ``PENDING → RUNNING ⇄ PAUSED → terminal``."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.ABANDONED, JobState.CANCELLED})
+
+
+class StepState(enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"  # failed and routed with on_error=continue (or the job failed on it)
+    CANCELLED = "cancelled"
+
+
+class StepTimeout(Exception):
+    """A step ran longer than its ``timeout``."""
+
+
+class JobStateError(RuntimeError):
+    """The operation does not apply to the job's current state (e.g. resume a running job)."""
+
+
+@attrs.frozen
+class JobResult:
+    """What is kept of a finished job."""
+
+    job_id: str
+    flow: str
+    state: JobState
+    reason: str | None = None
+    outputs: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    error: str | None = None
+    steps: Mapping[str, StepState] = attrs.field(factory=dict)
+    inputs: Mapping[str, Any] = attrs.field(factory=dict)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+# -- mailbox messages -------------------------------------------------------------------------
+
+
+@attrs.frozen(eq=False)
+class _StepDone:
+    run: _StepRun
+    outputs: Mapping[str, Any]
+
+
+@attrs.frozen(eq=False)
+class _StepError:
+    run: _StepRun
+    error: BaseException
+
+
+@attrs.frozen
+class _Cancel:
+    reason: str
+
+
+@attrs.frozen
+class _Abandon:
+    reason: str
+
+
+@attrs.frozen
+class _Resume:
+    payload: Any
+
+
+@attrs.define(eq=False)
+class _StepRun:
+    step: Step
+    attempt: int
+    iteration: int
+    delay: float = 0.0
+
+
+Executor = Callable[[StepContext, Step, dict[str, Any]], Any]
+
+
+class Job(Actor):
+    """The job actor.  Users hold a :class:`JobHandle`, never the job."""
+
+    def __init__(self, runtime: Runtime, flow: Flow, inputs: Mapping[str, Any], job_id: str,
+                 *, record: str = "off") -> None:
+        super().__init__(mailbox_size=max(16, 2 * len(flow.steps)))
+        self.runtime = runtime
+        self.id = job_id
+        self.flow = flow
+        self.inputs = dict(inputs)
+        self.record = record
+        self.state = JobState.PENDING
+        self.hub = EventHub(job_id)
+        self.resume_payload: Any = None
+        self.result: JobResult | None = None
+        self.task: trio.lowlevel.Task | None = None
+        self._nursery: trio.Nursery | None = None
+        self._done = trio.Event()
+        self._outcome: tuple[JobState, str | None, str | None] | None = None
+        self._steps: dict[str, StepState] = {s.name: StepState.PENDING for s in flow.steps}
+        self._outputs: dict[str, Mapping[str, Any]] = {}
+        self._running: dict[str, _StepRun] = {}
+        self._iterations: dict[str, int] = {}
+        self._loops: dict[tuple[str, str], int] = {}
+        self._started_at: float | None = None
+        self._workspace: Path | None = None
+        # per-job resources; each is started in the job's nursery and gone with it
+        self.process_groups: set[Any] = set()
+        self.streams: set[Any] = set()
+        self.adapters: dict[Any, Any] = {}
+        self.recorder: Any = None
+
+    # -- structure ------------------------------------------------------------------------------
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        if self._nursery is None:
+            raise JobStateError(f"job {self.id} is not running")
+        return self._nursery
+
+    def live_processes(self) -> int:
+        """Live OS processes of this job's process groups, descendants and escapers included."""
+        return sum(group.live_processes() for group in list(self.process_groups))
+
+    def workspace(self) -> Path:
+        if self._workspace is None:
+            self._workspace = self.runtime.workspace_for(self.id)
+        return self._workspace
+
+    async def run(self, *, task_status: trio.TaskStatus[Job] = trio.TASK_STATUS_IGNORED) -> None:
+        self._state = "running"
+        self.task = trio.lowlevel.current_task()
+        self._started_at = time.time()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                deadline = math.inf if self.flow.timeout is None else trio.current_time() + self.flow.timeout
+                with trio.CancelScope(deadline=deadline) as timeout_scope:
+                    self.state = JobState.RUNNING
+                    self.hub.publish(JobStarted, flow=self.flow.name, inputs=self.inputs)
+                    task_status.started(self)
+                    await self.runtime.start_job_resources(self)
+                    self._advance()
+                    if self._outcome is None:
+                        await self.serve()
+                if timeout_scope.cancelled_caught:
+                    self._finish(JobState.FAILED, "timeout", f"flow timeout after {self.flow.timeout}s")
+                nursery.cancel_scope.cancel()  # the one exit: whatever is left dies with the nursery
+        except BaseException as exc:
+            cancelled, errors = _split_cancelled(exc)
+            if errors is not None:
+                _log.error("job_crashed", job_id=self.id, error=repr(errors))
+                self._finish(JobState.FAILED, "crashed", repr(errors.exceptions[0]))
+            if cancelled is not None:
+                self._finish(JobState.CANCELLED, "shutdown")
+                raise cancelled from None
+        finally:
+            self._stopped()
+            self._nursery = None
+            await self._finalize()
+
+    def _finish(self, state: JobState, reason: str | None, error: str | None = None) -> None:
+        """The single terminal transition: record the outcome once, then close the nursery."""
+        if self._outcome is not None:
+            return
+        self._outcome = (state, reason, error)
+        for name in list(self._running):
+            self._steps[name] = StepState.CANCELLED
+            self.hub.publish(StepCancelled, step=name)
+        self._running.clear()
+        self.stop()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _finalize(self) -> None:
+        assert self._outcome is not None
+        state, reason, error = self._outcome
+        self.state = state
+        self.result = JobResult(
+            job_id=self.id, flow=self.flow.name, state=state, reason=reason,
+            outputs=dict(self._outputs), error=error, steps=dict(self._steps),
+            inputs=self.inputs, started_at=self._started_at, finished_at=time.time(),
+        )
+        self.hub.publish(JobFinished, state=state.value, reason=reason, error=error)
+        try:
+            await self.runtime.job_finished(self)
+        finally:
+            self._done.set()
+
+    # -- mailbox ---------------------------------------------------------------------------------
+
+    async def handle(self, msg: Any) -> Any:
+        match msg:
+            case _StepDone(run=run, outputs=outputs):
+                if self._running.get(run.step.name) is run:
+                    self._step_completed(run, outputs)
+            case _StepError(run=run, error=error):
+                if self._running.get(run.step.name) is run:
+                    self._step_failed(run, error)
+            case _Cancel(reason=reason):
+                self._finish(JobState.CANCELLED, reason)
+            case _Abandon(reason=reason):
+                self._finish(JobState.ABANDONED, reason)
+            case _Resume(payload=payload):
+                if self.state is not JobState.PAUSED:
+                    return JobStateError(f"job {self.id} is {self.state.value}, not paused")
+                self.resume_payload = payload
+                self.state = JobState.RUNNING
+                self.hub.publish(JobResumed, payload=payload)
+        if self._outcome is None:
+            self._advance()
+        return None
+
+    # -- scheduling -----------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """Start every ready step; finish the job when nothing is left to do."""
+        if self.state is JobState.PAUSED or self._outcome is not None:
+            return
+        done = (StepState.COMPLETED, StepState.FAILED)
+        for step in self.flow.steps:
+            if self._steps[step.name] is not StepState.PENDING:
+                continue
+            if all(self._steps[d] in done for d in self.flow.deps[step.name]):
+                self._start_step(_StepRun(step, attempt=1, iteration=self._iterations.get(step.name, 0)))
+        if not self._running and all(s in done for s in self._steps.values()):
+            self._finish(JobState.COMPLETED, None)
+
+    def _start_step(self, run: _StepRun) -> None:
+        self._steps[run.step.name] = StepState.RUNNING
+        self._running[run.step.name] = run
+        self.nursery.start_soon(self._step_task, run, name=f"corral.step:{self.id}:{run.step.name}")
+
+    async def _step_task(self, run: _StepRun) -> None:
+        step = run.step
+        if run.delay:
+            await trio.sleep(run.delay)
+        self.hub.publish(StepStarted, step=step.name, attempt=run.attempt, iteration=run.iteration)
+        try:
+            inputs = self._resolve_inputs(step)
+            ctx = StepContext(self, step.name, run.attempt, run.iteration, inputs)
+            executor = self.runtime.executor_for(step)
+            if step.timeout is None:
+                outputs = await executor(ctx, step, inputs)
+            else:
+                with trio.move_on_after(step.timeout) as scope:
+                    outputs = await executor(ctx, step, inputs)
+                if scope.cancelled_caught:
+                    raise StepTimeout(f"step {step.name!r} timed out after {step.timeout}s")
+            if outputs is None:
+                outputs = {}
+            if not isinstance(outputs, Mapping):
+                raise TypeError(f"step {step.name!r} returned {type(outputs).__name__}, expected a dict")
+        except Exception as exc:
+            msg: Any = _StepError(run, exc)
+        else:
+            msg = _StepDone(run, dict(outputs))
+        try:
+            await self.send(msg)
+        except ActorStopped:
+            pass  # the job already ended; this step was recorded CANCELLED
+
+    def _resolve_inputs(self, step: Step) -> dict[str, Any]:
+        resolved: dict[str, Any] = {}
+        for local, value in step.inputs.items():
+            ref = step.refs.get(local)
+            resolved[local] = value if ref is None else ref.resolve(self.inputs, self._outputs, self.resume_payload)
+        return resolved
+
+    def _step_completed(self, run: _StepRun, outputs: Mapping[str, Any]) -> None:
+        step = run.step
+        try:
+            rule = self._match_rule(step, run, outputs)
+        except ExpressionError as exc:
+            self._step_failed(run, exc)
+            return
+        del self._running[step.name]
+        self._outputs[step.name] = outputs
+        self._steps[step.name] = StepState.COMPLETED
+        self.hub.publish(StepCompleted, step=step.name, outputs=outputs, attempt=run.attempt,
+                         iteration=run.iteration)
+        self.runtime.step_checkpoint(self, step.name, outputs, run.iteration)
+        action = rule.action if rule else "advance"
+        self.hub.publish(ExitResolved, step=step.name, rule=rule.name if rule else None, action=action)
+        if rule is None or action == "advance":
+            return
+        if action == "abandon":
+            self._finish(JobState.ABANDONED, rule.name)
+        elif action == "escalate":
+            self.state = JobState.PAUSED
+            self.hub.publish(JobPaused, step=step.name, rule=rule.name)
+        elif action == "loop":
+            self._loop(step, rule)
+
+    def _match_rule(self, step: Step, run: _StepRun, outputs: Mapping[str, Any]) -> ExitRule | None:
+        inputs = None
+        for rule in step.exits:
+            if inputs is None:
+                try:
+                    inputs = self._resolve_inputs(step)
+                except KeyError:
+                    inputs = {}
+            if rule.matches(outputs, inputs, run.attempt, run.iteration):
+                return rule
+        return None
+
+    def _loop(self, step: Step, rule: ExitRule) -> None:
+        key = (step.name, rule.name)
+        count = self._loops.get(key, 0)
+        if count >= (rule.max_iterations or 0):
+            self._finish(JobState.FAILED, f"max_iterations:{rule.name}",
+                         f"loop rule {rule.name!r} on step {step.name!r} matched more than "
+                         f"{rule.max_iterations} times")
+            return
+        self._loops[key] = count + 1
+        target = rule.target
+        assert target is not None
+        between = self.flow.descendants(target) & (self.flow.ancestors(step.name) | {step.name})
+        for name in {target} | between:
+            self._steps[name] = StepState.PENDING
+            self._iterations[name] = self._iterations.get(name, 0) + 1
+
+    def _step_failed(self, run: _StepRun, error: BaseException) -> None:
+        step = run.step
+        policy = step.on_error
+        text = _describe(error)
+        del self._running[step.name]
+        if policy.action == "retry" and run.attempt < policy.max_attempts:
+            self.hub.publish(StepFailed, step=step.name, error=text, attempt=run.attempt, action="retry")
+            self._start_step(_StepRun(step, run.attempt + 1, run.iteration, policy.delay(run.attempt)))
+            return
+        action = "fail" if policy.action == "retry" else policy.action
+        self._steps[step.name] = StepState.FAILED
+        self.hub.publish(StepFailed, step=step.name, error=text, attempt=run.attempt, action=action)
+        _log.warning("step_failed", job_id=self.id, step=step.name, attempt=run.attempt, error=text,
+                     action=action)
+        if action == "continue":
+            self._outputs[step.name] = {"error": text}
+        elif action == "abandon":
+            self._finish(JobState.ABANDONED, f"on_error:{step.name}", text)
+        else:
+            self._finish(JobState.FAILED, f"step_failed:{step.name}", text)
+
+    # -- outside requests (through the mailbox) -------------------------------------------------
+
+    def request_nowait(self, msg: Any) -> bool:
+        """Deliver a control message without waiting; False if the job already stopped."""
+        try:
+            self.send_nowait(msg)
+        except ActorStopped:
+            return False
+        except trio.WouldBlock:
+            # A full mailbox must not delay a cancel: the transition is synchronous anyway.
+            self._handle_control_now(msg)
+        return True
+
+    def cancel_nowait(self, reason: str) -> None:
+        """Request cancellation without waiting (used by runtime shutdown)."""
+        self.request_nowait(_Cancel(reason))
+
+    async def finish_unstarted(self, state: JobState, reason: str) -> None:
+        """End a job that never started (it was still queued)."""
+        self._outcome = (state, reason, None)
+        self._stopped()
+        await self._finalize()
+
+    def _handle_control_now(self, msg: Any) -> None:
+        if isinstance(msg, _Cancel):
+            self._finish(JobState.CANCELLED, msg.reason)
+        elif isinstance(msg, _Abandon):
+            self._finish(JobState.ABANDONED, msg.reason)
+
+    async def wait(self) -> JobResult:
+        await self._done.wait()
+        assert self.result is not None
+        return self.result
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    name = type(error).__name__
+    return f"{name}: {text}" if text else name
+
+
+def _split_cancelled(exc: BaseException) -> tuple[BaseException | None, BaseExceptionGroup[Any] | None]:
+    """Split an exception escaping the job nursery into (trio.Cancelled part, other errors)."""
+    if isinstance(exc, trio.Cancelled):
+        return exc, None
+    if isinstance(exc, BaseExceptionGroup):
+        cancelled, rest = exc.split(trio.Cancelled)
+        return cancelled, rest
+    return None, BaseExceptionGroup("job crashed", [exc])
+
+
+class _EventIterator:
+    """``async for event in job.events()``; subscribed when created, so nothing is missed."""
+
+    def __init__(self, sub: Any, hub: EventHub) -> None:
+        self._sub = sub
+        self._hub = hub
+        self._it = sub.__aiter__()
+
+    def __aiter__(self) -> _EventIterator:
+        return self
+
+    async def __anext__(self) -> Event | Lagged:
+        try:
+            return await self._it.__anext__()
+        except StopAsyncIteration:
+            self._hub.unsubscribe(self._sub)
+            raise
+
+    async def aclose(self) -> None:
+        self._hub.unsubscribe(self._sub)
+        await self._it.aclose()
+
+
+class JobHandle:
+    """The user's handle to a job.  Cheap; holds no resources of its own."""
+
+    __slots__ = ("_job",)
+
+    def __init__(self, job: Job) -> None:
+        self._job = job
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id} {self._job.flow.name} {self.state.value}>"
+
+    @property
+    def id(self) -> str:
+        return self._job.id
+
+    @property
+    def state(self) -> JobState:
+        return self._job.state
+
+    @property
+    def flow(self) -> Flow:
+        return self._job.flow
+
+    @property
+    def result(self) -> JobResult | None:
+        """The result once the job has ended and its nursery closed, else ``None``."""
+        return self._job.result
+
+    async def wait(self) -> JobResult:
+        """Wait until the job has ended *and* its nursery closed (processes reaped)."""
+        return await self._job.wait()
+
+    async def cancel(self, reason: str = "cancelled") -> JobResult:
+        """End the job CANCELLED; returns once it is torn down."""
+        return await self._control(_Cancel(reason))
+
+    async def abandon(self, reason: str = "abandoned") -> JobResult:
+        """End the job ABANDONED; returns once it is torn down."""
+        return await self._control(_Abandon(reason))
+
+    async def _control(self, msg: _Cancel | _Abandon) -> JobResult:
+        job = self._job
+        if job.task is None and job.runtime.drop_pending(job):
+            state = JobState.CANCELLED if isinstance(msg, _Cancel) else JobState.ABANDONED
+            await job.finish_unstarted(state, msg.reason)
+        elif job.result is None:
+            job.request_nowait(msg)
+        return await job.wait()
+
+    async def resume(self, payload: Any = None) -> None:
+        """Resume a PAUSED job; ``payload`` is visible to later steps as ``$resume``."""
+        if self._job.state is not JobState.PAUSED:
+            await trio.lowlevel.checkpoint()
+            raise JobStateError(f"job {self.id} is {self.state.value}, not paused")
+        try:
+            error = await self._job.ask(_Resume(payload))
+        except ActorStopped:
+            raise JobStateError(f"job {self.id} has ended") from None
+        if error is not None:
+            raise error
+
+    def events(self, *, replay: bool = False, maxlen: int | None = None) -> AsyncIterator[Event | Lagged]:
+        """Events from now on (``replay=True``: from seq 0, when the job records them).
+
+        The subscription starts when this is called, ends after :class:`JobFinished`, and buffers
+        at most ``maxlen`` events; a subscriber that falls behind gets a :class:`Lagged` marker.
+        """
+        job = self._job
+        backlog = job.runtime.replay_backlog(job) if replay else None
+        return _EventIterator(job.hub.subscribe(backlog, maxlen), job.hub)
