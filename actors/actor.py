@@ -205,7 +205,10 @@ class Supervisor(Generic[A]):
                         first = False
                         task_status.started(self)
                 return
-            except Exception as exc:
+            except Exception as caught:
+                exc = caught
+                while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+                    exc = exc.exceptions[0]
                 now = trio.current_time()
                 crashes.append(now)
                 while crashes and crashes[0] < now - self.window:

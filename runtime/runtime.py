@@ -214,15 +214,25 @@ async def open_runtime(*, max_running_jobs: int | None = None, max_results: int 
     once all their nurseries have closed.
     """
     rt: Runtime | None = None
+    body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
             rt = Runtime(nursery, max_running_jobs=max_running_jobs, max_results=max_results,
                          workspace=None if workspace is None else Path(workspace))
             try:
                 yield rt
+            except BaseException as exc:
+                body_error = exc
+                raise
             finally:
                 with trio.CancelScope(shield=True):
                     await rt._shutdown()
+    except BaseExceptionGroup as group:
+        # Jobs never let errors escape into the root nursery, so a group here only wraps what the
+        # body of the ``async with`` raised: hand that back unwrapped.
+        if body_error is not None and list(group.exceptions) == [body_error]:
+            raise body_error from None
+        raise
     finally:
         if rt is not None:
             with trio.CancelScope(shield=True):

@@ -1,0 +1,137 @@
+"""Helpers for users' own pytest-trio tests: leak assertions, a wakeup counter, fixtures.
+
+In a ``conftest.py``::
+
+    from runtime.testing import corral_runtime  # noqa: F401  (a fixture)
+
+    async def test_my_flow(corral_runtime):
+        job = await corral_runtime.spawn(my_flow)
+        await job.wait()
+        assert_no_leaks(corral_runtime)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import psutil
+import pytest
+import trio
+
+from .runtime import Runtime, open_runtime
+
+__all__ = ["LeakError", "WakeupCounter", "assert_no_leaks", "corral_runtime", "job_tasks", "marked_processes"]
+
+_TASK_PREFIXES = ("corral.job:", "corral.step:", "corral.task:")
+
+
+class LeakError(AssertionError):
+    """Something a finished job started is still alive."""
+
+
+def job_tasks(job_ids: set[str] | None = None) -> list[str]:
+    """Names of trio tasks that belong to jobs (all jobs, or those in ``job_ids``)."""
+    found: list[str] = []
+
+    def walk(task: trio.lowlevel.Task) -> None:
+        if task.name.startswith(_TASK_PREFIXES):
+            job_id = task.name.split(":", 2)[1]
+            if job_ids is None or job_id in job_ids:
+                found.append(task.name)
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                walk(child)
+
+    walk(trio.lowlevel.current_root_task())
+    return found
+
+
+def marked_processes(rt: Any) -> list[psutil.Process]:
+    """Live OS processes carrying ``rt``'s marker (zombies excluded)."""
+    try:
+        from actors.process import find_marked
+    except ImportError:  # TEMP until actors.process lands
+        return []
+    live = []
+    for proc in find_marked(lambda m: m.runtime_id == rt.id):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                live.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return live
+
+
+def _zombie_children() -> list[int]:
+    out = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                out.append(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def assert_no_leaks(rt: Runtime, *, allow_live_jobs: bool = False) -> None:
+    """Assert that nothing of a finished job remains.
+
+    Checks ``rt.stats()`` (no live or pending jobs, and no tasks, processes, streams or recorders
+    held by jobs), the runtime's root nursery, trio's whole task tree (no task of a job that is not
+    live), the OS process table (no process carrying the runtime's marker) and zombies among this
+    process's children.  Call it from inside the trio run, after the jobs you care about ended.
+    """
+    stats = rt.stats()
+    problems: list[str] = []
+    if not allow_live_jobs:
+        if stats.live_jobs or stats.pending_jobs:
+            problems.append(f"{stats.live_jobs} live and {stats.pending_jobs} pending jobs")
+        for field in ("tasks", "processes", "streams", "recorders"):
+            if getattr(stats, field):
+                problems.append(f"stats().{field} == {getattr(stats, field)}")
+        if rt.nursery_tasks:
+            problems.append(f"{rt.nursery_tasks} tasks in the runtime's root nursery")
+    live_ids = {h.id for h in rt.jobs()}
+    stray = [name for name in job_tasks() if name.split(":", 2)[1] not in live_ids]
+    if stray:
+        problems.append(f"tasks of finished jobs in trio's task tree: {stray[:5]}")
+    if not allow_live_jobs:
+        procs = marked_processes(rt)
+        if procs:
+            problems.append(f"processes carrying the runtime's marker: {[p.pid for p in procs]}")
+    zombies = _zombie_children()
+    if zombies:
+        problems.append(f"zombie children: {zombies}")
+    if problems:
+        raise LeakError("leaks: " + "; ".join(problems))
+
+
+class WakeupCounter(trio.abc.Instrument):
+    """A trio Instrument counting ``task_scheduled`` for tasks matching ``predicate``.
+
+    Pass it as a pytest fixture (pytest-trio hands every Instrument fixture to ``trio.run``) or add it
+    with ``trio.lowlevel.add_instrument``.  Hooks only record; assert afterwards.
+    """
+
+    def __init__(self, predicate: Callable[[trio.lowlevel.Task], bool] | None = None) -> None:
+        self.predicate = predicate or (lambda task: task.name.startswith(_TASK_PREFIXES))
+        self.count = 0
+        self.names: dict[str, int] = {}
+
+    def task_scheduled(self, task: trio.lowlevel.Task) -> None:
+        if self.predicate(task):
+            self.count += 1
+            self.names[task.name] = self.names.get(task.name, 0) + 1
+
+    def reset(self) -> None:
+        self.count = 0
+        self.names.clear()
+
+
+@pytest.fixture
+async def corral_runtime() -> AsyncIterator[Runtime]:
+    """An open runtime; after the test, leaving it must leave nothing behind."""
+    async with open_runtime() as rt:
+        yield rt
+    assert_no_leaks(rt)

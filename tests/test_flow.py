@@ -1,0 +1,114 @@
+"""Invalid flows are refused at construction, with the field named; when-expressions never eval."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime import ExitRule, Flow, FlowError, OnError, Step
+from runtime.rules import ExpressionError, compile_when
+
+
+async def noop(ctx, inputs):
+    return {}
+
+
+def err(fn) -> FlowError:
+    with pytest.raises(FlowError) as info:
+        fn()
+    return info.value
+
+
+def test_unknown_after_suggests():
+    e = err(lambda: Flow("f", [Step("triage", run=noop), Step("fix", run=noop, after=["triag"])]))
+    assert e.field == "steps.fix.after"
+    assert "unknown step 'triag'" in str(e) and "did you mean 'triage'" in str(e)
+
+
+def test_unknown_input_reference():
+    e = err(lambda: Flow("f", [Step("triage", run=noop), Step("fix", run=noop, inputs={"s": "triage2.summary"})]))
+    assert e.field == "steps.fix.inputs.s" and "did you mean 'triage'" in str(e)
+
+
+def test_bad_reference_root():
+    e = err(lambda: Step("a", run=noop, inputs={"x": "$jobs.n"}))
+    assert e.field == "steps.a.inputs.x" and "$jobs" in str(e)
+
+
+def test_cycle_is_named():
+    e = err(lambda: Flow("f", [Step("a", run=noop, after=["c"]), Step("b", run=noop, after=["a"]),
+                               Step("c", run=noop, inputs={"x": "b.x"})]))
+    assert e.field == "steps" and "cycle" in str(e)
+    assert all(n in str(e) for n in "abc")
+
+
+def test_duplicate_step_names():
+    e = err(lambda: Flow("f", [Step("a", run=noop), Step("a", run=noop)]))
+    assert e.field == "steps.a" and "duplicate" in str(e)
+
+
+def test_loop_target_must_exist():
+    e = err(lambda: Flow("f", [Step("a", run=noop, exits=[
+        ExitRule("again", when="True", action="loop", target="zz", max_iterations=2)])]))
+    assert e.field == "steps.a.exits['again'].target" and "unknown step 'zz'" in str(e)
+
+
+def test_loop_target_must_be_upstream():
+    e = err(lambda: Flow("f", [Step("a", run=noop, exits=[
+        ExitRule("again", when="True", action="loop", target="b", max_iterations=2)]), Step("b", run=noop)]))
+    assert e.field == "steps.a.exits['again'].target"
+
+
+def test_loop_needs_bound():
+    e = err(lambda: ExitRule("again", when="True", action="loop", target="a"))
+    assert e.field == "exits['again'].max_iterations"
+
+
+def test_unknown_action():
+    e = err(lambda: ExitRule("r", when="True", action="abandno"))
+    assert e.field == "exits['r'].action" and "did you mean 'abandon'" in str(e)
+    e = err(lambda: OnError("retyr"))
+    assert e.field == "on_error.action" and "did you mean 'retry'" in str(e)
+
+
+def test_step_needs_exactly_one_kind():
+    assert err(lambda: Step("a")).field == "steps.a"
+    assert err(lambda: Step("a", run=noop, command=["true"])).field == "steps.a"
+
+
+def test_bad_timeout():
+    assert err(lambda: Step("a", run=noop, timeout=-1)).field == "timeout"
+
+
+@pytest.mark.parametrize(
+    "expr, fragment",
+    [
+        ("__import__('os')", "calls are not allowed"),
+        ("outputs.__class__", "attribute '__class__'"),
+        ("(lambda: 1)()", "calls are not allowed"),
+        ("lambda: 1", "lambda"),
+        ("os.system('true')", "calls are not allowed"),
+        ("os.path", "name 'os'"),
+        ("outputs['a'] ** 99999", "Pow"),
+        ("[x for x in outputs]", "ListComp"),
+        ("outputs[1:2]", "slices"),
+        ("open('/etc/passwd')", "calls are not allowed"),
+        ("outputs ==", "invalid syntax"),
+        ("(x := 1)", "NamedExpr"),
+    ],
+)
+def test_bad_when_is_refused(expr, fragment):
+    e = err(lambda: ExitRule("r", when=expr, action="abandon"))
+    assert e.field == "exits['r'].when"
+    assert fragment in str(e)
+
+
+def test_when_evaluates_without_eval():
+    expr = compile_when("outputs.score >= 3 and inputs['mode'] in ['fast', 'safe'] and len(outputs.items) < attempt + iteration")
+    assert expr(outputs={"score": 4, "items": [1]}, inputs={"mode": "fast"}, attempt=1, iteration=1)
+    assert not expr(outputs={"score": 2, "items": []}, inputs={"mode": "fast"}, attempt=1, iteration=0)
+
+
+def test_when_repetition_is_bounded():
+    expr = compile_when("'a' * 1000000000 == ''")
+    with pytest.raises(ExpressionError, match="too large"):
+        expr(outputs={}, inputs={}, attempt=1, iteration=0)
