@@ -1,0 +1,438 @@
+"""Flows from YAML (and to/from plain dicts for the store), through cattrs.
+
+The document model mirrors the Python API field for field (``steps`` as a mapping or a list,
+``run``/``command``/``agent``/``prompt``, ``after``, ``inputs``, ``exits`` with ``when``,
+``action``, ``target``, ``max_iterations``, ``on_error`` and ``timeout``).  YAML is composed into
+nodes so that every error can name the file, the line and the field::
+
+    flows/bad.yaml:12: steps.fix.after: unknown step 'triag' (did you mean 'triage'?)
+
+A python step names its function as ``module:function``.  In an agent or command step, a first
+word ``python`` means the interpreter running corral.  Nothing runs when a file is invalid.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+import yaml
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+from .flow import AgentSpec, ExitRule, Flow, FlowError, OnError, Step
+
+__all__ = ["FlowLoadError", "flow_from_dict", "flow_to_dict", "load_flow", "load_flow_text"]
+
+Path_ = tuple[str | int, ...]
+
+
+class FlowLoadError(FlowError):
+    """An invalid flow file: ``file``, ``line`` and ``field`` say where."""
+
+    def __init__(self, file: str, line: int | None, field: str, problem: str) -> None:
+        ValueError.__init__(self, f"{file}:{line if line is not None else '?'}: {field}: {problem}")
+        self.file = file
+        self.line = line
+        self.field = field
+        self.problem = problem
+
+
+# -- the document model ------------------------------------------------------------------------
+
+
+@attrs.define
+class ExitDoc:
+    name: str | None = None
+    when: str | None = None
+    action: str = "advance"
+    target: str | None = None
+    max_iterations: int | None = None
+
+
+@attrs.define
+class OnErrorDoc:
+    action: str = "fail"
+    max_attempts: int = 3
+    backoff: float = 0.1
+
+
+@attrs.define
+class AgentDoc:
+    command: list[str]
+    env: dict[str, str] = attrs.Factory(dict)
+    permissions: str = "reject"
+
+
+@attrs.define
+class StepDoc:
+    name: str | None = None
+    run: str | None = None
+    command: list[str] | None = None
+    agent: AgentDoc | None = None
+    prompt: str | None = None
+    after: list[str] = attrs.Factory(list)
+    inputs: dict[str, Any] = attrs.Factory(dict)
+    exits: list[ExitDoc] = attrs.Factory(list)
+    on_error: OnErrorDoc | None = None
+    timeout: float | None = None
+
+
+@attrs.define
+class FlowDoc:
+    name: str
+    steps: list[StepDoc]
+    timeout: float | None = None
+    description: str | None = None
+
+
+def _named_items(value: Any, what: str) -> Any:
+    """``{name: {...}}`` -> ``[{name: name, ...}]``; lists pass through."""
+    if isinstance(value, Mapping):
+        out = []
+        for name, body in value.items():
+            if body is None:
+                body = {}
+            if not isinstance(body, Mapping):
+                raise cattrs.errors.BaseValidationError(
+                    f"{what} {name!r} must be a mapping", [TypeError(f"{what} {name!r} must be a mapping")], dict)
+            out.append({"name": name, **body})
+        return out
+    return value
+
+
+def _str_list(value: Any, _type: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str | int | float) for v in value):
+        raise TypeError(f"expected a string or a list of strings, got {type(value).__name__}")
+    return [str(v) for v in value]
+
+
+def _strict(cls: type) -> Any:
+    def hook(value: Any, _type: Any) -> Any:
+        if not isinstance(value, cls):
+            raise TypeError(f"expected {cls.__name__}, got {type(value).__name__}")
+        return value
+
+    return hook
+
+
+def _number(value: Any, _type: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+
+    def on(tp: Any, hook: Any) -> None:
+        conv.register_structure_hook_func(lambda t: t == tp, hook)
+
+    def int_hook(value: Any, _t: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an integer, got {type(value).__name__}")
+        return value
+
+    on(str, _strict(str))
+    on(int, int_hook)
+    on(float, _number)
+    on(list[str], _str_list)
+    generated: dict[type, Any] = {}
+
+    def attrs_hook(cls: type) -> Any:
+        # generated on first use, once every hook below is registered
+        def hook(value: Any, _t: Any) -> Any:
+            if cls not in generated:
+                generated[cls] = conv.gen_structure_attrs_fromdict(cls)
+            return generated[cls](value, cls)
+
+        return hook
+
+    steps_hook, exits_hook = attrs_hook(StepDoc), attrs_hook(ExitDoc)
+    on_error_hook, agent_hook = attrs_hook(OnErrorDoc), attrs_hook(AgentDoc)
+
+    def items(hook: Any, what: str) -> Any:
+        def structure(value: Any, _t: Any) -> list[Any]:
+            value = _named_items(value, what)
+            if not isinstance(value, list):
+                raise TypeError(f"expected a mapping or a list of {what}s, got {type(value).__name__}")
+            errors, out = [], []
+            for i, item in enumerate(value):
+                try:
+                    if not isinstance(item, Mapping):
+                        raise TypeError(f"a {what} must be a mapping, got {type(item).__name__}")
+                    out.append(hook(item, None))
+                except Exception as exc:
+                    exc.__notes__ = [*getattr(exc, "__notes__", []),
+                                     cattrs.IterableValidationNote(f"@ index {i}", i, Any)]
+                    errors.append(exc)
+            if errors:
+                raise IterableValidationError(f"invalid {what}s", errors, list)
+            return out
+
+        return structure
+
+    def mapping_of(hook: Any, what: str) -> Any:
+        def structure(value: Any, _t: Any) -> Any:
+            if not isinstance(value, Mapping):
+                raise TypeError(f"expected a mapping for {what}, got {type(value).__name__}")
+            return hook(value, None)
+
+        return structure
+
+    on(list[StepDoc], items(steps_hook, "step"))
+    on(list[ExitDoc], items(exits_hook, "exit rule"))
+    on(OnErrorDoc, lambda v, t: mapping_of(on_error_hook, "on_error")({"action": v} if isinstance(v, str) else v, t))
+    on(AgentDoc, lambda v, t: mapping_of(agent_hook, "agent")({"command": v} if isinstance(v, str | list) else v, t))
+    on(dict[str, Any], lambda v, t: dict(mapping_of(lambda x, _: x, "inputs")(v, t)))
+    on(dict[str, str], lambda v, t: {str(k): str(x) for k, x in mapping_of(lambda x, _: x, "env")(v, t).items()})
+    return conv
+
+
+_CONVERTER = _make_converter()
+
+
+# -- errors: from cattrs' exception tree to (path, message) -------------------------------------
+
+
+def _walk(exc: BaseException, path: Path_, out: list[tuple[Path_, str]]) -> None:
+    if isinstance(exc, ForbiddenExtraKeysError):
+        for key in sorted(exc.extra_fields):
+            out.append(((*path, key), f"unknown field {key!r}"))
+        return
+    if isinstance(exc, ClassValidationError | IterableValidationError):
+        with_notes = exc.group_exceptions() if hasattr(exc, "group_exceptions") else ([], [])
+        for sub, note in with_notes[0]:
+            key = getattr(note, "name", None)
+            if key is None:
+                key = getattr(note, "index", None)
+            _walk(sub, (*path, key) if key is not None else path, out)
+        for sub in with_notes[1]:
+            _walk(sub, path, out)
+        return
+    if isinstance(exc, KeyError):
+        out.append((path, f"missing required field {exc.args[0]!r}" if exc.args else "missing field"))
+        return
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            _walk(sub, path, out)
+        return
+    out.append((path, str(exc) or type(exc).__name__))
+
+
+def _field_name(path: Path_, data: Any = None) -> str:
+    """``("steps", 1, "after")`` -> ``steps.fix.after`` (named items by name where known)."""
+    text = ""
+    node = data
+    for i, part in enumerate(path):
+        if isinstance(part, int) and i and path[i - 1] in ("steps", "exits"):
+            items = _named_items(node, "item") if isinstance(node, Mapping | list) else None
+            item = items[part] if isinstance(items, list) and part < len(items) else None
+            name = item.get("name") if isinstance(item, Mapping) else None
+            text += f".{name}" if isinstance(name, str) else f"[{part}]"
+            node = item
+            continue
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        node = node.get(part) if isinstance(node, Mapping) else (
+            node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)
+    return text or "(document)"
+
+
+class _Lines:
+    """Line numbers of every node of a composed YAML document, by path."""
+
+    def __init__(self, node: yaml.Node | None) -> None:
+        self.lines: dict[Path_, int] = {}
+        if node is not None:
+            self._visit(node, ())
+
+    def _visit(self, node: yaml.Node, path: Path_) -> None:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for i, (k, v) in enumerate(node.value):
+                key = k.value
+                self.lines[(*path, key)] = k.start_mark.line + 1
+                self._visit(v, (*path, key))
+                # a mapping of named items (steps/exits) is also reachable by position
+                self.lines.setdefault((*path, i), k.start_mark.line + 1)
+                self._alias(v, (*path, i), path)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                self._visit(v, (*path, i))
+
+    def _alias(self, node: yaml.Node, path: Path_, parent: Path_) -> None:
+        if parent and parent[-1] in ("steps", "exits"):
+            self._visit(node, path)
+
+    def line(self, path: Path_) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get(())
+
+
+# -- building the Flow -------------------------------------------------------------------------
+
+
+def _import(ref: str) -> Any:
+    module, _, name = ref.partition(":")
+    if not module or not name:
+        raise ValueError(f"{ref!r} is not of the form 'module:function'")
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError as exc:
+        raise ValueError(f"cannot import module {module!r}: {exc}") from None
+    for part in name.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(f"module {module!r} has no attribute {name!r}") from None
+    if not callable(obj):
+        raise ValueError(f"{ref!r} is not callable")
+    return obj
+
+
+def _argv(words: list[str]) -> list[str]:
+    return [sys.executable, *words[1:]] if words and words[0] == "python" else words
+
+
+def _build(doc: FlowDoc, fail: Any) -> Flow:
+    steps = []
+    for i, sd in enumerate(doc.steps):
+        base: Path_ = ("steps", i)
+        if not sd.name:
+            fail((*base, "name"), "a step needs a name")
+        exits = []
+        for j, ed in enumerate(sd.exits):
+            try:
+                exits.append(ExitRule(ed.name or f"exit{j}", when=ed.when, action=ed.action, target=ed.target,
+                                      max_iterations=ed.max_iterations))
+            except FlowError as exc:
+                fail((*base, "exits", j, exc.field.rsplit(".", 1)[-1]), exc.problem)
+        on_error = OnError()
+        if sd.on_error is not None:
+            try:
+                on_error = OnError(sd.on_error.action, sd.on_error.max_attempts, sd.on_error.backoff)
+            except FlowError as exc:
+                fail((*base, "on_error", exc.field.rsplit(".", 1)[-1]), exc.problem)
+        run = None
+        if sd.run is not None:
+            try:
+                run = _import(sd.run)
+            except ValueError as exc:
+                fail((*base, "run"), str(exc))
+        agent = None
+        if sd.agent is not None:
+            try:
+                agent = AgentSpec(_argv(sd.agent.command), sd.agent.env, sd.agent.permissions)
+            except FlowError as exc:
+                fail((*base, "agent", exc.field.rsplit(".", 1)[-1]), exc.problem)
+        try:
+            steps.append(Step(
+                sd.name, run=run, command=_argv(sd.command) if sd.command is not None else None, agent=agent,
+                prompt=sd.prompt, after=sd.after, inputs=sd.inputs, exits=exits, on_error=on_error,
+                timeout=sd.timeout))
+        except FlowError as exc:
+            rest = exc.field.split(".")[2:] if exc.field.startswith("steps.") else [exc.field]
+            fail((*base, *rest), exc.problem)
+    try:
+        return Flow(doc.name, steps, timeout=doc.timeout)
+    except FlowError as exc:
+        parts = exc.field.split(".")
+        if parts[0] == "steps" and len(parts) > 1:
+            index = next((i for i, s in enumerate(doc.steps) if s.name == parts[1]), None)
+            path: Path_ = ("steps", index, *parts[2:]) if index is not None else ("steps",)
+        else:
+            path = tuple(parts)
+        fail(path, exc.problem)
+    raise AssertionError("unreachable")
+
+
+def _from_data(data: Any, file: str, lines: _Lines) -> Flow:
+    def fail(path: Path_, problem: str) -> None:
+        raise FlowLoadError(file, lines.line(path), _field_name(path, data), problem)
+
+    if not isinstance(data, Mapping):
+        fail((), f"a flow file must be a mapping with 'name' and 'steps', got {type(data).__name__}")
+    try:
+        doc = _CONVERTER.structure(data, FlowDoc)
+    except Exception as exc:
+        problems: list[tuple[Path_, str]] = []
+        _walk(exc, (), problems)
+        path, problem = problems[0] if problems else ((), str(exc))
+        fail(path, problem)
+    return _build(doc, fail)
+
+
+def load_flow_text(text: str, file: str = "<string>") -> Flow:
+    """Parse a YAML flow; raise :class:`FlowLoadError` naming file, line and field."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise FlowLoadError(file, line, "(yaml)", f"invalid YAML: {problem}") from None
+    return _from_data(data, file, _Lines(node))
+
+
+def load_flow(path: str | Path) -> Flow:
+    """Load a flow from a YAML file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FlowLoadError(str(p), None, "(file)", f"cannot read: {exc.strerror}") from None
+    return load_flow_text(text, str(p))
+
+
+def flow_from_dict(data: Mapping[str, Any]) -> Flow:
+    """Rebuild a flow from :func:`flow_to_dict` (python steps are re-imported by reference)."""
+    data = dict(data)
+    if not data.pop("portable", True):
+        raise FlowError("flow", f"flow {data.get('name')!r} uses a lambda, a nested function or a callable "
+                                "'when' and cannot be rebuilt from its stored definition")
+    return _from_data(data, "<stored flow>", _Lines(None))
+
+
+def _ref(fn: Any) -> str | None:
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        return None
+    return f"{module}:{qualname}"
+
+
+def flow_to_dict(flow: Flow) -> dict[str, Any]:
+    """A JSON-ready definition of ``flow``.  Python steps become ``module:function`` references;
+    a lambda or nested function is stored as ``None`` (such a flow cannot be resumed)."""
+    steps = []
+    portable = True
+    for s in flow.steps:
+        if (s.run is not None and _ref(s.run) is None) or any(callable(r.when) for r in s.exits) \
+                or callable(s.on_error.backoff):
+            portable = False
+        doc = StepDoc(
+            name=s.name, run=_ref(s.run) if s.run is not None else None,
+            command=list(s.command) if s.command is not None else None,
+            agent=AgentDoc(list(s.agent.command), dict(s.agent.env), s.agent.permissions) if s.agent else None,
+            prompt=s.prompt, after=list(s.after), inputs=dict(s.inputs),
+            exits=[ExitDoc(r.name, r.when if isinstance(r.when, str) else None, r.action, r.target,
+                           r.max_iterations) for r in s.exits],
+            on_error=OnErrorDoc(s.on_error.action, s.on_error.max_attempts,
+                                float(s.on_error.backoff) if not callable(s.on_error.backoff) else 0.1),
+            timeout=s.timeout,
+        )
+        steps.append(doc)
+    out: dict[str, Any] = _CONVERTER.unstructure(FlowDoc(flow.name, steps, flow.timeout))
+    out.pop("description", None)
+    out["portable"] = portable
+    return out
