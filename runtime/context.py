@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
 from actors.actor import Actor
+from actors.adapter import AgentAdapter
+from actors.process import ProcessGroup, open_process_group
+from actors.stream import Stream, StreamKind, StreamMode, open_stream
+
+from .events import StepStream
+from .flow import AgentSpec, Step
 
 if TYPE_CHECKING:
     from .job import Job
@@ -66,3 +73,54 @@ class StepContext:
         """Start ``actor`` in the job's nursery; it lives and dies with the job."""
         await self._job.nursery.start(actor.run)
         return actor
+
+    @asynccontextmanager
+    async def open_process(self, command: Sequence[str], *, env: Mapping[str, str] | None = None,
+                           cwd: str | Path | None = None, **kw: Any) -> AsyncIterator[ProcessGroup]:
+        """A contained process group (own session, job marker, bounded teardown) for the body."""
+        job = self._job
+        async with open_process_group(
+            command, marker=job.runtime.marker(job.id), env=env,
+            cwd=cwd if cwd is not None else job.workspace(), **{**job.runtime.process_options, **kw},
+        ) as group:
+            job.process_groups.add(group)
+            try:
+                yield group
+            finally:
+                job.process_groups.discard(group)
+
+    def stream(self, kind: StreamKind = "text", index: int | None = None,
+               mode: StreamMode = "coalesced", **kw: Any) -> Stream:
+        """A stream context (``async with ctx.stream() as s``) whose updates become job events."""
+        job = self._job
+        step = self.step
+        hub = job.hub
+
+        def publish(update: Any) -> None:
+            if not hub.closed:
+                hub.publish(StepStream, step=step, update=update)
+
+        stream = open_stream(job.nursery, publish, kind=kind, index=index, mode=mode, **kw)
+        job.track_stream(stream)
+        return stream
+
+    async def agent(self, spec: AgentSpec) -> AgentAdapter:
+        """The job's adapter for ``spec`` (started on first use; shared within the job only)."""
+        return await self._job.adapter_for(spec)
+
+    def template_lookup(self, step: Step, inputs: Mapping[str, Any]) -> Callable[[str], Any]:
+        """Resolve a prompt placeholder: a local input (with a dotted path) or an input reference."""
+        job = self._job
+
+        def lookup(name: str) -> Any:
+            head, *path = name.split(".")
+            if head in inputs:
+                value = inputs[head]
+                for i, key in enumerate(path):
+                    if not isinstance(value, Mapping) or key not in value:
+                        raise KeyError(f"prompt placeholder {{{'.'.join([head, *path[: i + 1]])}}} is missing")
+                    value = value[key]
+                return value
+            return job.resolve_ref(step.prompt_refs[name])
+
+        return lookup

@@ -1,16 +1,42 @@
-"""Step executors: how a python, command or agent step runs inside its job."""
+"""Step executors: how a python, command or agent step runs inside its job.
+
+- python: ``await step.run(ctx, inputs)``.
+- command: a contained process group; the inputs go to its stdin as one JSON object; stdout
+  parsed as a JSON object becomes the outputs, otherwise ``{"stdout": text}``; a non-zero exit
+  fails the step with the tail of stderr.
+- agent: the job's adapter for the step's :class:`~runtime.flow.AgentSpec` (started on first use,
+  shared by the job's agent steps with an equal spec, never by two jobs) runs one prompt turn in
+  a new session; the message streams as job events; outputs are ``{"text", "stop_reason"}``.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from .context import StepContext
-from .flow import Step
+import trio
 
-__all__ = ["executor_for", "run_python"]
+from actors.stream import (
+    ReasoningContentDelta,
+    Stream,
+    TextDelta,
+    ToolRequestDelta,
+    ToolResponseDelta,
+)
+
+from .context import StepContext
+from .flow import Step, fill_template
+
+__all__ = ["CommandFailed", "executor_for", "run_agent", "run_command", "run_python"]
 
 Executor = Callable[[StepContext, Step, dict[str, Any]], Awaitable[Mapping[str, Any] | None]]
+
+MAX_STDOUT = 16 << 20
+
+
+class CommandFailed(Exception):
+    """A command step exited non-zero; the message carries the tail of its stderr."""
 
 
 async def run_python(ctx: StepContext, step: Step, inputs: dict[str, Any]) -> Mapping[str, Any] | None:
@@ -19,8 +45,96 @@ async def run_python(ctx: StepContext, step: Step, inputs: dict[str, Any]) -> Ma
     return await step.run(ctx, inputs)
 
 
+async def run_command(ctx: StepContext, step: Step, inputs: dict[str, Any]) -> Mapping[str, Any]:
+    assert step.command is not None
+    payload = json.dumps(inputs, default=str).encode() + b"\n"
+    chunks: list[bytes] = []
+    size = 0
+    async with ctx.open_process(step.command) as group:
+        async with trio.open_nursery() as nursery:
+
+            async def feed() -> None:
+                try:
+                    await group.stdin.send_all(payload)
+                    await group.stdin.aclose()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # the command does not read its stdin
+
+            nursery.start_soon(feed)
+            while data := await group.stdout.receive_some():
+                size += len(data)
+                if size > MAX_STDOUT:
+                    raise CommandFailed(f"command {step.command[0]!r} wrote more than {MAX_STDOUT} bytes")
+                chunks.append(data)
+        code = await group.wait()
+        tail = group.stderr_tail
+    if code != 0:
+        raise CommandFailed(f"command {list(step.command)!r} exited with status {code}"
+                            + (f": {tail.strip()[-2000:]}" if tail.strip() else ""))
+    text = b"".join(chunks).decode("utf-8", errors="replace")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {"stdout": text}
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, Mapping):
+        return str(content.get("text", "")) if content.get("type", "text") == "text" else ""
+    if isinstance(content, list):
+        return "".join(_text_of(c) for c in content)
+    return ""
+
+
+async def _publish_update(stream: Stream, update: Mapping[str, Any], tools: dict[str, str]) -> None:
+    """Map one ACP ``session/update`` to stream deltas."""
+    kind = update.get("sessionUpdate")
+    if kind == "agent_message_chunk":
+        text = _text_of(update.get("content"))
+        if text:
+            await stream.delta(TextDelta(text))
+    elif kind == "agent_thought_chunk":
+        text = _text_of(update.get("content"))
+        if text:
+            await stream.delta(ReasoningContentDelta(0, text))
+    elif kind in ("tool_call", "tool_call_update"):
+        call_id = str(update.get("toolCallId", ""))
+        name = update.get("title") or tools.get(call_id)
+        if name:
+            tools[call_id] = str(name)
+        raw_in = update.get("rawInput")
+        if raw_in is not None:
+            await stream.delta(ToolRequestDelta(call_id, tools.get(call_id), json.dumps(raw_in)))
+        text = _text_of(update.get("content"))
+        raw_out = update.get("rawOutput")
+        if text or raw_out is not None:
+            out = text or json.dumps(raw_out)
+            await stream.delta(ToolResponseDelta(call_id, tools.get(call_id), out))
+        elif raw_in is None and kind == "tool_call":
+            await stream.delta(ToolRequestDelta(call_id, tools.get(call_id), ""))
+
+
+async def run_agent(ctx: StepContext, step: Step, inputs: dict[str, Any]) -> Mapping[str, Any]:
+    assert step.agent is not None and step.prompt is not None
+    prompt = fill_template(step.prompt, ctx.template_lookup(step, inputs))
+    adapter = await ctx.agent(step.agent)
+    text: list[str] = []
+    tools: dict[str, str] = {}
+    async with ctx.stream(kind="text") as stream:
+
+        async def on_update(update: dict[str, Any]) -> None:
+            if update.get("sessionUpdate") == "agent_message_chunk":
+                text.append(_text_of(update.get("content")))
+            await _publish_update(stream, update, tools)
+
+        stop_reason = await adapter.prompt(prompt, on_update)
+    return {"text": "".join(text), "stop_reason": stop_reason}
+
+
+_EXECUTORS: Mapping[str, Executor] = {"python": run_python, "command": run_command, "agent": run_agent}
+
+
 def executor_for(step: Step) -> Executor:
     """The executor for ``step``'s kind."""
-    if step.kind == "python":
-        return run_python
-    raise NotImplementedError(f"{step.kind} steps are not available yet")
+    return _EXECUTORS[step.kind]

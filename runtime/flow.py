@@ -7,6 +7,7 @@ at construction, naming the field and what is wrong, so nothing invalid can ever
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
@@ -32,6 +33,41 @@ PERMISSION_MODES = ("reject", "allow", "allow_always")
 
 StepFn = Callable[[Any, dict[str, Any]], Awaitable[Mapping[str, Any] | None]]
 WhenFn = Callable[[Mapping[str, Any]], Any]
+
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+
+
+def template_fields(template: str) -> list[str]:
+    """The placeholders of a prompt template: ``"{triage.summary}"`` -> ``["triage.summary"]``.
+
+    ``{{`` and ``}}`` stand for literal braces.  Nothing is evaluated: a placeholder is a name or a
+    dotted path, looked up in the step's inputs or, failing that, read as an input reference.
+    """
+    fields = []
+    for match in _PLACEHOLDER.finditer(template):
+        if match.group(1) is not None:
+            name = match.group(1).strip()
+            if not name or not all(part.strip() and part.replace("_", "a").replace("$", "a").isalnum()
+                                   for part in name.split(".")):
+                raise ValueError(f"placeholder {{{match.group(1)}}} is not a name or dotted path")
+            fields.append(name)
+    return fields
+
+
+def fill_template(template: str, lookup: Callable[[str], Any]) -> str:
+    """Replace every placeholder with ``str(lookup(name))``; ``{{``/``}}`` become braces."""
+
+    def sub(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "{{":
+            return "{"
+        if token == "}}":
+            return "}"
+        value = lookup(match.group(1).strip())
+        return value if isinstance(value, str) else str(value)
+
+    return _PLACEHOLDER.sub(sub, template)
 
 
 class FlowError(ValueError):
@@ -211,6 +247,7 @@ class Step:
     on_error: OnError = attrs.field(factory=OnError)
     timeout: float | None = attrs.field(default=None, validator=_positive_or_none("timeout"))
     _refs: Mapping[str, InputRef] = attrs.field(init=False, factory=dict, repr=False, eq=False)
+    _prompt_refs: Mapping[str, InputRef] = attrs.field(init=False, factory=dict, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "." in self.name or self.name.startswith("$"):
@@ -239,7 +276,16 @@ class Step:
                     refs[local] = InputRef.parse(ref)
                 except ValueError as exc:
                     raise FlowError(f"{here}.inputs.{local}", str(exc)) from None
+        prompt_refs = {}
+        if self.prompt is not None:
+            try:
+                for name in template_fields(self.prompt):
+                    if name.split(".")[0] not in self.inputs:
+                        prompt_refs[name] = InputRef.parse(name)
+            except ValueError as exc:
+                raise FlowError(f"{here}.prompt", str(exc)) from None
         object.__setattr__(self, "_refs", refs)
+        object.__setattr__(self, "_prompt_refs", prompt_refs)
         names = [r.name for r in self.exits]
         for i, rule in enumerate(self.exits):
             if not isinstance(rule, ExitRule):
@@ -257,9 +303,15 @@ class Step:
         """Parsed input references by local name (literal, non-string inputs are not listed)."""
         return self._refs
 
+    @property
+    def prompt_refs(self) -> Mapping[str, InputRef]:
+        """Prompt placeholders that are input references (not local input names)."""
+        return self._prompt_refs
+
     def depends_on(self) -> frozenset[str]:
-        """Steps this one waits for: ``after`` plus every step its inputs read."""
-        return frozenset(self.after) | {r.step for r in self._refs.values() if r.step is not None}
+        """Steps this one waits for: ``after`` plus every step its inputs or prompt read."""
+        refs = (*self._refs.values(), *self._prompt_refs.values())
+        return frozenset(self.after) | {r.step for r in refs if r.step is not None}
 
 
 def _find_cycle(deps: Mapping[str, frozenset[str]]) -> list[str] | None:
@@ -313,12 +365,13 @@ class Flow:
                                     f"unknown step {dep!r}" + _suggest(dep, by_name))
                 if dep == step.name:
                     raise FlowError(f"steps.{step.name}.after", "a step cannot wait for itself")
-            for local, ref in step.refs.items():
+            checks = [(f"steps.{step.name}.inputs.{local}", ref) for local, ref in step.refs.items()]
+            checks += [(f"steps.{step.name}.prompt", ref) for ref in step.prompt_refs.values()]
+            for field, ref in checks:
                 if ref.step is not None and ref.step not in by_name:
-                    raise FlowError(f"steps.{step.name}.inputs.{local}",
-                                    f"unknown step {ref.step!r}" + _suggest(ref.step, by_name))
+                    raise FlowError(field, f"unknown step {ref.step!r}" + _suggest(ref.step, by_name))
                 if ref.step == step.name:
-                    raise FlowError(f"steps.{step.name}.inputs.{local}", "a step cannot read its own outputs")
+                    raise FlowError(field, "a step cannot read its own outputs")
         deps = {s.name: s.depends_on() for s in self.steps}
         if cycle := _find_cycle(deps):
             raise FlowError("steps", "cycle: " + " -> ".join(reversed(cycle)))

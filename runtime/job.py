@@ -180,6 +180,46 @@ class Job(Actor):
             raise JobStateError(f"job {self.id} is not running")
         return self._nursery
 
+    def track_stream(self, stream: Any) -> None:
+        """Count ``stream`` as open while its buffer runs (or until it is closed)."""
+        self.streams = {s for s in self.streams if not s.closed or (s.buffer is not None and s.buffer.running)}
+        self.streams.add(stream)
+
+    def open_streams(self) -> int:
+        return sum(1 for s in self.streams if not s.closed or (s.buffer is not None and s.buffer.running))
+
+    async def adapter_for(self, spec: Any) -> Any:
+        """The job's adapter for ``spec``: started on first use in the job's nursery, then shared."""
+        while True:
+            entry = self.adapters.get(spec)
+            if isinstance(entry, trio.Event):  # another step is starting it
+                await entry.wait()
+                continue
+            if entry is not None and entry.alive:
+                await trio.lowlevel.checkpoint()
+                return entry
+            starting = trio.Event()
+            self.adapters[spec] = starting
+            try:
+                adapter = self.runtime.make_adapter(self, spec)
+                await self.nursery.start(adapter.run)
+            except BaseException:
+                del self.adapters[spec]
+                raise
+            finally:
+                starting.set()
+            self.adapters[spec] = adapter
+            return adapter
+
+    def register_group(self, group: Any, live: bool) -> None:
+        if live:
+            self.process_groups.add(group)
+        else:
+            self.process_groups.discard(group)
+
+    def resolve_ref(self, ref: Any) -> Any:
+        return ref.resolve(self.inputs, self._outputs, self.resume_payload)
+
     def live_processes(self) -> int:
         """Live OS processes of this job's process groups, descendants and escapers included."""
         return sum(group.live_processes() for group in list(self.process_groups))

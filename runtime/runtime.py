@@ -10,6 +10,7 @@ to close.
 from __future__ import annotations
 
 import collections
+import os
 import shutil
 import tempfile
 import uuid
@@ -19,11 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import psutil
 import trio
+
+from actors.acp import PermissionPolicy
+from actors.adapter import AgentAdapter
+from actors.process import Marker
 
 from .events import Event
 from .executors import executor_for
-from .flow import Flow, Step
+from .flow import AgentSpec, Flow, Step
 from .job import Job, JobHandle, JobResult, JobState
 
 __all__ = ["RECORD_MODES", "Runtime", "RuntimeStats", "open_runtime"]
@@ -58,7 +64,7 @@ class Runtime:
     """Spawn, find and count jobs.  Create with :func:`open_runtime`."""
 
     def __init__(self, nursery: trio.Nursery, *, max_running_jobs: int | None, max_results: int,
-                 workspace: Path | None) -> None:
+                 workspace: Path | None, stdin_grace: float = 0.5, term_grace: float = 2.0) -> None:
         if max_running_jobs is not None and max_running_jobs < 1:
             raise ValueError("max_running_jobs must be >= 1 or None")
         self.id = uuid.uuid4().hex
@@ -72,6 +78,9 @@ class Runtime:
         self._closing = False
         self._workspace_root = workspace
         self._own_workspace: Path | None = None
+        self._pid = os.getpid()
+        self._started = psutil.Process(self._pid).create_time()
+        self.process_options: dict[str, float] = {"stdin_grace": stdin_grace, "term_grace": term_grace}
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -123,7 +132,7 @@ class Runtime:
             if job.task is not None and job.result is None:
                 tasks += count_tasks(job.task)
             processes += job.live_processes()
-            streams += len(job.streams)
+            streams += job.open_streams()
             if job.recorder is not None:
                 recorders += 1
                 recorded += job.recorder.bytes
@@ -143,6 +152,17 @@ class Runtime:
     def _launch(self, job: Job) -> None:
         self._running += 1
         self._nursery.start_soon(job.run, name=f"corral.job:{job.id}")
+
+    def marker(self, job_id: str) -> Marker:
+        """The environment marker of a new process group of ``job_id``."""
+        return Marker(self.id, job_id, runtime_pid=self._pid, runtime_started=self._started)
+
+    def make_adapter(self, job: Job, spec: AgentSpec) -> AgentAdapter:
+        return AgentAdapter(
+            spec.command, marker=self.marker(job.id), workspace=job.workspace(), env=dict(spec.env),
+            permissions=PermissionPolicy(spec.permissions), on_group=job.register_group,
+            **self.process_options,
+        )
 
     def executor_for(self, step: Step) -> Any:
         return executor_for(step)
@@ -207,8 +227,13 @@ class Runtime:
 
 @asynccontextmanager
 async def open_runtime(*, max_running_jobs: int | None = None, max_results: int = 10_000,
-                       workspace: str | Path | None = None) -> AsyncIterator[Runtime]:
+                       workspace: str | Path | None = None, stdin_grace: float = 0.5,
+                       term_grace: float = 2.0) -> AsyncIterator[Runtime]:
     """Open a runtime: the root nursery of every job it spawns.
+
+    ``workspace``: the directory under which each job gets ``<job_id>/`` (default: a temporary
+    directory removed when the runtime closes).  ``stdin_grace``/``term_grace``: how long a process
+    group gets after stdin closes, then after SIGTERM, before SIGKILL.
 
     Leaving the block cancels every live job (state CANCELLED, reason ``"shutdown"``) and returns
     once all their nurseries have closed.
@@ -218,7 +243,8 @@ async def open_runtime(*, max_running_jobs: int | None = None, max_results: int 
     try:
         async with trio.open_nursery() as nursery:
             rt = Runtime(nursery, max_running_jobs=max_running_jobs, max_results=max_results,
-                         workspace=None if workspace is None else Path(workspace))
+                         workspace=None if workspace is None else Path(workspace),
+                         stdin_grace=stdin_grace, term_grace=term_grace)
             try:
                 yield rt
             except BaseException as exc:

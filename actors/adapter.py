@@ -1,0 +1,107 @@
+"""An ACP agent adapter: one contained process group plus the ACP client that drives it.
+
+Started in its owner's nursery (``await nursery.start(adapter.run)``), it spawns the agent in
+its own process group, connects an :class:`~actors.acp.AcpClient` to its stdio and runs
+``initialize``.  Any number of prompt turns can then run, each in its own session.  When the owner
+is cancelled, the adapter first tells every in-flight session ``session/cancel`` (shielded,
+bounded), and only then tears the process tree down — so an agent hears the cancel before it
+hears SIGTERM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+import trio
+
+from .acp import AcpClient, PermissionPolicy, UpdateCallback
+from .jsonrpc import ProtocolError
+from .process import Marker, ProcessGroup
+
+__all__ = ["AgentAdapter"]
+
+_CANCEL_GRACE = 1.0
+
+
+class AgentAdapter:
+    """One agent process tree and its ACP connection."""
+
+    def __init__(self, command: Sequence[str], *, marker: Marker, workspace: Path,
+                 env: Mapping[str, str] | None = None, permissions: PermissionPolicy | None = None,
+                 stdin_grace: float = 0.5, term_grace: float = 2.0, start_timeout: float = 30.0,
+                 max_line_bytes: int = 1 << 20,
+                 on_group: Callable[[ProcessGroup, bool], None] | None = None) -> None:
+        self.group = ProcessGroup(command, marker=marker, env=env, cwd=workspace,
+                                  stdin_grace=stdin_grace, term_grace=term_grace)
+        self.workspace = workspace
+        self._permissions = permissions or PermissionPolicy()
+        self._start_timeout = start_timeout
+        self._max_line_bytes = max_line_bytes
+        self._on_group = on_group
+        self._client: AcpClient | None = None
+        self._group_scope = trio.CancelScope(shield=True)
+        self._sessions: set[str] = set()
+        self.alive = False
+        self.prompts = 0
+
+    async def _hold_group(self, *, task_status: trio.TaskStatus[ProcessGroup] = trio.TASK_STATUS_IGNORED) -> None:
+        # Shielded so that the owner's cancellation does not start the teardown before the
+        # session/cancel notifications went out; run() lifts the shield when it is done.
+        if self._on_group is not None:
+            self._on_group(self.group, True)
+        try:
+            with self._group_scope:
+                await self.group.run(task_status=task_status)
+        finally:
+            if self._on_group is not None:
+                self._on_group(self.group, False)
+
+    async def run(self, *, task_status: trio.TaskStatus[AgentAdapter] = trio.TASK_STATUS_IGNORED) -> None:
+        """Spawn, connect, initialize; serve until cancelled or the agent exits."""
+        async with trio.open_nursery() as nursery:
+            try:
+                await nursery.start(self._hold_group)
+                client = AcpClient(self.group.stdin, self.group.stdout, workspace=self.workspace,
+                                   permissions=self._permissions, max_line_bytes=self._max_line_bytes,
+                                   request_timeout=self._start_timeout)
+                await nursery.start(client.run)
+                self._client = client
+                try:
+                    await client.initialize()
+                except ProtocolError as exc:
+                    raise ProtocolError(f"{exc}{self._stderr_suffix()}") from None
+                self.alive = True
+                task_status.started(self)
+                await self.group.wait()
+            finally:
+                self.alive = False
+                with trio.CancelScope(shield=True), trio.move_on_after(_CANCEL_GRACE):
+                    for session_id in list(self._sessions):
+                        try:
+                            await self._client.cancel(session_id) if self._client else None
+                        except (ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+                            break
+                self._group_scope.shield = False
+                nursery.cancel_scope.cancel()
+
+    def _stderr_suffix(self) -> str:
+        tail = self.group.stderr_tail.strip()
+        return f" (agent stderr: {tail[-400:]})" if tail else ""
+
+    async def prompt(self, text: str, on_update: UpdateCallback) -> str:
+        """Run one prompt turn in a new session; returns the stop reason."""
+        if self._client is None or not self.alive:
+            raise ProtocolError(f"agent adapter is not running{self._stderr_suffix()}")
+        session_id = await self._client.new_session()
+        self._sessions.add(session_id)
+        self.prompts += 1
+        try:
+            return await self._client.prompt(session_id, text, on_update)
+        except ProtocolError as exc:
+            raise ProtocolError(f"{exc}{self._stderr_suffix()}") from None
+        finally:
+            self._sessions.discard(session_id)
+
+    def live_processes(self) -> int:
+        return self.group.live_processes()
+

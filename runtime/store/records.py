@@ -1,0 +1,133 @@
+"""What a store holds: job records, event rows, checkpoints, leases and process groups.
+
+Every record is a frozen attrs class.  Fields whose metadata carries ``json=True`` hold JSON-able
+data (already unstructured by the caller) and are stored as JSON text by :class:`SqliteStore`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "JSON_FIELD",
+    "Checkpoint",
+    "EventRow",
+    "JobRecord",
+    "Lease",
+    "ProcessGroupRow",
+    "StoreStats",
+    "prepare_job_update",
+]
+
+JSON_FIELD = "json"
+"""Metadata key marking a field stored as JSON text."""
+
+
+def _json(default: Any = attrs.NOTHING, factory: Any = None) -> Any:
+    if factory is not None:
+        return attrs.field(factory=factory, metadata={JSON_FIELD: True})
+    return attrs.field(default=default, metadata={JSON_FIELD: True})
+
+
+@attrs.frozen(kw_only=True)
+class JobRecord:
+    """The stored state of one job (its result record once it has finished).
+
+    ``flow``, ``inputs``, ``outputs`` and ``resume_payload`` are JSON-able data (the flow definition
+    already unstructured to a dict).  ``record`` is the recording mode (``off``, ``memory`` or
+    ``durable``); ``runtime_id`` names the owning runtime; ``next_seq`` is the seq of the next event
+    to record, for resume.  Times are ``time.time()`` seconds.
+    """
+
+    job_id: str
+    flow_name: str
+    flow: dict = _json()
+    inputs: dict = _json()
+    state: str
+    reason: str | None = None
+    error: str | None = None
+    outputs: dict = _json(factory=dict)
+    record: str = "off"
+    runtime_id: str | None = None
+    created_at: float
+    updated_at: float
+    finished_at: float | None = None
+    next_seq: int = 0
+    resume_payload: Any = _json(None)
+
+
+@attrs.frozen
+class EventRow:
+    """One recorded job event: ``payload`` is the event unstructured to a JSON-able dict."""
+
+    job_id: str
+    seq: int
+    type: str
+    ts: float
+    payload: dict = _json()
+
+
+@attrs.frozen
+class Checkpoint:
+    """The outputs of a step's latest completed run (``iteration`` counts loops, ``attempt`` retries)."""
+
+    job_id: str
+    step: str
+    outputs: dict = _json()
+    iteration: int
+    attempt: int = 1
+
+
+@attrs.frozen
+class Lease:
+    """A runtime's claim on the store: its process (``pid`` with psutil ``create_time`` ``started``)."""
+
+    runtime_id: str
+    pid: int
+    started: float
+    host: str
+    created_at: float
+
+
+@attrs.frozen
+class ProcessGroupRow:
+    """A live process group started for a job, found again by ``marker`` after a crash."""
+
+    runtime_id: str
+    job_id: str
+    pgid: int
+    marker: str
+
+
+@attrs.frozen
+class StoreStats:
+    """A snapshot of a store's write counters.
+
+    ``transactions`` committed write transactions; ``rows_written`` rows they held;
+    ``pending_writes`` rows queued or in flight; ``bytes_written`` approximate payload bytes.
+    """
+
+    transactions: int
+    rows_written: int
+    pending_writes: int
+    bytes_written: int
+
+
+_JOB_FIELDS = frozenset(f.name for f in attrs.fields(JobRecord))
+
+
+def prepare_job_update(job_id: str, fields: dict[str, Any], now: float) -> dict[str, Any]:
+    """Check the field names of an ``update_job`` call; set ``updated_at`` to ``now`` unless given.
+
+    Raises ``TypeError`` naming any field that :class:`JobRecord` does not have (or ``job_id``).
+    """
+    unknown = sorted(set(fields) - _JOB_FIELDS)
+    if unknown or "job_id" in fields:
+        bad = ", ".join(repr(name) for name in unknown or ["job_id"])
+        raise TypeError(f"update_job({job_id!r}): cannot set {bad}; settable JobRecord fields are "
+                        f"{', '.join(sorted(_JOB_FIELDS - {'job_id'}))}")
+    if "updated_at" not in fields:
+        fields = {**fields, "updated_at": now}
+    return fields
