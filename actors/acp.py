@@ -270,6 +270,10 @@ class AcpClient:
         """
         await self._conn.notify("session/cancel", {"sessionId": session_id})
 
+    async def flush(self) -> None:
+        """Return once everything sent so far (e.g. a ``session/cancel``) reached the agent's stdin."""
+        await self._conn.flush()
+
     # ------------------------------------------------------------- internals
 
     async def _cancel_quietly(self, session_id: str) -> None:

@@ -39,19 +39,27 @@ class AgentAdapter:
         self._max_line_bytes = max_line_bytes
         self._on_group = on_group
         self._client: AcpClient | None = None
-        self._group_scope = trio.CancelScope(shield=True)
+        self._shield = trio.CancelScope(shield=True)
         self._sessions: set[str] = set()
         self.alive = False
         self.prompts = 0
 
-    async def _hold_group(self, *, task_status: trio.TaskStatus[ProcessGroup] = trio.TASK_STATUS_IGNORED) -> None:
-        # Shielded so that the owner's cancellation does not start the teardown before the
-        # session/cancel notifications went out; run() lifts the shield when it is done.
+    async def _hold(self, *, task_status: trio.TaskStatus[AcpClient] = trio.TASK_STATUS_IGNORED) -> None:
+        # The process group and the ACP connection run shielded, so that the owner's cancellation
+        # does not tear them down before session/cancel reached the agent; run() lifts the shield.
         if self._on_group is not None:
             self._on_group(self.group, True)
         try:
-            with self._group_scope:
-                await self.group.run(task_status=task_status)
+            with self._shield:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(self.group.run)
+                    client = AcpClient(self.group.stdin, self.group.stdout, workspace=self.workspace,
+                                       permissions=self._permissions, max_line_bytes=self._max_line_bytes,
+                                       request_timeout=self._start_timeout)
+                    await nursery.start(client.run)
+                    task_status.started(client)
+                    await self.group.wait()
+                    nursery.cancel_scope.cancel()
         finally:
             if self._on_group is not None:
                 self._on_group(self.group, False)
@@ -60,14 +68,9 @@ class AgentAdapter:
         """Spawn, connect, initialize; serve until cancelled or the agent exits."""
         async with trio.open_nursery() as nursery:
             try:
-                await nursery.start(self._hold_group)
-                client = AcpClient(self.group.stdin, self.group.stdout, workspace=self.workspace,
-                                   permissions=self._permissions, max_line_bytes=self._max_line_bytes,
-                                   request_timeout=self._start_timeout)
-                await nursery.start(client.run)
-                self._client = client
+                self._client = await nursery.start(self._hold)
                 try:
-                    await client.initialize()
+                    await self._client.initialize()
                 except ProtocolError as exc:
                     raise ProtocolError(f"{exc}{self._stderr_suffix()}") from None
                 self.alive = True
@@ -75,13 +78,15 @@ class AgentAdapter:
                 await self.group.wait()
             finally:
                 self.alive = False
-                with trio.CancelScope(shield=True), trio.move_on_after(_CANCEL_GRACE):
-                    for session_id in list(self._sessions):
+                if self._client is not None and self._sessions:
+                    with trio.CancelScope(shield=True), trio.move_on_after(_CANCEL_GRACE):
                         try:
-                            await self._client.cancel(session_id) if self._client else None
-                        except (ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-                            break
-                self._group_scope.shield = False
+                            for session_id in list(self._sessions):
+                                await self._client.cancel(session_id)
+                            await self._client.flush()
+                        except ProtocolError:
+                            pass  # the agent is gone already
+                self._shield.shield = False
                 nursery.cancel_scope.cancel()
 
     def _stderr_suffix(self) -> str:

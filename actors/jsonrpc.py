@@ -279,6 +279,10 @@ class JsonRpcConnection:
             message["params"] = params
         await self._write(_encode(message))
 
+    async def flush(self) -> None:
+        """Return once every line handed to the writer before this call has been written."""
+        await self._write(b"")  # the writer takes it only after finishing the previous line
+
     # ----------------------------------------------------------------- writing
 
     def _raise_if_closed(self) -> None:
@@ -295,7 +299,8 @@ class JsonRpcConnection:
     async def _write_loop(self, scope: trio.CancelScope) -> None:
         try:
             async for data in self._outbox_receive:
-                await self._send_stream.send_all(data)
+                if data:
+                    await self._send_stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._close(ProtocolError(f"writing to {self._name} failed: {exc!r}"))
             scope.cancel()

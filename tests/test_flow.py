@@ -25,7 +25,11 @@ def test_unknown_after_suggests():
 
 
 def test_unknown_input_reference():
-    e = err(lambda: Flow("f", [Step("triage", run=noop), Step("fix", run=noop, inputs={"s": "triage2.summary"})]))
+    e = err(
+        lambda: Flow(
+            "f", [Step("triage", run=noop), Step("fix", run=noop, inputs={"s": "triage2.summary"})]
+        )
+    )
     assert e.field == "steps.fix.inputs.s" and "did you mean 'triage'" in str(e)
 
 
@@ -35,8 +39,16 @@ def test_bad_reference_root():
 
 
 def test_cycle_is_named():
-    e = err(lambda: Flow("f", [Step("a", run=noop, after=["c"]), Step("b", run=noop, after=["a"]),
-                               Step("c", run=noop, inputs={"x": "b.x"})]))
+    e = err(
+        lambda: Flow(
+            "f",
+            [
+                Step("a", run=noop, after=["c"]),
+                Step("b", run=noop, after=["a"]),
+                Step("c", run=noop, inputs={"x": "b.x"}),
+            ],
+        )
+    )
     assert e.field == "steps" and "cycle" in str(e)
     assert all(n in str(e) for n in "abc")
 
@@ -47,14 +59,39 @@ def test_duplicate_step_names():
 
 
 def test_loop_target_must_exist():
-    e = err(lambda: Flow("f", [Step("a", run=noop, exits=[
-        ExitRule("again", when="True", action="loop", target="zz", max_iterations=2)])]))
+    e = err(
+        lambda: Flow(
+            "f",
+            [
+                Step(
+                    "a",
+                    run=noop,
+                    exits=[
+                        ExitRule("again", when="True", action="loop", target="zz", max_iterations=2)
+                    ],
+                )
+            ],
+        )
+    )
     assert e.field == "steps.a.exits['again'].target" and "unknown step 'zz'" in str(e)
 
 
 def test_loop_target_must_be_upstream():
-    e = err(lambda: Flow("f", [Step("a", run=noop, exits=[
-        ExitRule("again", when="True", action="loop", target="b", max_iterations=2)]), Step("b", run=noop)]))
+    e = err(
+        lambda: Flow(
+            "f",
+            [
+                Step(
+                    "a",
+                    run=noop,
+                    exits=[
+                        ExitRule("again", when="True", action="loop", target="b", max_iterations=2)
+                    ],
+                ),
+                Step("b", run=noop),
+            ],
+        )
+    )
     assert e.field == "steps.a.exits['again'].target"
 
 
@@ -103,9 +140,13 @@ def test_bad_when_is_refused(expr, fragment):
 
 
 def test_when_evaluates_without_eval():
-    expr = compile_when("outputs.score >= 3 and inputs['mode'] in ['fast', 'safe'] and len(outputs.items) < attempt + iteration")
+    expr = compile_when(
+        "outputs.score >= 3 and inputs['mode'] in ['fast', 'safe'] and len(outputs.items) < attempt + iteration"
+    )
     assert expr(outputs={"score": 4, "items": [1]}, inputs={"mode": "fast"}, attempt=1, iteration=1)
-    assert not expr(outputs={"score": 2, "items": []}, inputs={"mode": "fast"}, attempt=1, iteration=0)
+    assert not expr(
+        outputs={"score": 2, "items": []}, inputs={"mode": "fast"}, attempt=1, iteration=0
+    )
 
 
 def test_when_repetition_is_bounded():

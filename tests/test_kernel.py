@@ -58,7 +58,9 @@ async def run_to_end(flow, inputs=None, **kw):
 
 
 async def test_complete(autojump_clock):
-    flow = Flow("f", [Step("a", run=ok, inputs={"n": "$job.n"}), Step("b", run=ok, inputs={"m": "a.n"})])
+    flow = Flow(
+        "f", [Step("a", run=ok, inputs={"n": "$job.n"}), Step("b", run=ok, inputs={"m": "a.n"})]
+    )
     _, job, result = await run_to_end(flow, {"n": 7})
     assert result.state is JobState.COMPLETED and job.state is JobState.COMPLETED
     assert result.outputs["b"] == {"ok": True, "m": 7}
@@ -73,8 +75,17 @@ async def test_step_raises_fails_job(autojump_clock):
 
 
 async def test_exit_rule_abandon(autojump_clock):
-    flow = Flow("f", [Step("triage", run=ok, exits=[ExitRule("not_worth_it", when="outputs.ok", action="abandon")]),
-                      Step("fix", run=ok, after=["triage"])])
+    flow = Flow(
+        "f",
+        [
+            Step(
+                "triage",
+                run=ok,
+                exits=[ExitRule("not_worth_it", when="outputs.ok", action="abandon")],
+            ),
+            Step("fix", run=ok, after=["triage"]),
+        ],
+    )
     _, _, result = await run_to_end(flow)
     assert result.state is JobState.ABANDONED and result.reason == "not_worth_it"
     assert result.steps["fix"] is StepState.PENDING
@@ -112,7 +123,10 @@ async def test_flow_timeout(autojump_clock):
 
 
 async def test_step_timeout_retries_exhausted(autojump_clock):
-    flow = Flow("f", [Step("a", run=forever, timeout=2, on_error=OnError("retry", max_attempts=3, backoff=1))])
+    flow = Flow(
+        "f",
+        [Step("a", run=forever, timeout=2, on_error=OnError("retry", max_attempts=3, backoff=1))],
+    )
     async with open_runtime() as rt:
         job = await rt.spawn(flow)
         events = [e async for e in job.events()]
@@ -159,10 +173,17 @@ async def test_abandon_with_sibling_in_flight(autojump_clock):
         finally:
             sibling_cancelled.set()
 
-    flow = Flow("f", [
-        Step("a", run=slow, exits=[ExitRule("give_up", when=lambda out: out["slow"], action="abandon")]),
-        Step("b", run=long_branch),
-    ])
+    flow = Flow(
+        "f",
+        [
+            Step(
+                "a",
+                run=slow,
+                exits=[ExitRule("give_up", when=lambda out: out["slow"], action="abandon")],
+            ),
+            Step("b", run=long_branch),
+        ],
+    )
     async with open_runtime() as rt:
         job = await rt.spawn(flow)
         events = job.events()
@@ -229,19 +250,49 @@ async def test_loop_up_to_max_iterations(autojump_clock):
         runs.append(("review", ctx.iteration))
         return {"approved": inputs["n"] >= 2}
 
-    flow = Flow("f", [
-        Step("draft", run=draft),
-        Step("review", run=review, inputs={"n": "draft.n"},
-             exits=[ExitRule("again", when="not outputs.approved", action="loop", target="draft", max_iterations=5)]),
-    ])
+    flow = Flow(
+        "f",
+        [
+            Step("draft", run=draft),
+            Step(
+                "review",
+                run=review,
+                inputs={"n": "draft.n"},
+                exits=[
+                    ExitRule(
+                        "again",
+                        when="not outputs.approved",
+                        action="loop",
+                        target="draft",
+                        max_iterations=5,
+                    )
+                ],
+            ),
+        ],
+    )
     _, _, result = await run_to_end(flow)
     assert result.state is JobState.COMPLETED
-    assert runs == [("draft", 0), ("review", 0), ("draft", 1), ("review", 1), ("draft", 2), ("review", 2)]
+    assert runs == [
+        ("draft", 0),
+        ("review", 0),
+        ("draft", 1),
+        ("review", 1),
+        ("draft", 2),
+        ("review", 2),
+    ]
 
 
 async def test_loop_bound_fails_job(autojump_clock):
-    flow = Flow("f", [Step("a", run=ok, exits=[ExitRule("spin", when="True", action="loop", target="a",
-                                                            max_iterations=3)])])
+    flow = Flow(
+        "f",
+        [
+            Step(
+                "a",
+                run=ok,
+                exits=[ExitRule("spin", when="True", action="loop", target="a", max_iterations=3)],
+            )
+        ],
+    )
     _, _, result = await run_to_end(flow)
     assert result.state is JobState.FAILED and result.reason == "max_iterations:spin"
 
@@ -250,10 +301,13 @@ async def test_escalate_pause_resume(autojump_clock, wakeups: WakeupCounter):
     async def use_resume(ctx, inputs):
         return {"approved_by": inputs["who"]}
 
-    flow = Flow("f", [
-        Step("a", run=ok, exits=[ExitRule("needs_human", when="True", action="escalate")]),
-        Step("b", run=use_resume, after=["a"], inputs={"who": "$resume.who"}),
-    ])
+    flow = Flow(
+        "f",
+        [
+            Step("a", run=ok, exits=[ExitRule("needs_human", when="True", action="escalate")]),
+            Step("b", run=use_resume, after=["a"], inputs={"who": "$resume.who"}),
+        ],
+    )
     async with open_runtime() as rt:
         job = await rt.spawn(flow)
         events = job.events()
@@ -304,7 +358,9 @@ async def test_retry_with_backoff(autojump_clock):
 
 
 async def test_on_error_continue(autojump_clock):
-    flow = Flow("f", [Step("a", run=boom, on_error=OnError("continue")), Step("b", run=ok, after=["a"])])
+    flow = Flow(
+        "f", [Step("a", run=boom, on_error=OnError("continue")), Step("b", run=ok, after=["a"])]
+    )
     _, _, result = await run_to_end(flow)
     assert result.state is JobState.COMPLETED
     assert result.steps["a"] is StepState.FAILED and "boom" in result.outputs["a"]["error"]
@@ -312,7 +368,10 @@ async def test_on_error_continue(autojump_clock):
 
 
 async def test_when_runtime_error_is_a_step_failure(autojump_clock):
-    flow = Flow("f", [Step("a", run=ok, exits=[ExitRule("r", when="outputs.missing > 1", action="abandon")])])
+    flow = Flow(
+        "f",
+        [Step("a", run=ok, exits=[ExitRule("r", when="outputs.missing > 1", action="abandon")])],
+    )
     _, _, result = await run_to_end(flow)
     assert result.state is JobState.FAILED and "missing" in result.error
 
@@ -415,8 +474,12 @@ async def test_slow_subscriber_gets_lagged_marker(autojump_clock):
 
 async def test_idle_runtime_schedules_nothing(autojump_clock, wakeups: WakeupCounter):
     async with open_runtime() as rt:
-        jobs = [await rt.spawn(Flow("f", [Step("a", run=ok, exits=[ExitRule("hold", action="escalate")])]))
-                for _ in range(50)]
+        jobs = [
+            await rt.spawn(
+                Flow("f", [Step("a", run=ok, exits=[ExitRule("hold", action="escalate")])])
+            )
+            for _ in range(50)
+        ]
         await trio.sleep(1)
         assert all(j.state is JobState.PAUSED for j in jobs)
         wakeups.reset()

@@ -8,7 +8,17 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime import ExitRule, Flow, JobFinished, JobPaused, JobState, Lagged, OnError, Step, open_runtime
+from runtime import (
+    ExitRule,
+    Flow,
+    JobFinished,
+    JobPaused,
+    JobState,
+    Lagged,
+    OnError,
+    Step,
+    open_runtime,
+)
 from runtime.testing import assert_no_leaks, job_tasks
 
 BEHAVIOURS = ("succeed", "raise", "sleep", "loop", "abandon", "escalate")
@@ -26,7 +36,9 @@ def make_step(i: int, behaviour: str, deps: list[str], delay: float, on_error: s
 
     exits = []
     if behaviour == "loop":
-        exits.append(ExitRule("again", when="iteration < 3", action="loop", target=f"s{i}", max_iterations=2))
+        exits.append(
+            ExitRule("again", when="iteration < 3", action="loop", target=f"s{i}", max_iterations=2)
+        )
     elif behaviour == "abandon":
         exits.append(ExitRule("give_up", when="outputs.i >= 0", action="abandon"))
     elif behaviour == "escalate":
@@ -40,12 +52,20 @@ def flows(draw):
     n = draw(st.integers(1, 8))
     steps = []
     for i in range(n):
-        deps = sorted(draw(st.sets(st.sampled_from([f"s{j}" for j in range(i)]), max_size=3))) if i else []
-        steps.append(make_step(
-            i, draw(st.sampled_from(BEHAVIOURS)), deps,
-            draw(st.sampled_from([0, 0.1, 1.0, 5.0])),
-            draw(st.sampled_from(["fail", "retry", "continue", "abandon"])),
-        ))
+        deps = (
+            sorted(draw(st.sets(st.sampled_from([f"s{j}" for j in range(i)]), max_size=3)))
+            if i
+            else []
+        )
+        steps.append(
+            make_step(
+                i,
+                draw(st.sampled_from(BEHAVIOURS)),
+                deps,
+                draw(st.sampled_from([0, 0.1, 1.0, 5.0])),
+                draw(st.sampled_from(["fail", "retry", "continue", "abandon"])),
+            )
+        )
     return Flow("prop", steps, timeout=draw(st.sampled_from([None, None, 20.0])))
 
 

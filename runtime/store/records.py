@@ -6,6 +6,7 @@ data (already unstructured by the caller) and are stored as JSON text by :class:
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -25,10 +26,7 @@ JSON_FIELD = "json"
 """Metadata key marking a field stored as JSON text."""
 
 
-def _json(default: Any = attrs.NOTHING, factory: Any = None) -> Any:
-    if factory is not None:
-        return attrs.field(factory=factory, metadata={JSON_FIELD: True})
-    return attrs.field(default=default, metadata={JSON_FIELD: True})
+_JSON = MappingProxyType({JSON_FIELD: True})
 
 
 @attrs.frozen(kw_only=True)
@@ -43,19 +41,19 @@ class JobRecord:
 
     job_id: str
     flow_name: str
-    flow: dict = _json()
-    inputs: dict = _json()
+    flow: dict = attrs.field(metadata=_JSON)
+    inputs: dict = attrs.field(metadata=_JSON)
     state: str
     reason: str | None = None
     error: str | None = None
-    outputs: dict = _json(factory=dict)
+    outputs: dict = attrs.field(factory=dict, metadata=_JSON)
     record: str = "off"
     runtime_id: str | None = None
     created_at: float
     updated_at: float
     finished_at: float | None = None
     next_seq: int = 0
-    resume_payload: Any = _json(None)
+    resume_payload: Any = attrs.field(default=None, metadata=_JSON)
 
 
 @attrs.frozen
@@ -66,7 +64,7 @@ class EventRow:
     seq: int
     type: str
     ts: float
-    payload: dict = _json()
+    payload: dict = attrs.field(metadata=_JSON)
 
 
 @attrs.frozen
@@ -75,7 +73,7 @@ class Checkpoint:
 
     job_id: str
     step: str
-    outputs: dict = _json()
+    outputs: dict = attrs.field(metadata=_JSON)
     iteration: int
     attempt: int = 1
 

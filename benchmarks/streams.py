@@ -1,0 +1,197 @@
+"""Stream buffer benchmark: throughput, coalescing and idle wakeups, against floors from this run.
+
+Usage: ``python benchmarks/streams.py [--json] [--deltas N] [--streams N]``
+
+Figures (median of 5 repeats, with min and max):
+
+- ``coalesced_deltas_per_second``: deltas ingested by ``StreamBuffer.add`` and published (into an
+  unbounded trio memory channel, standing in for the job's event hub) in coalesced mode. Floor:
+  the same deltas through a bare ``list.append`` plus ``send_nowait`` on such a channel.
+  Ratio = value / floor (1.0 would be "free").
+- ``publishes_per_1000_deltas``: publishes the coalesced buffer made per 1000 deltas. Floor: a
+  buffer that publishes every delta (``max_buffered_chars=0``, i.e. per token). Lower is better.
+- ``idle_wakeups_per_second``: scheduler wakeups per second of the tickers of N idle open streams
+  (expected 0). Floor: N bare tasks parked on an event. The streams are opened once and the
+  wakeups counted over 5 consecutive windows. The ratio is undefined when the floor is 0.
+
+Only the standard library and trio are used besides the module under test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from actors.stream import StreamBuffer, TextDelta, open_stream
+
+REPEATS = 5
+YIELD_EVERY = 1000  # producers yield to the scheduler this often, in the value and the floor
+IDLE_WINDOW = 0.2  # seconds over which idle wakeups are counted, per repeat
+
+
+class _WakeupCounter(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.wakeups: collections.Counter[trio.lowlevel.Task] = collections.Counter()
+
+    def task_scheduled(self, task: trio.lowlevel.Task) -> None:
+        self.wakeups[task] += 1
+
+
+def _pieces(n: int) -> list[TextDelta]:
+    return [TextDelta(f"t{i % 100:02d} ") for i in range(n)]
+
+
+async def _floor_ingest(pieces: list[TextDelta]) -> float:
+    send, receive = trio.open_memory_channel[Any](math.inf)
+    ingested: list[TextDelta] = []
+    append = ingested.append
+    send_nowait = send.send_nowait
+    start = time.perf_counter()
+    for i, piece in enumerate(pieces):
+        append(piece)
+        send_nowait(piece)
+        if i % YIELD_EVERY == 0:
+            await trio.lowlevel.checkpoint()
+    elapsed = time.perf_counter() - start
+    send.close()
+    receive.close()
+    return len(pieces) / elapsed
+
+
+async def _coalesced_ingest(
+    pieces: list[TextDelta], *, max_buffered_chars: int
+) -> tuple[float, int]:
+    send, receive = trio.open_memory_channel[Any](math.inf)
+    async with trio.open_nursery() as nursery:
+        buffer = StreamBuffer(send.send_nowait, max_buffered_chars=max_buffered_chars)
+        await nursery.start(buffer.run)
+        add = buffer.add
+        start = time.perf_counter()
+        for i, piece in enumerate(pieces):
+            add(piece)
+            if i % YIELD_EVERY == 0:
+                await trio.lowlevel.checkpoint()
+        await buffer.aclose()
+        elapsed = time.perf_counter() - start
+    send.close()
+    publishes = receive.statistics().current_buffer_used - 1  # minus the terminal
+    receive.close()
+    return len(pieces) / elapsed, publishes
+
+
+async def _count_idle_wakeups(
+    n: int, open_one: Callable[[trio.Nursery, contextlib.AsyncExitStack, int], Awaitable[None]]
+) -> list[float]:
+    """Open ``n`` idle things, then count other tasks' wakeups per second over REPEATS windows."""
+    me = trio.lowlevel.current_task()
+    rates = []
+    async with trio.open_nursery() as nursery, contextlib.AsyncExitStack() as stack:
+        for i in range(n):
+            await open_one(nursery, stack, i)
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(REPEATS):
+            counter = _WakeupCounter()
+            trio.lowlevel.add_instrument(counter)
+            start = time.perf_counter()
+            await trio.sleep(IDLE_WINDOW)
+            elapsed = time.perf_counter() - start
+            trio.lowlevel.remove_instrument(counter)
+            others = sum(c for task, c in counter.wakeups.items() if task is not me)
+            rates.append(others / elapsed)
+        await stack.aclose()  # close the streams (each publishes its Done)
+        nursery.cancel_scope.cancel()  # and end the floor's parked tasks
+    return rates
+
+
+async def _open_idle_stream(
+    nursery: trio.Nursery, stack: contextlib.AsyncExitStack, i: int
+) -> None:
+    stream = await stack.enter_async_context(open_stream(nursery, _discard, index=i))
+    stream.delta_nowait("hello")  # published at once; nothing left buffered
+
+
+async def _open_parked_task(
+    nursery: trio.Nursery, stack: contextlib.AsyncExitStack, i: int
+) -> None:
+    nursery.start_soon(trio.sleep_forever)
+
+
+def _discard(update: object) -> None:
+    pass
+
+
+def _figure(figure: str, unit: str, values: list[float], floors: list[float]) -> dict[str, Any]:
+    value = statistics.median(values)
+    floor = statistics.median(floors)
+    ratio = value / floor if floor else None
+    return {
+        "figure": figure,
+        "value": value,
+        "unit": unit,
+        "floor": floor,
+        "ratio": ratio,
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+async def _main(n_deltas: int, n_streams: int) -> list[dict[str, Any]]:
+    pieces = _pieces(n_deltas)
+    rates, floors, publishes, per_token = [], [], [], []
+    for _ in range(REPEATS):
+        floors.append(await _floor_ingest(pieces))
+        rate, count = await _coalesced_ingest(pieces, max_buffered_chars=128)
+        rates.append(rate)
+        publishes.append(count * 1000 / n_deltas)
+        _, count = await _coalesced_ingest(pieces, max_buffered_chars=0)
+        per_token.append(count * 1000 / n_deltas)
+    idle = await _count_idle_wakeups(n_streams, _open_idle_stream)
+    idle_floor = await _count_idle_wakeups(n_streams, _open_parked_task)
+    return [
+        _figure("coalesced_deltas_per_second", "deltas/s", rates, floors),
+        _figure("publishes_per_1000_deltas", "publishes", publishes, per_token),
+        _figure("idle_wakeups_per_second", "wakeups/s", idle, idle_floor),
+    ]
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.3f}" if abs(x) < 100 else f"{x:.0f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print one line per figure (or a JSON list with ``--json``)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the figures as a JSON list")
+    parser.add_argument("--deltas", type=int, default=100_000, help="deltas per repeat")
+    parser.add_argument("--streams", type=int, default=10_000, help="idle open streams")
+    args = parser.parse_args(argv)
+    figures = trio.run(_main, args.deltas, args.streams)
+    if args.json:
+        print(json.dumps(figures))
+        return
+    print(f"{'figure':30s} {'value':>12s} {'floor':>12s} {'ratio':>8s}   min..max (unit)")
+    for f in figures:
+        print(
+            f"{f['figure']:30s} {_fmt(f['value']):>12s} {_fmt(f['floor']):>12s} "
+            f"{_fmt(f['ratio']):>8s}   {_fmt(f['min'])}..{_fmt(f['max'])} ({f['unit']})"
+        )
+
+
+if __name__ == "__main__":
+    main()
