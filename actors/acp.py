@@ -102,16 +102,6 @@ async def _call(callback: UpdateCallback, update: dict[str, Any]) -> None:
         await outcome
 
 
-def _lone_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The single leaf exception of a group of nested one-element groups, if any."""
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup):
-        if len(exc.exceptions) != 1:
-            return None
-        exc = exc.exceptions[0]
-    return exc
-
-
 class AcpClient:
     """An ACP client for one agent, over the agent's stdin (``conn_send``) and stdout.
 
@@ -244,7 +234,7 @@ class AcpClient:
                         async for update in updates_receive:
                             await _call(on_update, update)
             except BaseExceptionGroup as group:
-                lone = _lone_exception(group)
+                lone = lone_exception(group)
                 if lone is None:
                     raise
                 raise lone from None

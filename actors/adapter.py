@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 import trio
 
+from ._groups import lone_exception
 from .acp import AcpClient, PermissionPolicy, UpdateCallback
 from .jsonrpc import ProtocolError
 from .process import Marker, ProcessGroup
@@ -39,25 +40,34 @@ class AgentAdapter:
         self._max_line_bytes = max_line_bytes
         self._on_group = on_group
         self._client: AcpClient | None = None
+        self._start_error: Exception | None = None
         self._shield = trio.CancelScope(shield=True)
         self._sessions: set[str] = set()
         self.alive = False
         self.prompts = 0
 
-    async def _hold(self, *, task_status: trio.TaskStatus[AcpClient] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _hold(self, ready: trio.Event) -> None:
         # The process group and the ACP connection run shielded, so that the owner's cancellation
         # does not tear them down before session/cancel reached the agent; run() lifts the shield.
+        # (Started with start_soon + an event, never nursery.start: a shielded task that is still
+        # starting when its starter is cancelled would never be handed over, and never end.)
         if self._on_group is not None:
             self._on_group(self.group, True)
         try:
             with self._shield:
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(self.group.run)
-                    client = AcpClient(self.group.stdin, self.group.stdout, workspace=self.workspace,
-                                       permissions=self._permissions, max_line_bytes=self._max_line_bytes,
-                                       request_timeout=self._start_timeout)
-                    await nursery.start(client.run)
-                    task_status.started(client)
+                    try:
+                        await nursery.start(self.group.run)
+                        client = AcpClient(self.group.stdin, self.group.stdout, workspace=self.workspace,
+                                           permissions=self._permissions, max_line_bytes=self._max_line_bytes,
+                                           request_timeout=self._start_timeout)
+                        await nursery.start(client.run)
+                    except Exception as exc:
+                        self._start_error = exc
+                        return
+                    finally:
+                        ready.set()
+                    self._client = client
                     await self.group.wait()
                     nursery.cancel_scope.cancel()
         finally:
@@ -66,9 +76,23 @@ class AgentAdapter:
 
     async def run(self, *, task_status: trio.TaskStatus[AgentAdapter] = trio.TASK_STATUS_IGNORED) -> None:
         """Spawn, connect, initialize; serve until cancelled or the agent exits."""
+        try:
+            await self._serve(task_status)
+        except BaseExceptionGroup as group:
+            lone = lone_exception(group)
+            if lone is None:
+                raise
+            raise lone from None
+
+    async def _serve(self, task_status: trio.TaskStatus[AgentAdapter]) -> None:
         async with trio.open_nursery() as nursery:
+            ready = trio.Event()
+            nursery.start_soon(self._hold, ready)
             try:
-                self._client = await nursery.start(self._hold)
+                await ready.wait()
+                if self._start_error is not None:
+                    raise self._start_error
+                assert self._client is not None
                 try:
                     await self._client.initialize()
                 except ProtocolError as exc:

@@ -40,6 +40,7 @@ __all__ = [
     "ProcessGroup",
     "find_marked",
     "kill_tree",
+    "live_marked",
     "open_process_group",
     "sweep_dead_runtimes",
 ]
@@ -163,6 +164,11 @@ def find_marked(predicate: Callable[[Marker], bool]) -> list[psutil.Process]:
     Zombies and the calling process itself are never returned.
     """
     return [proc for proc, marker in _marked() if predicate(marker)]
+
+
+def live_marked(predicate: Callable[[Marker], bool]) -> list[psutil.Process]:
+    """:func:`find_marked` without zombies (blocking)."""
+    return [proc for proc in find_marked(predicate) if not _is_zombie(proc)]
 
 
 def kill_tree(procs: list[psutil.Process], grace: float) -> None:
@@ -457,7 +463,10 @@ class ProcessGroup:
         self._run_called = True
         if self._closed:
             raise RuntimeError("process group terminated before it started")
-        proc = await self._spawn()
+        try:
+            proc = await self._spawn()
+        finally:
+            self._spawned.set()  # on failure too: wait() and terminate() must not hang
         exited_on_own = False
         try:
             async with trio.open_nursery() as nursery:
@@ -518,7 +527,6 @@ class ProcessGroup:
             )
         except BaseException:
             self._close_lifeline()
-            self._spawned.set()  # wake wait(), which then reports the failure
             raise
         finally:
             if lifeline_r is not None:
@@ -527,7 +535,6 @@ class ProcessGroup:
         self._proc = proc
         self._stdout = _Stdout(proc.stdout)
         self._log = self._log.bind(pid=proc.pid)
-        self._spawned.set()
         self._log.debug("process group spawned", command=self.command, lifeline=self._lifeline)
         return proc
 
@@ -595,7 +602,7 @@ class ProcessGroup:
         if proc.returncode is None:
             with trio.move_on_after(self._stdin_grace):
                 await proc.wait()
-        tree = await trio.to_thread.run_sync(self._scan)
+        tree = await trio.to_thread.run_sync(self._scan, abandon_on_cancel=True)
         if proc.returncode is None or tree:
             self._log.debug("terminating process group", processes=len(tree))
             _killpg(self.pgid, signal.SIGTERM)
@@ -612,7 +619,7 @@ class ProcessGroup:
         """SIGKILL the group unconditionally, then every live member and marked escaper."""
         _killpg(self.pgid, signal.SIGKILL)
         for _ in range(_KILL_ROUNDS):
-            tree = await trio.to_thread.run_sync(self._scan)
+            tree = await trio.to_thread.run_sync(self._scan, abandon_on_cancel=True)
             if not tree:
                 break
             self._log.info("killing leftover processes", processes=len(tree))

@@ -21,6 +21,7 @@ import structlog
 import trio
 
 from actors.actor import Actor, ActorStopped
+from actors.process import live_marked
 
 from .context import StepContext
 from .events import (
@@ -222,7 +223,9 @@ class Job(Actor):
 
     def live_processes(self) -> int:
         """Live OS processes of this job's process groups, descendants and escapers included."""
-        return sum(group.live_processes() for group in list(self.process_groups))
+        if not self.process_groups:
+            return 0
+        return len(live_marked(lambda m: m.job_id == self.id and m.runtime_id == self.runtime.id))
 
     def workspace(self) -> Path:
         if self._workspace is None:

@@ -25,7 +25,7 @@ import trio
 
 from actors.acp import PermissionPolicy
 from actors.adapter import AgentAdapter
-from actors.process import Marker
+from actors.process import Marker, live_marked
 
 from .events import Event
 from .executors import executor_for
@@ -127,15 +127,18 @@ class Runtime:
 
     def stats(self) -> RuntimeStats:
         """Count what live jobs hold: trio tasks, processes, streams, recorders."""
-        tasks = processes = streams = recorders = recorded = 0
+        tasks = streams = recorders = recorded = 0
+        with_processes = False
         for job in self._live.values():
             if job.task is not None and job.result is None:
                 tasks += count_tasks(job.task)
-            processes += job.live_processes()
+            with_processes = with_processes or bool(job.process_groups)
             streams += job.open_streams()
             if job.recorder is not None:
                 recorders += 1
                 recorded += job.recorder.bytes
+        # one scan of the process table for all jobs: every live process carrying our marker
+        processes = len(live_marked(lambda m: m.runtime_id == self.id)) if with_processes else 0
         return RuntimeStats(
             live_jobs=len(self._live) - len(self._pending), pending_jobs=len(self._pending),
             tasks=tasks, processes=processes, streams=streams, recorders=recorders,

@@ -19,6 +19,8 @@ import psutil
 import pytest
 import trio
 
+from actors.process import live_marked
+
 from .runtime import Runtime, open_runtime
 
 __all__ = ["LeakError", "WakeupCounter", "assert_no_leaks", "corral_runtime", "job_tasks", "marked_processes"]
@@ -49,18 +51,7 @@ def job_tasks(job_ids: set[str] | None = None) -> list[str]:
 
 def marked_processes(rt: Any) -> list[psutil.Process]:
     """Live OS processes carrying ``rt``'s marker (zombies excluded)."""
-    try:
-        from actors.process import find_marked
-    except ImportError:  # TEMP until actors.process lands
-        return []
-    live = []
-    for proc in find_marked(lambda m: m.runtime_id == rt.id):
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE:
-                live.append(proc)
-        except psutil.NoSuchProcess:
-            pass
-    return live
+    return live_marked(lambda m: m.runtime_id == rt.id)
 
 
 def _zombie_children() -> list[int]:

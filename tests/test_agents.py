@@ -450,12 +450,10 @@ async def test_churn_300_jobs_returns_to_baseline():
                     if kind == 2:
                         job = await rt.spawn(slow)
 
-                        async def cancel_later(job=job):
-                            while job.state is not JobState.RUNNING or rt.stats().processes == 0:
-                                if job.result is not None:
+                        async def cancel_later(job=job, events=job.events()):
+                            async for event in events:  # cancel once the agent is streaming
+                                if type(event).__name__ == "StepStream":
                                     break
-                                await trio.sleep(0.02)
-                            await trio.sleep(0.1)
                             states.append((await job.cancel()).state)
 
                         nursery.start_soon(cancel_later)

@@ -249,6 +249,15 @@ async def test_missing_program_raises_unwrapped_and_leaks_nothing(marker: Marker
             ):
                 pytest.fail("body must not run")  # pragma: no cover
     assert me.num_fds() == baseline
+    group = ProcessGroup(["corral-no-such-program"], marker=marker)
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            with pytest.raises(FileNotFoundError):
+                await nursery.start(group.run)
+            with pytest.raises(RuntimeError, match="not started"):
+                await group.wait()
+            await group.terminate()
+    assert group.live_processes() == 0
 
 
 # -- teardown ------------------------------------------------------------------------------
