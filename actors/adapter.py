@@ -51,13 +51,15 @@ class AgentAdapter:
         # does not tear them down before session/cancel reached the agent; run() lifts the shield.
         # (Started with start_soon + an event, never nursery.start: a shielded task that is still
         # starting when its starter is cancelled would never be handed over, and never end.)
-        if self._on_group is not None:
-            self._on_group(self.group, True)
+        registered = False
         try:
             with self._shield:
                 async with trio.open_nursery() as nursery:
                     try:
                         await nursery.start(self.group.run)
+                        if self._on_group is not None:
+                            self._on_group(self.group, True)
+                            registered = True
                         client = AcpClient(self.group.stdin, self.group.stdout, workspace=self.workspace,
                                            permissions=self._permissions, max_line_bytes=self._max_line_bytes,
                                            request_timeout=self._start_timeout)
@@ -71,7 +73,7 @@ class AgentAdapter:
                     await self.group.wait()
                     nursery.cancel_scope.cancel()
         finally:
-            if self._on_group is not None:
+            if registered and self._on_group is not None:
                 self._on_group(self.group, False)
 
     async def run(self, *, task_status: trio.TaskStatus[AgentAdapter] = trio.TASK_STATUS_IGNORED) -> None:

@@ -83,11 +83,11 @@ class StepContext:
             command, marker=job.runtime.marker(job.id), env=env,
             cwd=cwd if cwd is not None else job.workspace(), **{**job.runtime.process_options, **kw},
         ) as group:
-            job.process_groups.add(group)
+            job.register_group(group, True)
             try:
                 yield group
             finally:
-                job.process_groups.discard(group)
+                job.register_group(group, False)
 
     def stream(self, kind: StreamKind = "text", index: int | None = None,
                mode: StreamMode = "coalesced", **kw: Any) -> Stream:

@@ -53,6 +53,7 @@ class JobStarted(Event):
     type: ClassVar[str] = "job_started"
     flow: str
     inputs: Mapping[str, Any] = attrs.field(factory=dict)
+    resumed: bool = False
 
 
 @attrs.frozen(kw_only=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ from .flow import ExitRule, Flow, Step
 from .rules import ExpressionError
 
 if TYPE_CHECKING:
+    from .persistence import Restored
     from .runtime import Runtime
 
 __all__ = ["JobHandle", "JobResult", "JobState", "JobStateError", "StepState", "StepTimeout"]
@@ -145,7 +146,7 @@ class Job(Actor):
     """The job actor.  Users hold a :class:`JobHandle`, never the job."""
 
     def __init__(self, runtime: Runtime, flow: Flow, inputs: Mapping[str, Any], job_id: str,
-                 *, record: str = "off") -> None:
+                 *, record: str = "off", restored: Restored | None = None) -> None:
         super().__init__(mailbox_size=max(16, 2 * len(flow.steps)))
         self.runtime = runtime
         self.id = job_id
@@ -153,8 +154,10 @@ class Job(Actor):
         self.inputs = dict(inputs)
         self.record = record
         self.state = JobState.PENDING
-        self.hub = EventHub(job_id)
-        self.resume_payload: Any = None
+        self.hub = EventHub(job_id, first_seq=restored.first_seq if restored else 0)
+        self.resume_payload: Any = restored.resume_payload if restored else None
+        self.restored = restored
+        self.created_at = restored.created_at if restored else time.time()
         self.result: JobResult | None = None
         self.task: trio.lowlevel.Task | None = None
         self._nursery: trio.Nursery | None = None
@@ -167,6 +170,11 @@ class Job(Actor):
         self._loops: dict[tuple[str, str], int] = {}
         self._started_at: float | None = None
         self._workspace: Path | None = None
+        if restored is not None:  # completed steps come from checkpoints and are not run again
+            for name, outputs in restored.outputs.items():
+                self._steps[name] = StepState.COMPLETED
+                self._outputs[name] = outputs
+            self._iterations.update(restored.iterations)
         # per-job resources; each is started in the job's nursery and gone with it
         self.process_groups: set[Any] = set()
         self.streams: set[Any] = set()
@@ -217,6 +225,7 @@ class Job(Actor):
             self.process_groups.add(group)
         else:
             self.process_groups.discard(group)
+        self.runtime.group_changed(self, group, live)
 
     def resolve_ref(self, ref: Any) -> Any:
         return ref.resolve(self.inputs, self._outputs, self.resume_payload)
@@ -241,10 +250,13 @@ class Job(Actor):
                 self._nursery = nursery
                 deadline = math.inf if self.flow.timeout is None else trio.current_time() + self.flow.timeout
                 with trio.CancelScope(deadline=deadline) as timeout_scope:
-                    self.state = JobState.RUNNING
-                    self.hub.publish(JobStarted, flow=self.flow.name, inputs=self.inputs)
-                    task_status.started(self)
                     await self.runtime.start_job_resources(self)
+                    self.state = JobState.RUNNING
+                    self.hub.publish(JobStarted, flow=self.flow.name, inputs=self.inputs,
+                                     resumed=self.restored is not None)
+                    if self.restored is not None and self.restored.paused:
+                        self.state = JobState.PAUSED
+                    task_status.started(self)
                     self._advance()
                     if self._outcome is None:
                         await self.serve()
@@ -288,8 +300,10 @@ class Job(Actor):
         )
         self.hub.publish(JobFinished, state=state.value, reason=reason, error=error)
         try:
-            await self.runtime.job_finished(self)
+            with trio.CancelScope(shield=True):
+                await self.runtime.job_finished(self)
         finally:
+            self.recorder = None
             self._done.set()
 
     # -- mailbox ---------------------------------------------------------------------------------
@@ -312,6 +326,7 @@ class Job(Actor):
                 self.resume_payload = payload
                 self.state = JobState.RUNNING
                 self.hub.publish(JobResumed, payload=payload)
+                self.runtime.job_state_changed(self)
         if self._outcome is None:
             self._advance()
         return None
@@ -384,7 +399,7 @@ class Job(Actor):
         self._steps[step.name] = StepState.COMPLETED
         self.hub.publish(StepCompleted, step=step.name, outputs=outputs, attempt=run.attempt,
                          iteration=run.iteration)
-        self.runtime.step_checkpoint(self, step.name, outputs, run.iteration)
+        self.runtime.step_checkpoint(self, step.name, outputs, run.iteration, run.attempt)
         action = rule.action if rule else "advance"
         self.hub.publish(ExitResolved, step=step.name, rule=rule.name if rule else None, action=action)
         if rule is None or action == "advance":
@@ -394,6 +409,7 @@ class Job(Actor):
         elif action == "escalate":
             self.state = JobState.PAUSED
             self.hub.publish(JobPaused, step=step.name, rule=rule.name)
+            self.runtime.job_state_changed(self)
         elif action == "loop":
             self._loop(step, rule)
 
@@ -459,6 +475,10 @@ class Job(Actor):
             self._handle_control_now(msg)
         return True
 
+    def fail_on_store_error(self, exc: BaseException) -> None:
+        """A durable job whose records cannot be written ends FAILED ``store_error``."""
+        self._finish(JobState.FAILED, "store_error", _describe(exc))
+
     def cancel_nowait(self, reason: str) -> None:
         """Request cancellation without waiting (used by runtime shutdown)."""
         self.request_nowait(_Cancel(reason))
@@ -498,19 +518,40 @@ def _split_cancelled(exc: BaseException) -> tuple[BaseException | None, BaseExce
 
 
 class _EventIterator:
-    """``async for event in job.events()``; subscribed when created, so nothing is missed."""
+    """``async for event in job.events()``; subscribed when created, so nothing is missed.
 
-    def __init__(self, sub: Any, hub: EventHub) -> None:
+    ``prefetch`` (durable replay) is awaited on first use: it returns the recorded events that came
+    before the subscription; live events with a seq already yielded are skipped.
+    """
+
+    def __init__(self, sub: Any, hub: EventHub,
+                 prefetch: Callable[[int], Awaitable[list[Event]]] | None = None) -> None:
         self._sub = sub
         self._hub = hub
         self._it = sub.__aiter__()
+        self._prefetch = prefetch
+        self._first_live = hub.next_seq
+        self._backlog: list[Event] = []
+        self._last_seq = -1
 
     def __aiter__(self) -> _EventIterator:
         return self
 
     async def __anext__(self) -> Event | Lagged:
+        if self._prefetch is not None:
+            prefetch, self._prefetch = self._prefetch, None
+            self._backlog = [e for e in await prefetch(self._first_live) if e.seq < self._first_live]
+        if self._backlog:
+            event = self._backlog.pop(0)
+            self._last_seq = event.seq
+            return event
         try:
-            return await self._it.__anext__()
+            while True:
+                item = await self._it.__anext__()
+                if isinstance(item, Lagged) or item.seq > self._last_seq:
+                    if not isinstance(item, Lagged):
+                        self._last_seq = item.seq
+                    return item
         except StopAsyncIteration:
             self._hub.unsubscribe(self._sub)
             raise
@@ -588,5 +629,7 @@ class JobHandle:
         at most ``maxlen`` events; a subscriber that falls behind gets a :class:`Lagged` marker.
         """
         job = self._job
-        backlog = job.runtime.replay_backlog(job) if replay else None
-        return _EventIterator(job.hub.subscribe(backlog, maxlen), job.hub)
+        if not replay:
+            return _EventIterator(job.hub.subscribe(None, maxlen), job.hub)
+        backlog, prefetch = job.runtime.replay_source(job)
+        return _EventIterator(job.hub.subscribe(backlog, maxlen), job.hub, prefetch)

@@ -13,6 +13,7 @@ word ``python`` means the interpreter running corral.  Nothing runs when a file 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 from collections.abc import Mapping
@@ -139,9 +140,11 @@ def _make_converter() -> cattrs.Converter:
             raise TypeError(f"expected an integer, got {type(value).__name__}")
         return value
 
-    on(str, _strict(str))
-    on(int, int_hook)
-    on(float, _number)
+    # str, int and float have class hooks in cattrs' single dispatch, which wins over predicate
+    # hooks: register these as class hooks too, or '5' would pass as a number and 5 as a string
+    conv.register_structure_hook(str, _strict(str))
+    conv.register_structure_hook(int, int_hook)
+    conv.register_structure_hook(float, _number)
     on(list[str], _str_list)
     generated: dict[type, Any] = {}
 
@@ -203,8 +206,11 @@ _CONVERTER = _make_converter()
 
 def _walk(exc: BaseException, path: Path_, out: list[tuple[Path_, str]]) -> None:
     if isinstance(exc, ForbiddenExtraKeysError):
+        known = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
         for key in sorted(exc.extra_fields):
-            out.append(((*path, key), f"unknown field {key!r}"))
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+            out.append(((*path, key), f"unknown field {key!r}" + hint))
         return
     if isinstance(exc, ClassValidationError | IterableValidationError):
         with_notes = exc.group_exceptions() if hasattr(exc, "group_exceptions") else ([], [])
@@ -247,16 +253,23 @@ def _field_name(path: Path_, data: Any = None) -> str:
 class _Lines:
     """Line numbers of every node of a composed YAML document, by path."""
 
-    def __init__(self, node: yaml.Node | None) -> None:
+    def __init__(self, node: yaml.Node | None, *, from_text: bool = False) -> None:
         self.lines: dict[Path_, int] = {}
+        self.default = 1 if from_text else None  # an empty file still has a line 1
+        self.duplicate: tuple[Path_, int] | None = None  # the first key repeated in a mapping
         if node is not None:
             self._visit(node, ())
 
     def _visit(self, node: yaml.Node, path: Path_) -> None:
-        self.lines[path] = node.start_mark.line + 1
+        # a field's line is the line of its key, not of its value (a block value starts below it)
+        self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
             for i, (k, v) in enumerate(node.value):
                 key = k.value
+                if key in seen and self.duplicate is None:
+                    self.duplicate = ((*path, key), k.start_mark.line + 1)
+                seen.add(key)
                 self.lines[(*path, key)] = k.start_mark.line + 1
                 self._visit(v, (*path, key))
                 # a mapping of named items (steps/exits) is also reachable by position
@@ -275,7 +288,7 @@ class _Lines:
             if path in self.lines:
                 return self.lines[path]
             path = path[:-1]
-        return self.lines.get(())
+        return self.lines.get((), self.default)
 
 
 # -- building the Flow -------------------------------------------------------------------------
@@ -366,6 +379,8 @@ def _from_data(data: Any, file: str, lines: _Lines) -> Flow:
     except Exception as exc:
         problems: list[tuple[Path_, str]] = []
         _walk(exc, (), problems)
+        # a misspelt key also makes a required one go missing: name the misspelling first
+        problems.sort(key=lambda item: not item[1].startswith("unknown field"))
         path, problem = problems[0] if problems else ((), str(exc))
         fail(path, problem)
     return _build(doc, fail)
@@ -381,7 +396,11 @@ def load_flow_text(text: str, file: str = "<string>") -> Flow:
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise FlowLoadError(file, line, "(yaml)", f"invalid YAML: {problem}") from None
-    return _from_data(data, file, _Lines(node))
+    lines = _Lines(node, from_text=True)
+    if lines.duplicate is not None:
+        path, line = lines.duplicate
+        raise FlowLoadError(file, line, _field_name(path, data), f"duplicate key {path[-1]!r}")
+    return _from_data(data, file, lines)
 
 
 def load_flow(path: str | Path) -> Flow:

@@ -10,9 +10,12 @@ to close.
 from __future__ import annotations
 
 import collections
+import json
+import math
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -21,16 +24,37 @@ from typing import Any
 
 import attrs
 import psutil
+import structlog
 import trio
 
 from actors.acp import PermissionPolicy
 from actors.adapter import AgentAdapter
 from actors.process import Marker, live_marked
 
-from .events import Event
+from .events import Event, event_from_dict
 from .executors import executor_for
-from .flow import AgentSpec, Flow, Step
+from .flow import AgentSpec, Flow, FlowError, Step
 from .job import Job, JobHandle, JobResult, JobState
+from .loading import flow_to_dict
+from .persistence import (
+    LIVE_STATES,
+    JobUpdate,
+    event_row,
+    group_row,
+    make_recorder,
+    new_lease,
+    record_of,
+    restore,
+    resumable,
+    sweep_dead,
+)
+from .store import Checkpoint, MemoryStore, SqliteStore, Store, StoreError
+
+_log = structlog.get_logger("corral.runtime")
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=repr))
 
 __all__ = ["RECORD_MODES", "Runtime", "RuntimeStats", "open_runtime"]
 
@@ -63,14 +87,21 @@ def count_tasks(task: trio.lowlevel.Task) -> int:
 class Runtime:
     """Spawn, find and count jobs.  Create with :func:`open_runtime`."""
 
-    def __init__(self, nursery: trio.Nursery, *, max_running_jobs: int | None, max_results: int,
-                 workspace: Path | None, stdin_grace: float = 0.5, term_grace: float = 2.0) -> None:
+    def __init__(self, store: Store, *, max_running_jobs: int | None, max_results: int,
+                 workspace: Path | None, stdin_grace: float = 0.5, term_grace: float = 2.0,
+                 record_max_events: int = 1000, record_max_bytes: int = 1 << 20) -> None:
         if max_running_jobs is not None and max_running_jobs < 1:
             raise ValueError("max_running_jobs must be >= 1 or None")
         self.id = uuid.uuid4().hex
         self.max_running_jobs = max_running_jobs
         self.max_results = max_results
-        self._nursery = nursery
+        self.store = store
+        self.persistent = not isinstance(store, MemoryStore)
+        self.record_max_events = record_max_events
+        self.record_max_bytes = record_max_bytes
+        self._nursery: trio.Nursery = None  # type: ignore[assignment]  # set by open_runtime
+        self._group_ops: trio.MemorySendChannel[Any] | None = None
+        self._flow_dicts: collections.OrderedDict[int, tuple[Flow, dict[str, Any]]] = collections.OrderedDict()
         self._live: dict[str, Job] = {}
         self._pending: collections.deque[Job] = collections.deque()
         self._running = 0
@@ -118,12 +149,24 @@ class Runtime:
         """Handles of every live job, in spawn order."""
         return [JobHandle(j) for j in self._live.values()]
 
-    def result(self, job_id: str) -> JobResult | None:
-        """The result of a finished job still held in memory, else ``None``."""
+    async def result(self, job_id: str) -> JobResult | None:
+        """The result of a finished job: from memory, else from the store; ``None`` if unknown."""
         res = self._results.get(job_id)
         if res is not None:
             self._results.move_to_end(job_id)
-        return res
+            await trio.lowlevel.checkpoint()
+            return res
+        rec = await self.store.get_job(job_id)
+        if rec is None or rec.state in LIVE_STATES:
+            return None
+        return JobResult(job_id=rec.job_id, flow=rec.flow_name, state=JobState(rec.state), reason=rec.reason,
+                         outputs=rec.outputs, error=rec.error, inputs=rec.inputs,
+                         started_at=rec.created_at, finished_at=rec.finished_at)
+
+    async def events(self, job_id: str, from_seq: int = 0) -> AsyncIterator[Event]:
+        """Replay a job's recorded events from the store, in seq order (durable jobs)."""
+        for row in await self.store.read_events(job_id, from_seq):
+            yield event_from_dict(row.payload)
 
     def stats(self) -> RuntimeStats:
         """Count what live jobs hold: trio tasks, processes, streams, recorders."""
@@ -171,14 +214,84 @@ class Runtime:
         return executor_for(step)
 
     async def start_job_resources(self, job: Job) -> None:
-        """Start the job's per-job actors (recorder) in its nursery."""
-        await trio.lowlevel.checkpoint()
+        """Start the job's recorder (if it asked for one) in its nursery; write its record."""
+        if job.record == "off":
+            await trio.lowlevel.checkpoint()
+            return
+        recorder = make_recorder(job)
+        await job.nursery.start(recorder.run)
+        job.recorder = recorder
 
-    def step_checkpoint(self, job: Job, step: str, outputs: Mapping[str, Any], iteration: int) -> None:
-        """A step completed (durable jobs checkpoint it)."""
+        def sink(event: Event) -> None:
+            row, size = event_row(event)
+            recorder.record(event, row if job.record == "durable" else None, size)
 
-    def replay_backlog(self, job: Job) -> list[Event] | None:
-        return job.recorder.backlog() if job.recorder is not None else None
+        job.hub.sink = sink
+        if job.record == "durable":
+            try:
+                await self.store.put_job(record_of(job, JobState.RUNNING))
+            except StoreError as exc:
+                job.fail_on_store_error(exc)
+
+    def step_checkpoint(self, job: Job, step: str, outputs: Mapping[str, Any], iteration: int,
+                        attempt: int) -> None:
+        """A step completed: a durable job checkpoints its outputs (written in order with events)."""
+        if job.record == "durable" and job.recorder is not None:
+            job.recorder.write(Checkpoint(job_id=job.id, step=step, outputs=_jsonable(dict(outputs)),
+                                          iteration=iteration, attempt=attempt))
+
+    def job_state_changed(self, job: Job) -> None:
+        if job.record == "durable" and job.recorder is not None:
+            job.recorder.write(JobUpdate(job.id, {"state": job.state.value,
+                                                  "resume_payload": _jsonable(job.resume_payload)}))
+
+    def replay_source(self, job: Job) -> tuple[list[Event] | None, Any]:
+        """(backlog, prefetch) for ``events(replay=True)``: the ring, or the store for durable jobs."""
+        recorder = job.recorder
+        if job.record == "durable":
+
+            async def prefetch(before: int) -> list[Event]:
+                if recorder is not None:
+                    await recorder.flush()
+                return [event_from_dict(row.payload) for row in await self.store.read_events(job.id)
+                        if row.seq < before]
+
+            return None, prefetch
+        return (recorder.backlog() if recorder is not None else None), None
+
+    def flow_dict(self, flow: Flow) -> dict[str, Any]:
+        """``flow_to_dict(flow)``, cached for the flows most recently spawned."""
+        key = id(flow)
+        hit = self._flow_dicts.get(key)
+        if hit is not None and hit[0] is flow:
+            self._flow_dicts.move_to_end(key)
+            return hit[1]
+        data = flow_to_dict(flow)
+        self._flow_dicts[key] = (flow, data)
+        while len(self._flow_dicts) > 64:
+            self._flow_dicts.popitem(last=False)
+        return data
+
+    def group_changed(self, job: Job, group: Any, live: bool) -> None:
+        """A process group of ``job`` started or ended: kept in the store for the orphan sweep."""
+        if self._group_ops is None:
+            return
+        op = ("put", group_row(self, group.marker, group.pgid)) if live else ("delete", group.marker.env_value())
+        try:
+            self._group_ops.send_nowait(op)
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            _log.warning("process_group_row_dropped", job_id=job.id)
+
+    async def _write_groups(self, receive: trio.MemoryReceiveChannel[Any]) -> None:
+        async with receive:
+            async for op, value in receive:
+                try:
+                    if op == "put":
+                        await self.store.put_process_group(value)
+                    else:
+                        await self.store.delete_process_group(value)
+                except StoreError as exc:
+                    _log.warning("process_group_row_failed", error=str(exc))
 
     def workspace_for(self, job_id: str) -> Path:
         if self._workspace_root is None:
@@ -192,9 +305,14 @@ class Runtime:
         return path
 
     async def job_finished(self, job: Job) -> None:
-        """Forget a finished job: keep only its result (bounded LRU)."""
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        """Forget a finished job: keep only its result (bounded LRU), complete in the store."""
         assert job.result is not None
+        if job.recorder is not None and job.record == "durable":
+            await job.recorder.flush()  # the last events, JobFinished included
+        try:
+            await self.store.put_job(record_of(job, job.result.state))
+        except StoreError as exc:
+            _log.error("job_record_failed", job_id=job.id, error=str(exc))
         if self._live.pop(job.id, None) is None:
             return
         if job.task is not None:
@@ -222,47 +340,113 @@ class Runtime:
         for job in list(self._live.values()):
             job.cancel_nowait("shutdown")
 
+    async def _open(self, services: trio.Nursery, resume: bool) -> None:
+        if not self.persistent:
+            await trio.lowlevel.checkpoint()
+            return
+        await self.store.put_lease(new_lease(self.id))
+        await sweep_dead(self.store, self.process_options["term_grace"])
+        send, receive = trio.open_memory_channel[Any](math.inf)
+        self._group_ops = send
+        services.start_soon(self._write_groups, receive)
+
+    async def _resume(self) -> None:
+        """Re-spawn durable jobs whose runtime is dead; completed steps come from checkpoints."""
+        live = {lease.runtime_id for lease in await self.store.list_leases()}
+        for rec in await resumable(self.store, live):
+            try:
+                flow, restored = await restore(self.store, rec)
+            except FlowError as exc:
+                _log.error("resume_failed", job_id=rec.job_id, error=str(exc))
+                await self.store.update_job(rec.job_id, state=JobState.FAILED.value, reason="resume_failed",
+                                            error=str(exc), finished_at=time.time())
+                continue
+            await self.store.update_job(rec.job_id, runtime_id=self.id)
+            job = Job(self, flow, rec.inputs, rec.job_id, record="durable", restored=restored)
+            self._live[job.id] = job
+            if self.max_running_jobs is None or self._running < self.max_running_jobs:
+                self._launch(job)
+            else:
+                self._pending.append(job)
+            _log.info("job_resumed", job_id=job.id, completed=sorted(restored.outputs), first_seq=restored.first_seq)
+
     async def _aclose(self) -> None:
+        if self._group_ops is not None:
+            self._group_ops.close()
+        if self.persistent:
+            try:
+                await self.store.delete_lease(self.id)
+            except StoreError as exc:
+                _log.warning("lease_release_failed", error=str(exc))
         if self._own_workspace is not None:
             await trio.to_thread.run_sync(shutil.rmtree, self._own_workspace, True)
             self._own_workspace = None
 
 
+def _lone(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
+
+
 @asynccontextmanager
 async def open_runtime(*, max_running_jobs: int | None = None, max_results: int = 10_000,
+                       store: str | Path | Store | None = None, resume: bool = False,
                        workspace: str | Path | None = None, stdin_grace: float = 0.5,
-                       term_grace: float = 2.0) -> AsyncIterator[Runtime]:
+                       term_grace: float = 2.0, record_max_events: int = 1000,
+                       record_max_bytes: int = 1 << 20) -> AsyncIterator[Runtime]:
     """Open a runtime: the root nursery of every job it spawns.
+
+    ``store``: a path (an embedded :class:`~runtime.store.SqliteStore`), a
+    :class:`~runtime.store.Store`, or ``None`` for a bounded :class:`~runtime.store.MemoryStore`.
+    With a persistent store the runtime holds a lease in it, and at start kills the processes of
+    runtimes whose lease is dead (the orphan sweep); ``resume=True`` also re-spawns their durable
+    jobs that were RUNNING, PAUSED or PENDING.
 
     ``workspace``: the directory under which each job gets ``<job_id>/`` (default: a temporary
     directory removed when the runtime closes).  ``stdin_grace``/``term_grace``: how long a process
-    group gets after stdin closes, then after SIGTERM, before SIGKILL.
+    group gets after stdin closes, then after SIGTERM, before SIGKILL.  ``record_max_events`` /
+    ``record_max_bytes`` bound each recording job's in-memory ring.
 
     Leaving the block cancels every live job (state CANCELLED, reason ``"shutdown"``) and returns
     once all their nurseries have closed.
     """
-    rt: Runtime | None = None
+    if store is None:
+        store_obj: Store = MemoryStore()
+    elif isinstance(store, str | os.PathLike):
+        store_obj = SqliteStore(store)
+    else:
+        store_obj = store
+    rt = Runtime(store_obj, max_running_jobs=max_running_jobs, max_results=max_results,
+                 workspace=None if workspace is None else Path(workspace),
+                 stdin_grace=stdin_grace, term_grace=term_grace,
+                 record_max_events=record_max_events, record_max_bytes=record_max_bytes)
     body_error: BaseException | None = None
     try:
-        async with trio.open_nursery() as nursery:
-            rt = Runtime(nursery, max_running_jobs=max_running_jobs, max_results=max_results,
-                         workspace=None if workspace is None else Path(workspace),
-                         stdin_grace=stdin_grace, term_grace=term_grace)
+        async with store_obj, trio.open_nursery() as services:
+            await rt._open(services, resume)
             try:
-                yield rt
-            except BaseException as exc:
-                body_error = exc
-                raise
+                async with trio.open_nursery() as nursery:
+                    rt._nursery = nursery
+                    if resume:
+                        await rt._resume()
+                    try:
+                        yield rt
+                    except BaseException as exc:
+                        body_error = exc
+                        raise
+                    finally:
+                        with trio.CancelScope(shield=True):
+                            await rt._shutdown()
             finally:
                 with trio.CancelScope(shield=True):
-                    await rt._shutdown()
+                    await rt._aclose()
     except BaseExceptionGroup as group:
         # Jobs never let errors escape into the root nursery, so a group here only wraps what the
         # body of the ``async with`` raised: hand that back unwrapped.
-        if body_error is not None and list(group.exceptions) == [body_error]:
+        if body_error is not None and _lone(group) is body_error:
             raise body_error from None
         raise
-    finally:
-        if rt is not None:
-            with trio.CancelScope(shield=True):
-                await rt._aclose()

@@ -424,8 +424,8 @@ async def test_results_are_bounded(autojump_clock):
             await job.wait()
             ids.append(job.id)
         assert rt.stats().results == 100
-        assert rt.result(ids[0]) is None
-        assert rt.result(ids[-1]).state is JobState.COMPLETED
+        assert await rt.result(ids[0]) is not None
+        assert (await rt.result(ids[-1])).state is JobState.COMPLETED
         assert rt.jobs() == [] and rt.get(ids[-1]) is None
         assert_no_leaks(rt)
 
@@ -438,7 +438,7 @@ async def test_two_runtimes_share_nothing(autojump_clock):
         assert rt1.get(j2.id) is None and rt2.get(j1.id) is None
         assert [j.id for j in rt1.jobs()] == [j1.id]
         await j1.cancel()
-        assert rt1.result(j1.id) is not None and rt2.result(j1.id) is None
+        assert await rt1.result(j1.id) is not None and await rt2.result(j1.id) is None
         assert j2.state is JobState.RUNNING
         assert rt1.stats().live_jobs == 0 and rt2.stats().live_jobs == 1
         await j2.cancel()

@@ -1,0 +1,117 @@
+"""The per-job recorder: a bounded ring for late subscribers and/or a batched writer to a sink.
+
+A recorder belongs to one job and lives in the job's nursery (``await nursery.start(rec.run)``).
+It is created only when a job asks for recording; a job that records nothing has no recorder and
+allocates nothing per event.
+
+- ``ring`` (``max_events`` / ``max_bytes``): the most recent events, so a late subscriber can
+  catch up.  Older events are dropped and counted in :attr:`Recorder.dropped`.
+- ``sink``: an async callable that persists a batch of items (event rows, checkpoints, ...).
+  :meth:`record` and :meth:`write` never block; the flusher task takes everything pending in one
+  batch, parks on an event while nothing is pending (no timer, no polling), and on cancellation
+  writes what is left under a shield, bounded by ``flush_grace``.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+import trio
+
+__all__ = ["Recorder", "RecorderFailed"]
+
+_log = structlog.get_logger("actors.recorder")
+
+
+class RecorderFailed(Exception):
+    """The sink failed; the recorder stops writing and reports through ``on_error``."""
+
+
+class Recorder:
+    """Bounded in memory, batched to the sink."""
+
+    def __init__(self, *, max_events: int | None = 1000, max_bytes: int = 1 << 20,
+                 sink: Callable[[list[Any]], Awaitable[None]] | None = None,
+                 on_error: Callable[[BaseException], None] | None = None,
+                 flush_grace: float = 5.0) -> None:
+        self._ring: collections.deque[tuple[Any, int]] | None = (
+            collections.deque() if max_events else None)
+        self.max_events = max_events or 0
+        self.max_bytes = max_bytes
+        self._sink = sink
+        self._on_error = on_error
+        self._flush_grace = flush_grace
+        self._pending: list[Any] = []
+        self._pending_bytes = 0
+        self._ring_bytes = 0
+        self._wakeup = trio.Event()
+        self._lock = trio.Lock()
+        self.dropped = 0
+        self.recorded = 0
+        self.written = 0
+        self.failed: BaseException | None = None
+
+    @property
+    def bytes(self) -> int:
+        """Bytes held in memory: the ring plus what waits to be written."""
+        return self._ring_bytes + self._pending_bytes
+
+    def record(self, event: Any, item: Any = None, size: int = 0) -> None:
+        """Keep ``event`` in the ring and queue ``item`` (if given) for the sink.  Never blocks."""
+        self.recorded += 1
+        if self._ring is not None:
+            self._ring.append((event, size))
+            self._ring_bytes += size
+            while len(self._ring) > self.max_events or (self._ring_bytes > self.max_bytes and len(self._ring) > 1):
+                _, old = self._ring.popleft()
+                self._ring_bytes -= old
+                self.dropped += 1
+        if item is not None:
+            self.write(item, size)
+
+    def write(self, item: Any, size: int = 0) -> None:
+        """Queue ``item`` for the sink.  Never blocks."""
+        if self._sink is None or self.failed is not None:
+            return
+        self._pending.append(item)
+        self._pending_bytes += size
+        self._wakeup.set()
+
+    def backlog(self) -> list[Any]:
+        """The events in the ring, oldest first."""
+        return [event for event, _ in self._ring] if self._ring is not None else []
+
+    async def flush(self) -> None:
+        """Write everything queued so far; returns when the sink has it."""
+        async with self._lock:
+            while self._pending and self.failed is None:
+                batch, self._pending = self._pending, []
+                self._pending_bytes = 0
+                try:
+                    assert self._sink is not None
+                    await self._sink(batch)
+                except Exception as exc:
+                    self.failed = exc
+                    _log.error("recorder_write_failed", error=repr(exc), items=len(batch))
+                    if self._on_error is not None:
+                        self._on_error(exc)
+                    return
+                self.written += len(batch)
+
+    async def run(self, *, task_status: trio.TaskStatus[Recorder] = trio.TASK_STATUS_IGNORED) -> None:
+        """The flusher: parks while nothing is pending; flushes (shielded, bounded) when cancelled."""
+        task_status.started(self)
+        try:
+            while self._sink is not None and self.failed is None:
+                await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                await self.flush()
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(self._flush_grace) as scope:
+                await self.flush()
+            if scope.cancelled_caught:
+                _log.error("recorder_flush_timeout", pending=len(self._pending))

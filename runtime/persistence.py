@@ -1,0 +1,188 @@
+"""How jobs meet the store: records, recorders, leases, the orphan sweep and resume.
+
+Kept apart from :mod:`runtime.runtime` so the kernel stays about jobs and nurseries.  Everything
+here runs in the owning job's nursery (the recorder) or in the runtime's service nursery (leases,
+the ordered writer of process-group rows), never in a module-level registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import psutil
+import structlog
+import trio
+
+from actors.process import Marker, find_marked, kill_tree
+from actors.recorder import Recorder
+
+from .events import Event, event_to_dict
+from .job import JobState, StepState
+from .loading import flow_from_dict, flow_to_dict
+from .store import Checkpoint, EventRow, JobRecord, Lease, ProcessGroupRow, Store
+
+if TYPE_CHECKING:
+    from .job import Job
+    from .runtime import Runtime
+
+__all__ = ["JobUpdate", "Restored", "lease_alive", "make_recorder", "record_of", "sweep_dead", "write_batch"]
+
+_log = structlog.get_logger("corral.store")
+
+LIVE_STATES = (JobState.PENDING.value, JobState.RUNNING.value, JobState.PAUSED.value)
+
+
+@attrs.frozen
+class JobUpdate:
+    """A partial update of a job record, written in order with the job's events."""
+
+    job_id: str
+    fields: Mapping[str, Any]
+
+
+@attrs.frozen
+class Restored:
+    """What a resumed job starts from."""
+
+    outputs: Mapping[str, Mapping[str, Any]]
+    iterations: Mapping[str, int]
+    first_seq: int
+    paused: bool
+    resume_payload: Any
+    created_at: float
+
+
+def record_of(job: Job, state: JobState, **extra: Any) -> JobRecord:
+    now = time.time()
+    result = job.result
+    return JobRecord(
+        job_id=job.id, flow_name=job.flow.name, flow=job.runtime.flow_dict(job.flow), inputs=_jsonable(job.inputs),
+        state=state.value, reason=result.reason if result else None, error=result.error if result else None,
+        outputs=_jsonable(dict(result.outputs)) if result else {}, record=job.record, runtime_id=job.runtime.id,
+        created_at=job.created_at, updated_at=now, finished_at=result.finished_at if result else None,
+        next_seq=job.hub.next_seq, resume_payload=_jsonable(job.resume_payload), **extra,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=repr))
+
+
+def event_row(event: Event) -> tuple[EventRow, int]:
+    payload = event_to_dict(event)
+    size = len(json.dumps(payload, default=repr))
+    return EventRow(job_id=event.job_id, seq=event.seq, type=event.type, ts=event.ts, payload=payload), size
+
+
+async def write_batch(store: Store, batch: list[Any]) -> None:
+    """Persist a recorder batch in order: event rows together, checkpoints and updates between."""
+    rows: list[EventRow] = []
+    for item in batch:
+        if isinstance(item, EventRow):
+            rows.append(item)
+            continue
+        if rows:
+            await store.append_events(rows)
+            rows = []
+        if isinstance(item, Checkpoint):
+            await store.put_checkpoint(item)
+        elif isinstance(item, JobUpdate):
+            await store.update_job(item.job_id, **item.fields)
+    if rows:
+        await store.append_events(rows)
+
+
+def make_recorder(job: Job) -> Recorder:
+    """The recorder a job asked for: a ring (memory), or a ring plus the store (durable)."""
+    store = job.runtime.store
+    durable = job.record == "durable"
+
+    async def sink(batch: list[Any]) -> None:
+        await write_batch(store, batch)
+
+    def failed(exc: BaseException) -> None:
+        job.fail_on_store_error(exc)
+
+    return Recorder(max_events=job.runtime.record_max_events, max_bytes=job.runtime.record_max_bytes,
+                    sink=sink if durable else None, on_error=failed if durable else None)
+
+
+def lease_alive(lease: Lease) -> bool:
+    """True while the runtime that wrote ``lease`` still runs (same pid, same process start)."""
+    if lease.host != socket.gethostname():
+        return True  # another machine's runtime: never ours to judge
+    try:
+        proc = psutil.Process(lease.pid)
+        return abs(proc.create_time() - lease.started) < 0.1 and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+def new_lease(runtime_id: str) -> Lease:
+    pid = os.getpid()
+    return Lease(runtime_id=runtime_id, pid=pid, started=psutil.Process(pid).create_time(),
+                 host=socket.gethostname(), created_at=time.time())
+
+
+async def sweep_dead(store: Store, grace: float) -> set[str]:
+    """Kill the processes of runtimes whose lease is dead; forget their groups and leases.
+
+    Returns the ids of the dead runtimes.
+    """
+    leases = await store.list_leases()
+    dead = {lease.runtime_id for lease in leases if not lease_alive(lease)}
+    known = {lease.runtime_id for lease in leases}
+    dead |= {g.runtime_id for g in await store.list_process_groups() if g.runtime_id not in known}
+    if not dead:
+        return dead
+
+    def kill() -> int:
+        procs = find_marked(lambda m: m.runtime_id in dead)
+        kill_tree(procs, grace)
+        return len(procs)
+
+    killed = await trio.to_thread.run_sync(kill)
+    for runtime_id in dead:
+        await store.delete_process_groups(runtime_id)
+        await store.delete_lease(runtime_id)
+    _log.info("swept_dead_runtimes", runtimes=len(dead), processes=killed)
+    return dead
+
+
+async def resumable(store: Store, live_runtimes: set[str]) -> list[JobRecord]:
+    """Durable jobs left RUNNING/PAUSED/PENDING by runtimes that are gone."""
+    out = []
+    for rec in await store.list_jobs(states=LIVE_STATES):
+        if rec.record == "durable" and rec.runtime_id not in live_runtimes:
+            out.append(rec)
+    return list(reversed(out))  # oldest first
+
+
+async def restore(store: Store, rec: JobRecord) -> tuple[Any, Restored]:
+    flow = flow_from_dict(rec.flow)
+    checkpoints = await store.get_checkpoints(rec.job_id)
+    events = await store.read_events(rec.job_id)
+    first_seq = (events[-1].seq + 1) if events else rec.next_seq
+    restored = Restored(
+        outputs={name: cp.outputs for name, cp in checkpoints.items() if name in {s.name for s in flow.steps}},
+        iterations={name: cp.iteration for name, cp in checkpoints.items()},
+        first_seq=first_seq, paused=rec.state == JobState.PAUSED.value,
+        resume_payload=rec.resume_payload, created_at=rec.created_at,
+    )
+    return flow, restored
+
+
+def group_row(runtime: Runtime, marker: Marker, pgid: int) -> ProcessGroupRow:
+    return ProcessGroupRow(runtime_id=runtime.id, job_id=marker.job_id, pgid=pgid, marker=marker.env_value())
+
+
+def step_states_of(restored: Restored) -> dict[str, StepState]:
+    return {name: StepState.COMPLETED for name in restored.outputs}
