@@ -92,7 +92,12 @@ class Recorder:
                 self._pending_bytes = 0
                 try:
                     assert self._sink is not None
-                    await self._sink(batch)
+                    # a batch taken from the queue is written even if we are cancelled meanwhile
+                    # (shielded, bounded): cancellation must never drop recorded events
+                    with trio.CancelScope(shield=True), trio.move_on_after(self._flush_grace) as scope:
+                        await self._sink(batch)
+                    if scope.cancelled_caught:
+                        raise RecorderFailed(f"writing {len(batch)} items took longer than {self._flush_grace}s")
                 except Exception as exc:
                     self.failed = exc
                     _log.error("recorder_write_failed", error=repr(exc), items=len(batch))
@@ -111,7 +116,5 @@ class Recorder:
                 await self.flush()
             await trio.sleep_forever()
         finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(self._flush_grace) as scope:
+            with trio.CancelScope(shield=True):
                 await self.flush()
-            if scope.cancelled_caught:
-                _log.error("recorder_flush_timeout", pending=len(self._pending))

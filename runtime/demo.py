@@ -1,74 +1,401 @@
-"""``corral demo``: N jobs of a triage -> fix -> review flow through every terminal path, then a
-report read from the runtime, trio's statistics and the OS process table."""
+"""``corral demo``: N jobs of a triage -> fix -> review flow where every step drives an agent.
+
+Every step is an agent step: the bundled fake ACP agent (:mod:`actors.fake_agent`) behind a
+two-generation wrapper (``--wrap 2``, like ``npm exec`` -> node adapter -> agent CLI), so each job
+runs a real four-process tree (keeper + three generations).  The tickets are chosen so that every
+terminal path is taken:
+
+- most jobs complete; some after the reviewer asks for changes once (a ``loop`` exit rule);
+- some are abandoned by the ``wontfix`` exit rule right after triage;
+- some fix prompts make the agent crash (``[[crash]]``): the step is retried on a fresh adapter,
+  crashes again and the job fails;
+- some fix prompts make the agent stream forever (``[[slow]]``): the demo, acting as an operator
+  with a token budget, cancels those jobs mid-stream.
+
+Jobs are recorded durably in the store.  The closing report is read from the store (jobs by final
+state), the agents' own logs (adapters spawned), the OS process table (processes left), trio's
+task tree and statistics (tasks, streams and recorders left) and a trio Instrument counting
+scheduler wakeups while the runtime sits idle — never from counters kept by the demo itself.
+"""
 
 from __future__ import annotations
 
+import collections
+import json
+import math
+import shutil
+import signal
+import sys
+import tempfile
 import time
-from collections import Counter
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
 
-import click
+import attrs
 import trio
 
-from .flow import ExitRule, Flow, OnError, Step
-from .runtime import open_runtime
+import actors.fake_agent
+from actors.process import find_marked
+from actors.stream import Delta, ReasoningContentDelta, TextDelta
+
+from .events import JobFinished, StepStarted, StepStream
+from .flow import AgentSpec, ExitRule, Flow, OnError, Step
+from .job import JobHandle, JobState
+from .runtime import Runtime, open_runtime
+from .store import SqliteStore
 from .testing import WakeupCounter, job_tasks, marked_processes
 
+__all__ = ["DEFAULT_STORE", "DemoReport", "demo_flow", "demo_inputs", "run_demo"]
 
-async def _triage(ctx: Any, inputs: dict[str, Any]) -> dict[str, Any]:
-    await trio.sleep(0.01)
-    ticket = inputs["ticket"]
-    return {"severity": ticket % 7, "summary": f"ticket {ticket}"}
+DEFAULT_STORE = ".corral/corral.db"
+TOKEN_BUDGET = 25
+"""Stream updates one step may publish before the demo's operator cancels its job."""
+
+_TITLES = (
+    "login page times out on slow networks",
+    "CSV export drops the last row",
+    "dark mode ignores the system setting",
+    "search results are not paginated",
+    "password reset mail is sent twice",
+    "avatar upload fails above 2 MB",
+    "timezone shown in UTC in the invoice",
+    "typo in the onboarding checklist",
+)
+_AREAS = ("auth", "export", "ui", "search", "mail", "uploads", "billing", "docs")
 
 
-async def _fix(ctx: Any, inputs: dict[str, Any]) -> dict[str, Any]:
-    if inputs["ticket"] % 5 == 0 and ctx.attempt == 1:
-        raise ConnectionError("flaky tool")
-    await trio.sleep(0.02 if inputs["ticket"] % 9 else 10)
-    return {"patch": f"fix for {inputs['summary']}"}
+def demo_inputs(i: int) -> dict[str, Any]:
+    """The inputs of ticket ``i``; the ticket number decides which terminal path the job takes."""
+    verdict = "wontfix" if i % 10 == 3 else "fix"
+    hint = "[[crash]]" if i % 10 == 7 else "[[slow]]" if i % 20 == 5 else ""
+    review = "request changes" if i % 10 == 9 else "LGTM"
+    return {
+        "ticket": i,
+        "title": _TITLES[i % len(_TITLES)],
+        "area": _AREAS[i % len(_AREAS)],
+        "verdict": verdict,
+        "hint": hint,
+        "review": review,
+    }
 
 
-async def _review(ctx: Any, inputs: dict[str, Any]) -> dict[str, Any]:
-    await trio.sleep(0.01)
-    return {"approved": True}
+def demo_agent(log: str | Path | None = None) -> AgentSpec:
+    """The fake agent behind two wrapper generations (run by file path: no package imports)."""
+    command = [sys.executable, str(Path(actors.fake_agent.__file__)), "--wrap", "2",
+               "--delay", "0.004", "--chunk-size", "8"]
+    if log is not None:
+        command += ["--log", str(log)]
+    return AgentSpec(command)
 
 
-def demo_flow() -> Flow:
+def demo_flow(agent: AgentSpec | None = None) -> Flow:
+    """triage -> fix -> review, every step an agent step sharing the job's one adapter."""
+    agent = agent or demo_agent()
     return Flow("triage-fix-review", [
-        Step("triage", run=_triage, inputs={"ticket": "$job.ticket"},
-             exits=[ExitRule("wontfix", when="outputs.severity == 0", action="abandon")]),
-        Step("fix", run=_fix, inputs={"ticket": "$job.ticket", "summary": "triage.summary"},
-             on_error=OnError("retry", max_attempts=3, backoff=0.01)),
-        Step("review", run=_review, inputs={"patch": "fix.patch"}),
-    ])
+        Step("triage", agent=agent,
+             prompt="Triage #{$job.ticket} '{$job.title}'. verdict: {$job.verdict}",
+             exits=[ExitRule("wontfix", when="'verdict: wontfix' in outputs.text", action="abandon")]),
+        Step("fix", agent=agent, after=["triage"],
+             prompt="Fix #{$job.ticket} in {$job.area}: patch ready {$job.hint}",
+             on_error=OnError("retry", max_attempts=2, backoff=0.05)),
+        Step("review", agent=agent, after=["fix"],
+             prompt="Review #{$job.ticket}: {$job.review}",
+             exits=[ExitRule("changes_requested", when="'request changes' in outputs.text and iteration < 1",
+                             action="loop", target="fix", max_iterations=1)]),
+    ], timeout=120)
 
 
-async def run_demo(n_jobs: int, store: str) -> bool:
-    flow = demo_flow()
-    t0 = time.perf_counter()
-    async with open_runtime() as rt:
-        jobs = [await rt.spawn(flow, {"ticket": i}) for i in range(n_jobs)]
-        await trio.sleep(0.2)
-        for job in jobs:
-            if job.flow and job.state.value == "running" and jobs.index(job) % 9 == 0:
-                await job.cancel("demo: cancelled mid-run")
-        results = [await j.wait() for j in jobs]
-        elapsed = time.perf_counter() - t0
-        stats = rt.stats()
-        counter = WakeupCounter(lambda task: True)
-        trio.lowlevel.add_instrument(counter)
-        await trio.sleep(1.0)
-        trio.lowlevel.remove_instrument(counter)
-        leftovers = {
-            "processes alive after": len(marked_processes(rt)),
-            "runtime tasks alive after": stats.tasks + len(job_tasks()),
-            "open streams after": stats.streams,
-            "recorders after": stats.recorders,
-            "wakeups/s while idle": counter.count - 1,  # the sleeping demo task itself wakes once
+@attrs.frozen
+class DemoReport:
+    """What the demo measured after every job ended (see the module docstring for the sources)."""
+
+    runtime_id: str
+    store: str
+    jobs: int
+    states: Mapping[str, int]
+    adapters: int
+    processes_after: int
+    tasks_after: int
+    streams_after: int
+    recorders_after: int
+    unfinished_after: int
+    idle_wakeups_per_s: float
+    elapsed: float
+    interrupted: bool = False
+
+    @property
+    def leaks(self) -> dict[str, float]:
+        """Every figure that must be zero, by name."""
+        return {
+            "processes alive after": self.processes_after,
+            "runtime tasks alive after": self.tasks_after,
+            "open streams after": self.streams_after,
+            "recorders after": self.recorders_after,
+            "jobs not ended in the store": self.unfinished_after,
+            "wakeups/s while idle": self.idle_wakeups_per_s,
         }
-    by_state = Counter(r.state.value for r in results)
-    click.echo(f"jobs by final state: {dict(sorted(by_state.items()))}")
-    for name, value in leftovers.items():
-        click.echo(f"{name}: {value}")
-    click.echo(f"throughput: {n_jobs / elapsed:.0f} jobs/s")
-    return all(v == 0 for v in leftovers.values())
+
+    @property
+    def ok(self) -> bool:
+        return all(v == 0 for v in self.leaks.values())
+
+    def render(self) -> str:
+        """The report as plain text lines."""
+        order = ("completed", "abandoned", "failed", "cancelled", "pending", "running", "paused")
+        states = " · ".join(f"{s} {self.states[s]}" for s in order if self.states.get(s))
+        rate = self.jobs / self.elapsed if self.elapsed > 0 else math.inf
+        rows = [
+            ("jobs by final state", states or "none", "store"),
+            ("adapters spawned", str(self.adapters), "the agents' own logs"),
+            ("processes alive after", str(self.processes_after), "process table, by marker"),
+            ("runtime tasks alive after", str(self.tasks_after), "trio task tree and statistics"),
+            ("open streams after", str(self.streams_after), "trio task tree, runtime"),
+            ("recorders after", str(self.recorders_after), "trio task tree, runtime"),
+            ("jobs not ended in the store", str(self.unfinished_after), "store"),
+            ("wakeups/s while idle", f"{self.idle_wakeups_per_s:g}", "trio Instrument, 1 s"),
+            ("throughput", f"{rate:.1f} jobs/s ({self.jobs} jobs in {self.elapsed:.1f} s)", "wall clock"),
+        ]
+        lines = [f"corral demo report — runtime {self.runtime_id} — store {self.store}"]
+        lines += [f"  {name:<28} {value:<52}  ({source})" for name, value, source in rows]
+        leaks = [name for name, value in self.leaks.items() if value]
+        lines.append("result: " + ("no leaks" if not leaks else "LEAKS: " + ", ".join(leaks))
+                     + (" (interrupted)" if self.interrupted else ""))
+        return "\n".join(lines)
+
+
+# -- live display -------------------------------------------------------------------------------
+
+
+def _delta_text(update: Any) -> str:
+    if isinstance(update, Delta) and isinstance(update.delta, TextDelta | ReasoningContentDelta):
+        return update.delta.text
+    return ""
+
+
+class _Display:
+    """Streamed tokens of a few jobs and a progress line: redrawn in place on a TTY, a few plain
+    lines otherwise.  Display state only; the report never reads it."""
+
+    def __init__(self, out: TextIO, tty: bool, n_jobs: int, spotlight: int = 3) -> None:
+        self.out = out
+        self.tty = tty
+        self.n_jobs = n_jobs
+        self.slots: list[list[Any]] = []  # [ticket, step, text, done]
+        self.n_slots = spotlight
+        self.finished: collections.Counter[str] = collections.Counter()
+        self.t0 = time.perf_counter()
+        self.drawn = 0
+        self.next_mark = 0.25
+        self.rt: Runtime | None = None
+
+    def write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    def step(self, ticket: int, step: str) -> None:
+        slot = self._slot(ticket, claim=True)
+        if slot is not None:
+            slot[1], slot[2] = step, ""
+
+    def tokens(self, ticket: int, step: str, text: str) -> None:
+        slot = self._slot(ticket, claim=True)
+        if slot is not None:
+            slot[1] = step
+            slot[2] = (slot[2] + text)[-200:]
+
+    def step_done(self, ticket: int, step: str, text: str) -> None:
+        if not self.tty and ticket < self.n_slots and text:
+            self.write(f"  #{ticket} {step:<6} │ {' '.join(text.split())[:90]}\n")
+
+    def job_done(self, ticket: int, state: str) -> None:
+        self.finished[state] += 1
+        slot = self._slot(ticket, claim=False)
+        if slot is not None:
+            slot[3] = state
+        done = sum(self.finished.values())
+        if not self.tty and (done / self.n_jobs >= self.next_mark or done == self.n_jobs):
+            while done / self.n_jobs >= self.next_mark:
+                self.next_mark += 0.25
+            self.write(self.progress() + "\n")
+
+    def _slot(self, ticket: int, claim: bool) -> list[Any] | None:
+        for slot in self.slots:
+            if slot[0] == ticket:
+                return slot
+        if not claim:
+            return None
+        if len(self.slots) < self.n_slots:
+            self.slots.append([ticket, "", "", None])
+            return self.slots[-1]
+        for i, slot in enumerate(self.slots):
+            if slot[3] is not None:  # its job ended: give the slot to a running one
+                self.slots[i] = [ticket, "", "", None]
+                return self.slots[i]
+        return None
+
+    def progress(self) -> str:
+        done = sum(self.finished.values())
+        elapsed = time.perf_counter() - self.t0
+        live = self.rt.jobs() if self.rt is not None else []
+        running = sum(1 for h in live if h.state is not JobState.PENDING and h.result is None)
+        order = ("completed", "abandoned", "failed", "cancelled")
+        queued = sum(1 for h in live if h.state is JobState.PENDING)
+        parts = [f"{done}/{self.n_jobs} done", f"running {running}", f"queued {queued}"]
+        parts += [f"{s} {self.finished[s]}" for s in order if self.finished[s]]
+        rate = done / elapsed if elapsed > 0 else 0.0
+        return "  " + " · ".join(parts) + f" · {rate:.1f} jobs/s"
+
+    def redraw(self) -> None:
+        width = max(40, shutil.get_terminal_size((100, 24)).columns - 1)
+        lines = []
+        for ticket, step, text, state in self.slots:
+            flat = " ".join(text.split())
+            tail = flat[-(width - 22):]
+            mark = f"[{state}]" if state else step
+            lines.append(f"  #{ticket:<4} {mark:<11} │ {tail}"[:width])
+        lines.append(self.progress()[:width])
+        up = f"\x1b[{self.drawn}F" if self.drawn else ""
+        self.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
+        self.drawn = len(lines)
+
+    async def run(self, done: trio.Event) -> None:
+        """Redraw ten times a second while jobs run (a TTY only); parks once they all ended."""
+        if not self.tty:
+            await done.wait()
+            return
+        while not done.is_set():
+            self.redraw()
+            with trio.move_on_after(0.1):
+                await done.wait()
+        self.redraw()
+
+
+# -- the demo -----------------------------------------------------------------------------------
+
+
+def _tree_tasks(fragment: str) -> int:
+    """Tasks anywhere in trio's task tree whose name contains ``fragment``."""
+    count = 0
+    todo = [trio.lowlevel.current_root_task()]
+    while todo:
+        task = todo.pop()
+        if fragment in task.name:
+            count += 1
+        for nursery in task.child_nurseries:
+            todo.extend(nursery.child_tasks)
+    return count
+
+
+def _count_initialize(log: Path) -> int:
+    """Agents that received ``initialize``: one per adapter the runtime spawned."""
+    if not log.exists():
+        return 0
+    count = 0
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            if json.loads(line).get("method") == "initialize":
+                count += 1
+        except (ValueError, AttributeError):
+            continue
+    return count
+
+
+async def _watch(handle: JobHandle, ticket: int, display: _Display, events: Any) -> None:
+    """Show one job's stream; cancel it (the operator's token budget) if a step runs away."""
+    updates = 0
+    text = ""
+    async with trio.open_nursery() as nursery:
+        async for event in events:
+            if isinstance(event, StepStarted):
+                updates, text = 0, ""
+                display.step(ticket, event.step)
+            elif isinstance(event, StepStream):
+                chunk = _delta_text(event.update)
+                if chunk:
+                    updates += 1
+                    text += chunk
+                    display.tokens(ticket, event.step, chunk)
+                    if updates == TOKEN_BUDGET:
+                        nursery.start_soon(handle.cancel, f"operator: step {event.step!r} over its token budget")
+                elif type(event.update).__name__ in ("Done", "Full"):
+                    display.step_done(ticket, event.step, text)
+            elif isinstance(event, JobFinished):
+                display.job_done(ticket, event.state)
+    await handle.wait()  # JobFinished comes first; then the store is written and the nursery closed
+
+
+async def _on_signal(signals: Any, interrupted: list[bool], cancel_scope: trio.CancelScope) -> None:
+    async for _sig in signals:
+        interrupted.append(True)
+        cancel_scope.cancel()
+        return
+
+
+async def run_demo(n_jobs: int = 200, store: str | Path = DEFAULT_STORE, *, max_running_jobs: int = 12,
+                   out: TextIO | None = None, tty: bool | None = None) -> DemoReport:
+    """Run the demo and measure what is left; ``out`` gets the live display (default stdout).
+
+    Ctrl-C (SIGINT) or SIGTERM cancels the jobs still running; the report is printed anyway.
+    """
+    out = out or sys.stdout
+    tty = out.isatty() if tty is None else tty
+    store_path = Path(store)
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    display = _Display(out, tty, n_jobs)
+    interrupted: list[bool] = []
+    baseline_tasks = trio.lowlevel.current_statistics().tasks_living
+    with tempfile.TemporaryDirectory(prefix="corral-demo-") as tmp:
+        agent_log = Path(tmp) / "agents.jsonl"
+        flow = demo_flow(demo_agent(agent_log))
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with open_runtime(store=store_path, max_running_jobs=max_running_jobs,
+                                    term_grace=1.0) as rt:
+                runtime_id = rt.id
+                display.rt = rt
+                display.write(f"corral demo: {n_jobs} jobs of triage -> fix -> review, every step an agent "
+                              f"(fake agent, --wrap 2); {max_running_jobs} at a time; runtime {rt.id}\n")
+                t0 = time.perf_counter()
+                all_done = trio.Event()
+                async with trio.open_nursery() as demo:
+                    demo.start_soon(_on_signal, signals, interrupted, demo.cancel_scope)
+                    demo.start_soon(display.run, all_done)
+                    async with trio.open_nursery() as watchers:
+                        for i in range(n_jobs):
+                            handle = await rt.spawn(flow, demo_inputs(i), record="durable")
+                            watchers.start_soon(_watch, handle, i, display, handle.events(maxlen=4096))
+                    all_done.set()
+                    demo.cancel_scope.cancel()  # the signal watcher; the display already returned
+                if interrupted:
+                    with trio.CancelScope(shield=True):
+                        async with trio.open_nursery() as n:
+                            for handle in rt.jobs():
+                                n.start_soon(handle.cancel, "interrupted")
+                elapsed = time.perf_counter() - t0
+                # every job has ended: measure with the runtime (and its store) still open
+                stats = rt.stats()
+                tasks_in = stats.tasks + rt.nursery_tasks + len(job_tasks())
+                streams = stats.streams + _tree_tasks("StreamBuffer")
+                recorders = stats.recorders + _tree_tasks("Recorder")
+                procs = len(await trio.to_thread.run_sync(marked_processes, rt))
+                me = trio.lowlevel.current_task()
+                counter = WakeupCounter(lambda task: task is not me)
+                trio.lowlevel.add_instrument(counter)
+                try:
+                    await trio.sleep(1.0)
+                finally:
+                    trio.lowlevel.remove_instrument(counter)
+                wakeups = counter.count / 1.0
+            # the runtime is closed
+            tasks_after = tasks_in + trio.lowlevel.current_statistics().tasks_living - baseline_tasks
+            procs += len(await trio.to_thread.run_sync(find_marked, lambda m: m.runtime_id == runtime_id))
+        adapters = _count_initialize(agent_log)
+    async with SqliteStore(store_path) as st:
+        records = await st.list_jobs(runtime_id=runtime_id)
+    states = collections.Counter(rec.state for rec in records)
+    unfinished = sum(n for s, n in states.items() if not JobState(s).terminal)
+    return DemoReport(
+        runtime_id=runtime_id, store=str(store_path), jobs=n_jobs, states=dict(states), adapters=adapters,
+        processes_after=procs, tasks_after=tasks_after, streams_after=streams, recorders_after=recorders,
+        unfinished_after=unfinished, idle_wakeups_per_s=wakeups, elapsed=elapsed, interrupted=bool(interrupted),
+    )

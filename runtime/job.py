@@ -291,6 +291,12 @@ class Job(Actor):
 
     async def _finalize(self) -> None:
         assert self._outcome is not None
+        if self.recorder is not None and self.record == "durable":
+            # a durable job has completed only once its log is in the store
+            with trio.CancelScope(shield=True):
+                await self.recorder.flush()
+            if self.recorder.failed is not None and self._outcome[0] is JobState.COMPLETED:
+                self._outcome = (JobState.FAILED, "store_error", _describe(self.recorder.failed))
         state, reason, error = self._outcome
         self.state = state
         self.result = JobResult(

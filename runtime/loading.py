@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +31,8 @@ from .flow import AgentSpec, ExitRule, Flow, FlowError, OnError, Step
 __all__ = ["FlowLoadError", "flow_from_dict", "flow_to_dict", "load_flow", "load_flow_text"]
 
 Path_ = tuple[str | int, ...]
+
+_RULE_FIELD = re.compile(r"exits\[['\"](.*)['\"]\]")
 
 
 class FlowLoadError(FlowError):
@@ -359,9 +362,17 @@ def _build(doc: FlowDoc, fail: Any) -> Flow:
         return Flow(doc.name, steps, timeout=doc.timeout)
     except FlowError as exc:
         parts = exc.field.split(".")
+        if exc.field == "steps" and exc.problem.startswith("cycle: "):
+            parts = ["steps", exc.problem.removeprefix("cycle: ").split(" -> ")[0]]  # where it starts
         if parts[0] == "steps" and len(parts) > 1:
             index = next((i for i, s in enumerate(doc.steps) if s.name == parts[1]), None)
             path: Path_ = ("steps", index, *parts[2:]) if index is not None else ("steps",)
+            rule = _RULE_FIELD.fullmatch(parts[2]) if index is not None and len(parts) > 2 else None
+            if rule is not None:  # exits['name'] -> exits, position of the rule named 'name'
+                name = rule.group(1)
+                j = next((j for j, e in enumerate(doc.steps[index].exits)
+                          if (e.name or f"exit{j}") == name), None)
+                path = ("steps", index, "exits", j, *parts[3:]) if j is not None else path[:2]
         else:
             path = tuple(parts)
         fail(path, exc.problem)
