@@ -133,6 +133,11 @@ class AgentAdapter:
         finally:
             self._sessions.discard(session_id)
 
+    @property
+    def usable(self) -> bool:
+        """Running, with its connection intact (a crashed agent's adapter is on its way out)."""
+        return self.alive and self._client is not None and self._client.closed_error is None
+
     def live_processes(self) -> int:
         return self.group.live_processes()
 

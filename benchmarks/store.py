@@ -3,38 +3,34 @@ the floor of a bare ``sqlite3`` ``executemany`` of the same rows (already serial
 transaction into the same schema, on a fresh file with the same pragmas (WAL, synchronous=NORMAL).
 Opening the store and creating the schema are outside the timing.
 
-    python benchmarks/store.py [--json] [--writers N] [--rows N]
+    python benchmarks/store.py [--json] [--quick] [--repeats N] [--writers N] [--rows N]
+
+``floor_rows_per_s(params)`` is reused by ``benchmarks/recorder.py``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import structlog
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import emit, repeat, row
+from _common import emit, options, quiet_logs, repeat, row
 
 from runtime.store import EventRow, SqliteStore
 from runtime.store.sqlite import MIGRATIONS
 
-
-def _arg(name: str, default: int) -> int:
-    return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
-
-
-WRITERS = _arg("--writers", 50)
-ROWS = _arg("--rows", 200)  # per writer
-SERIAL_ROWS = 2_000
+FLOOR = "bare sqlite3 executemany, 1 transaction, same schema"
+INSERT = "INSERT INTO events (job_id, seq, type, ts, payload) VALUES (?, ?, ?, ?, ?)"
 
 
 def payload(writer: int, i: int) -> dict:
@@ -45,7 +41,13 @@ def events(writer: int, rows: int) -> list[EventRow]:
     return [EventRow(f"job{writer}", i, "step_stream", 1.7e9 + i, payload(writer, i)) for i in range(rows)]
 
 
-def floor_rows_per_s(writers: int, rows: int) -> float:
+def params_of(rows: Sequence[EventRow]) -> list[tuple[Any, ...]]:
+    """``rows`` as the parameters of the events INSERT (payload serialized outside the timing)."""
+    return [(e.job_id, e.seq, e.type, e.ts, json.dumps(e.payload, separators=(",", ":"))) for e in rows]
+
+
+def floor_rows_per_s(params: Sequence[tuple[Any, ...]]) -> float:
+    """Rows/s of one bare ``executemany`` of ``params`` into a fresh file with the store's schema."""
     with tempfile.TemporaryDirectory() as tmp:
         conn = sqlite3.connect(Path(tmp) / "floor.db", isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -53,12 +55,9 @@ def floor_rows_per_s(writers: int, rows: int) -> float:
         for migration in MIGRATIONS:
             for statement in migration.statements:
                 conn.execute(statement)
-        params = [(e.job_id, e.seq, e.type, e.ts, json.dumps(e.payload, separators=(",", ":")))
-                  for w in range(writers) for e in events(w, rows)]
         t0 = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("INSERT INTO events (job_id, seq, type, ts, payload) VALUES (?, ?, ?, ?, ?)",
-                         params)
+        conn.executemany(INSERT, params)
         conn.execute("COMMIT")
         elapsed = time.perf_counter() - t0
         conn.close()
@@ -88,19 +87,27 @@ def corral_rows_per_s(writers: int, rows: int, per_call: int) -> float:
 
 
 def main() -> None:
-    # keep stdout for the figures (structlog's default logger prints there)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    def add(p):
+        p.add_argument("--writers", type=int, default=None, help="concurrent writers (default 50)")
+        p.add_argument("--rows", type=int, default=None, help="rows per writer (default 200)")
+
+    args = options(__doc__, add)
+    quiet_logs()
+    writers = args.writers or (10 if args.quick else 50)
+    per_writer = args.rows or (40 if args.quick else 200)
+    serial = 200 if args.quick else 2_000
     rows = []
-    for label, writers, n, per_call in (
-        (f"{WRITERS} writers x {ROWS} rows, 1 row/call", WRITERS, ROWS, 1),
-        (f"{WRITERS} writers x {ROWS} rows, 20 rows/call", WRITERS, ROWS, 20),
-        (f"1 writer x {SERIAL_ROWS} rows, 1 row/call", 1, SERIAL_ROWS, 1),
+    for label, w, n, per_call in (
+        (f"{writers} writers x {per_writer} rows, 1 row/call", writers, per_writer, 1),
+        (f"{writers} writers x {per_writer} rows, 20 rows/call", writers, per_writer, 20),
+        (f"1 writer x {serial} rows, 1 row/call", 1, serial, 1),
     ):
-        base = repeat(lambda w=writers, n=n: floor_rows_per_s(w, n))
-        value = repeat(lambda w=writers, n=n, c=per_call: corral_rows_per_s(w, n, c))
-        rows.append(row(f"append_events {label}", value, "rows/s", base,
-                        "bare sqlite3 executemany, 1 transaction"))
-    emit(rows)
+        params = params_of([e for i in range(w) for e in events(i, n)])
+        base = repeat(lambda p=params: floor_rows_per_s(p), args.repeats)
+        value = repeat(lambda w=w, n=n, c=per_call: corral_rows_per_s(w, n, c), args.repeats)
+        rows.append(row(f"store: append_events {label}", value, "rows/s", base, FLOOR,
+                        better="higher", repeats=args.repeats))
+    emit(rows, args.json)
 
 
 if __name__ == "__main__":

@@ -1,30 +1,27 @@
 """Stream buffer benchmark: throughput, coalescing and idle wakeups, against floors from this run.
 
-Usage: ``python benchmarks/streams.py [--json] [--deltas N] [--streams N]``
+Usage: ``python benchmarks/streams.py [--json] [--quick] [--repeats N] [--deltas N] [--streams N]``
 
-Figures (median of 5 repeats, with min and max):
+Figures (median of 5 repeats, 3 with ``--quick``, with min and max):
 
 - ``coalesced_deltas_per_second``: deltas ingested by ``StreamBuffer.add`` and published (into an
   unbounded trio memory channel, standing in for the job's event hub) in coalesced mode. Floor:
   the same deltas through a bare ``list.append`` plus ``send_nowait`` on such a channel.
-  Ratio = value / floor (1.0 would be "free").
+  Ratio = floor / value: times the floor's cost (1.0 would be "free").
 - ``publishes_per_1000_deltas``: publishes the coalesced buffer made per 1000 deltas. Floor: a
   buffer that publishes every delta (``max_buffered_chars=0``, i.e. per token). Lower is better.
 - ``idle_wakeups_per_second``: scheduler wakeups per second of the tickers of N idle open streams
   (expected 0). Floor: N bare tasks parked on an event. The streams are opened once and the
-  wakeups counted over 5 consecutive windows. The ratio is undefined when the floor is 0.
+  wakeups counted over consecutive windows (one per repeat). The ratio is undefined when the floor is 0.
 
 Only the standard library and trio are used besides the module under test.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import contextlib
-import json
 import math
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -34,13 +31,14 @@ from typing import Any
 import trio
 import trio.testing
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import emit, options, quiet_logs, row, summary
 
 from actors.stream import StreamBuffer, TextDelta, open_stream
 
-REPEATS = 5
 YIELD_EVERY = 1000  # producers yield to the scheduler this often, in the value and the floor
-IDLE_WINDOW = 0.2  # seconds over which idle wakeups are counted, per repeat
 
 
 class _WakeupCounter(trio.abc.Instrument):
@@ -94,20 +92,21 @@ async def _coalesced_ingest(
 
 
 async def _count_idle_wakeups(
-    n: int, open_one: Callable[[trio.Nursery, contextlib.AsyncExitStack, int], Awaitable[None]]
+    n: int, open_one: Callable[[trio.Nursery, contextlib.AsyncExitStack, int], Awaitable[None]],
+    repeats: int, window: float,
 ) -> list[float]:
-    """Open ``n`` idle things, then count other tasks' wakeups per second over REPEATS windows."""
+    """Open ``n`` idle things, then count other tasks' wakeups per second over ``repeats`` windows."""
     me = trio.lowlevel.current_task()
     rates = []
     async with trio.open_nursery() as nursery, contextlib.AsyncExitStack() as stack:
         for i in range(n):
             await open_one(nursery, stack, i)
         await trio.testing.wait_all_tasks_blocked()
-        for _ in range(REPEATS):
+        for _ in range(repeats):
             counter = _WakeupCounter()
             trio.lowlevel.add_instrument(counter)
             start = time.perf_counter()
-            await trio.sleep(IDLE_WINDOW)
+            await trio.sleep(window)
             elapsed = time.perf_counter() - start
             trio.lowlevel.remove_instrument(counter)
             others = sum(c for task, c in counter.wakeups.items() if task is not me)
@@ -134,63 +133,44 @@ def _discard(update: object) -> None:
     pass
 
 
-def _figure(figure: str, unit: str, values: list[float], floors: list[float]) -> dict[str, Any]:
-    value = statistics.median(values)
-    floor = statistics.median(floors)
-    ratio = value / floor if floor else None
-    return {
-        "figure": figure,
-        "value": value,
-        "unit": unit,
-        "floor": floor,
-        "ratio": ratio,
-        "min": min(values),
-        "max": max(values),
-    }
-
-
-async def _main(n_deltas: int, n_streams: int) -> list[dict[str, Any]]:
+async def _main(n_deltas: int, n_streams: int, repeats: int, window: float) -> list[dict[str, Any]]:
     pieces = _pieces(n_deltas)
     rates, floors, publishes, per_token = [], [], [], []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         floors.append(await _floor_ingest(pieces))
         rate, count = await _coalesced_ingest(pieces, max_buffered_chars=128)
         rates.append(rate)
         publishes.append(count * 1000 / n_deltas)
         _, count = await _coalesced_ingest(pieces, max_buffered_chars=0)
         per_token.append(count * 1000 / n_deltas)
-    idle = await _count_idle_wakeups(n_streams, _open_idle_stream)
-    idle_floor = await _count_idle_wakeups(n_streams, _open_parked_task)
+    idle = await _count_idle_wakeups(n_streams, _open_idle_stream, repeats, window)
+    idle_floor = await _count_idle_wakeups(n_streams, _open_parked_task, repeats, window)
     return [
-        _figure("coalesced_deltas_per_second", "deltas/s", rates, floors),
-        _figure("publishes_per_1000_deltas", "publishes", publishes, per_token),
-        _figure("idle_wakeups_per_second", "wakeups/s", idle, idle_floor),
+        row("stream: coalesced deltas ingested+published per second", summary(rates), "deltas/s",
+            summary(floors), "list.append + memory channel send_nowait", better="higher",
+            repeats=repeats),
+        row("stream: publishes per 1000 deltas (coalesced, 128 chars/50 ms)", summary(publishes),
+            "publishes", summary(per_token), "per-token buffer (publishes every delta)",
+            repeats=repeats),
+        row(f"stream: scheduler wakeups/s of {n_streams} idle open streams", summary(idle),
+            "wakeups/s", summary(idle_floor), f"{n_streams} bare tasks parked on an event",
+            repeats=repeats),
     ]
-
-
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return "-"
-    return f"{x:.3f}" if abs(x) < 100 else f"{x:.0f}"
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print one line per figure (or a JSON list with ``--json``)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print the figures as a JSON list")
-    parser.add_argument("--deltas", type=int, default=100_000, help="deltas per repeat")
-    parser.add_argument("--streams", type=int, default=10_000, help="idle open streams")
-    args = parser.parse_args(argv)
-    figures = trio.run(_main, args.deltas, args.streams)
-    if args.json:
-        print(json.dumps(figures))
-        return
-    print(f"{'figure':30s} {'value':>12s} {'floor':>12s} {'ratio':>8s}   min..max (unit)")
-    for f in figures:
-        print(
-            f"{f['figure']:30s} {_fmt(f['value']):>12s} {_fmt(f['floor']):>12s} "
-            f"{_fmt(f['ratio']):>8s}   {_fmt(f['min'])}..{_fmt(f['max'])} ({f['unit']})"
-        )
+
+    def add(p):
+        p.add_argument("--deltas", type=int, default=None, help="deltas per repeat (default 100000)")
+        p.add_argument("--streams", type=int, default=None, help="idle open streams (default 10000)")
+
+    args = options(__doc__, add, argv)
+    quiet_logs()
+    deltas = args.deltas or (10_000 if args.quick else 100_000)
+    streams = args.streams or (500 if args.quick else 10_000)
+    window = 0.05 if args.quick else 0.2  # seconds over which idle wakeups are counted, per repeat
+    emit(trio.run(_main, deltas, streams, args.repeats, window), args.json)
 
 
 if __name__ == "__main__":

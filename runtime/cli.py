@@ -15,15 +15,16 @@ step modules are importable from.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import attrs
 import click
@@ -33,8 +34,8 @@ import trio
 from actors.process import sweep_dead_runtimes
 
 from .demo import DEFAULT_STORE, run_demo
-from .events import Lagged, event_to_dict
-from .job import JobHandle, JobState
+from .events import Event, JobPaused, JobStarted, Lagged, event_to_dict
+from .job import JobHandle, JobState, JobStateError
 from .loading import FlowLoadError, load_flow
 from .persistence import sweep_dead
 from .runtime import RECORD_MODES, open_runtime
@@ -45,6 +46,7 @@ __all__ = ["EventPrinter", "configure_logging", "main"]
 EXIT_INTERRUPTED = 130
 EXIT_BAD_INPUT = 2
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+T = TypeVar("T")
 
 
 def configure_logging(verbosity: int, *, stream: TextIO | None = None, quiet_level: int = logging.WARNING) -> None:
@@ -172,6 +174,27 @@ def _json_line(data: Any, out: TextIO | None = None) -> None:
     stream.flush()
 
 
+class _EventOutput:
+    """Where a command's events go: JSON lines (``--json``) or an :class:`EventPrinter`."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.printer = EventPrinter()
+
+    def __call__(self, item: Event | Lagged | Mapping[str, Any]) -> None:
+        if isinstance(item, Lagged):
+            if self.as_json:
+                _json_line({"type": "lagged", "n": item.n})
+            else:
+                self.printer.lagged(item.n)
+            return
+        data = event_to_dict(item) if isinstance(item, Event) else item
+        if self.as_json:
+            _json_line(data)
+        else:
+            self.printer(data)
+
+
 # -- helpers --------------------------------------------------------------------------------------
 
 
@@ -240,6 +263,20 @@ def _duration(rec: JobRecord) -> str:
     return f"{end - rec.created_at:.2f}s" if end else "-"
 
 
+def _trio_run(fn: Callable[[], Awaitable[T]]) -> T:
+    """``trio.run(fn)``; a store that cannot be opened or written is an error message, not a traceback."""
+    try:
+        return trio.run(fn)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _resume_quietly(job: JobHandle, payload: Any) -> None:
+    """Resume ``job`` unless it is no longer paused (cancelled meanwhile, say)."""
+    with contextlib.suppress(JobStateError):
+        await job.resume(payload)
+
+
 async def _watch_signals(signals: Any, on_signal: Any) -> None:
     async for signum in signals:
         on_signal(signum)
@@ -289,7 +326,7 @@ def demo(jobs: int, concurrency: int, store: str, verbose: int) -> None:
     """
     configure_logging(_verbosity(verbose), quiet_level=logging.ERROR)
     path = _new_store(store)
-    report = trio.run(lambda: run_demo(jobs, path, max_running_jobs=concurrency))
+    report = _trio_run(lambda: run_demo(jobs, path, max_running_jobs=concurrency))
     click.echo(report.render())
     if report.interrupted:
         sys.exit(EXIT_INTERRUPTED)
@@ -327,7 +364,7 @@ def run(flow_file: str, pairs: tuple[str, ...], store: str, record: str, as_json
 
     async def go() -> tuple[JobState, bool]:
         interrupted: list[int] = []
-        printer = EventPrinter()
+        output = _EventOutput(as_json)
         with trio.open_signal_receiver(*_SIGNALS) as signals:
             async with open_runtime(store=path) as rt:
                 job = await rt.spawn(flow, inputs, record=record)
@@ -342,14 +379,10 @@ def run(flow_file: str, pairs: tuple[str, ...], store: str, record: str, as_json
 
                     nursery.start_soon(_watch_signals, signals, on_signal)
                     async for event in events:
-                        if isinstance(event, Lagged):
-                            _json_line({"type": "lagged", "n": event.n}) if as_json else printer.lagged(event.n)
-                            continue
-                        data = event_to_dict(event)
-                        _json_line(data) if as_json else printer(data)
-                        if event.type == "job_paused":
+                        output(event)
+                        if isinstance(event, JobPaused):
                             if payload is not None:
-                                nursery.start_soon(job.resume, payload)
+                                nursery.start_soon(_resume_quietly, job, payload)
                             elif not as_json:
                                 click.echo("job paused: waiting (use --resume-payload JSON to resume "
                                            "automatically; Ctrl-C cancels)", err=True)
@@ -357,7 +390,7 @@ def run(flow_file: str, pairs: tuple[str, ...], store: str, record: str, as_json
                     nursery.cancel_scope.cancel()
         return result.state, bool(interrupted)
 
-    state, interrupted = trio.run(go)
+    state, interrupted = _trio_run(go)
     if interrupted:
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(0 if state is JobState.COMPLETED else 1)
@@ -379,7 +412,7 @@ def jobs(store: str, states: tuple[str, ...], limit: int, as_json: bool, verbose
         async with SqliteStore(path) as st:
             return await st.list_jobs(states=states or None, limit=limit or None)
 
-    records = trio.run(go)
+    records = _trio_run(go)
     if as_json:
         for rec in records:
             _json_line(attrs.asdict(rec))
@@ -431,7 +464,7 @@ def show(job_ref: str, store: str, as_json: bool, verbose: int) -> None:
             rec = await _find_job(st, job_ref)
             return rec, [row.payload for row in await st.read_events(rec.job_id)]
 
-    rec, payloads = trio.run(go)
+    rec, payloads = _trio_run(go)
     steps = _step_summary(payloads)
     if as_json:
         _json_line({**attrs.asdict(rec), "steps": steps})
@@ -469,13 +502,13 @@ def events(job_ref: str, store: str, as_json: bool, verbose: int) -> None:
             rec = await _find_job(st, job_ref)
             return rec, [row.payload for row in await st.read_events(rec.job_id)]
 
-    rec, payloads = trio.run(go)
+    rec, payloads = _trio_run(go)
     if not payloads:
         raise click.ClickException(f"job {rec.job_id} has no recorded events (it ran with record={rec.record}; "
                                    "use --record durable)")
-    printer = EventPrinter()
+    output = _EventOutput(as_json)
     for payload in payloads:
-        _json_line(payload) if as_json else printer(payload)
+        output(payload)
 
 
 @main.command()
@@ -487,26 +520,31 @@ def resume(store: str, payload: str | None, as_json: bool, verbose: int) -> None
     """Resume the durable jobs of runtimes that died, and run them to their end.
 
     Steps that completed before the crash are not run again (their outputs come from checkpoints).
-    Jobs that were PAUSED stay paused unless --payload is given.  Ctrl-C cancels the resumed jobs.
-    Exit status 0 if every resumed job completed.
+    Each job's recorded events are printed from its start, then its new ones live.  Jobs that were
+    PAUSED stay paused unless --payload is given.  Ctrl-C cancels the resumed jobs.  Exit status 0
+    if every resumed job completed.
     """
     configure_logging(_verbosity(verbose))
     path = _existing_store(store)
     data = _json_option(payload, "'--payload'")
     _import_from_cwd()
 
-    async def follow(job: JobHandle, printer: EventPrinter) -> None:
-        async for event in job.events(maxlen=100_000):
-            if isinstance(event, Lagged):
-                continue
-            as_dict = event_to_dict(event)
-            _json_line(as_dict) if as_json else printer(as_dict)
-            if event.type == "job_paused" and data is not None:
-                await job.resume(data)
+    async def follow(job: JobHandle, output: _EventOutput) -> None:
+        # replay: the job may have started before we subscribed; its log before the crash comes too
+        told = False
+        async for event in job.events(replay=True, maxlen=100_000):
+            output(event)
+            if isinstance(event, JobStarted | JobPaused) and job.state is JobState.PAUSED:
+                if data is not None:
+                    await _resume_quietly(job, data)
+                elif not told:
+                    told = True
+                    click.echo(f"job {job.id} is paused: waiting (pass --payload JSON to resume it; "
+                               "Ctrl-C cancels)", err=True)
 
     async def go() -> tuple[list[JobState], bool]:
         interrupted: list[int] = []
-        printer = EventPrinter()
+        output = _EventOutput(as_json)
         with trio.open_signal_receiver(*_SIGNALS) as signals:
             async with open_runtime(store=path, resume=True) as rt:
                 handles = rt.jobs()
@@ -523,21 +561,14 @@ def resume(store: str, payload: str | None, as_json: bool, verbose: int) -> None
                         interrupted.append(signum)
 
                     nursery.start_soon(_watch_signals, signals, on_signal)
-                    for job in handles:
-                        if job.state is JobState.PAUSED:
-                            if data is not None:
-                                nursery.start_soon(job.resume, data)
-                            else:
-                                click.echo(f"job {job.id} is paused: waiting (pass --payload JSON to resume it)",
-                                           err=True)
                     async with trio.open_nursery() as followers:
                         for job in handles:
-                            followers.start_soon(follow, job, printer)
+                            followers.start_soon(follow, job, output)
                     results = [await job.wait() for job in handles]
                     nursery.cancel_scope.cancel()
         return [r.state for r in results], bool(interrupted)
 
-    states, interrupted = trio.run(go)
+    states, interrupted = _trio_run(go)
     if interrupted:
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(0 if all(s is JobState.COMPLETED for s in states) else 1)
@@ -563,8 +594,5 @@ def sweep(store: str, grace: float, verbose: int) -> None:
                 forgotten = len(await sweep_dead(st, grace))
         return killed, forgotten
 
-    try:
-        killed, forgotten = trio.run(go)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    killed, forgotten = _trio_run(go)
     click.echo(f"killed {killed} processes of dead runtimes; forgot {forgotten} dead runtimes in {store}")

@@ -37,14 +37,13 @@ import trio
 
 import actors.fake_agent
 from actors.process import find_marked
-from actors.stream import Delta, ReasoningContentDelta, TextDelta
+from actors.stream import Delta, Done, Full, ReasoningContentDelta, TextDelta
 
 from .events import JobFinished, StepStarted, StepStream
 from .flow import AgentSpec, ExitRule, Flow, OnError, Step
 from .job import JobHandle, JobState
 from .runtime import Runtime, open_runtime
 from .store import SqliteStore
-from .testing import WakeupCounter, job_tasks, marked_processes
 
 __all__ = ["DEFAULT_STORE", "DemoReport", "demo_flow", "demo_inputs", "run_demo"]
 
@@ -173,6 +172,16 @@ def _delta_text(update: Any) -> str:
     return ""
 
 
+@attrs.define
+class _Slot:
+    """One spotlighted job on the live display."""
+
+    ticket: int
+    step: str = ""
+    text: str = ""
+    state: str | None = None  # set when the job has ended
+
+
 class _Display:
     """Streamed tokens of a few jobs and a progress line: redrawn in place on a TTY, a few plain
     lines otherwise.  Display state only; the report never reads it."""
@@ -181,7 +190,7 @@ class _Display:
         self.out = out
         self.tty = tty
         self.n_jobs = n_jobs
-        self.slots: list[list[Any]] = []  # [ticket, step, text, done]
+        self.slots: list[_Slot] = []
         self.n_slots = spotlight
         self.finished: collections.Counter[str] = collections.Counter()
         self.t0 = time.perf_counter()
@@ -196,13 +205,13 @@ class _Display:
     def step(self, ticket: int, step: str) -> None:
         slot = self._slot(ticket, claim=True)
         if slot is not None:
-            slot[1], slot[2] = step, ""
+            slot.step, slot.text = step, ""
 
     def tokens(self, ticket: int, step: str, text: str) -> None:
         slot = self._slot(ticket, claim=True)
         if slot is not None:
-            slot[1] = step
-            slot[2] = (slot[2] + text)[-200:]
+            slot.step = step
+            slot.text = (slot.text + text)[-200:]
 
     def step_done(self, ticket: int, step: str, text: str) -> None:
         if not self.tty and ticket < self.n_slots and text:
@@ -212,25 +221,25 @@ class _Display:
         self.finished[state] += 1
         slot = self._slot(ticket, claim=False)
         if slot is not None:
-            slot[3] = state
+            slot.state = state
         done = sum(self.finished.values())
         if not self.tty and (done / self.n_jobs >= self.next_mark or done == self.n_jobs):
             while done / self.n_jobs >= self.next_mark:
                 self.next_mark += 0.25
             self.write(self.progress() + "\n")
 
-    def _slot(self, ticket: int, claim: bool) -> list[Any] | None:
+    def _slot(self, ticket: int, claim: bool) -> _Slot | None:
         for slot in self.slots:
-            if slot[0] == ticket:
+            if slot.ticket == ticket:
                 return slot
         if not claim:
             return None
         if len(self.slots) < self.n_slots:
-            self.slots.append([ticket, "", "", None])
+            self.slots.append(_Slot(ticket))
             return self.slots[-1]
         for i, slot in enumerate(self.slots):
-            if slot[3] is not None:  # its job ended: give the slot to a running one
-                self.slots[i] = [ticket, "", "", None]
+            if slot.state is not None:  # its job ended: give the slot to a running one
+                self.slots[i] = _Slot(ticket)
                 return self.slots[i]
         return None
 
@@ -249,11 +258,10 @@ class _Display:
     def redraw(self) -> None:
         width = max(40, shutil.get_terminal_size((100, 24)).columns - 1)
         lines = []
-        for ticket, step, text, state in self.slots:
-            flat = " ".join(text.split())
-            tail = flat[-(width - 22):]
-            mark = f"[{state}]" if state else step
-            lines.append(f"  #{ticket:<4} {mark:<11} │ {tail}"[:width])
+        for slot in self.slots:
+            tail = " ".join(slot.text.split())[-(width - 22):]
+            mark = f"[{slot.state}]" if slot.state else slot.step
+            lines.append(f"  #{slot.ticket:<4} {mark:<11} │ {tail}"[:width])
         lines.append(self.progress()[:width])
         up = f"\x1b[{self.drawn}F" if self.drawn else ""
         self.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
@@ -318,7 +326,7 @@ async def _watch(handle: JobHandle, ticket: int, display: _Display, events: Any)
                     display.tokens(ticket, event.step, chunk)
                     if updates == TOKEN_BUDGET:
                         nursery.start_soon(handle.cancel, f"operator: step {event.step!r} over its token budget")
-                elif type(event.update).__name__ in ("Done", "Full"):
+                elif isinstance(event.update, Done | Full):
                     display.step_done(ticket, event.step, text)
             elif isinstance(event, JobFinished):
                 display.job_done(ticket, event.state)
@@ -338,6 +346,9 @@ async def run_demo(n_jobs: int = 200, store: str | Path = DEFAULT_STORE, *, max_
 
     Ctrl-C (SIGINT) or SIGTERM cancels the jobs still running; the report is printed anyway.
     """
+    # runtime.testing imports pytest: import it when the demo runs, not when the CLI starts
+    from .testing import WakeupCounter, job_tasks, marked_processes
+
     out = out or sys.stdout
     tty = out.isatty() if tty is None else tty
     store_path = Path(store)

@@ -204,7 +204,7 @@ class Job(Actor):
             if isinstance(entry, trio.Event):  # another step is starting it
                 await entry.wait()
                 continue
-            if entry is not None and entry.alive:
+            if entry is not None and entry.usable:
                 await trio.lowlevel.checkpoint()
                 return entry
             starting = trio.Event()

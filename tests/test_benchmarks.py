@@ -1,0 +1,148 @@
+"""Smoke tests of the benchmark scripts: each runs with ``--quick`` and emits valid JSON rows.
+
+``benchmarks/run_all.py --quick`` runs every script as a subprocess (real processes, real clock),
+checks each one's rows and writes the results and a README section into a temporary directory, so
+the repository's ``results.json`` and ``README.md`` are never touched.  The figures themselves are
+not asserted on (no timing thresholds): only their shape, and the counts that must be zero.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+
+
+def _load(name: str):
+    # by file path, under a private name: the benchmark directory never goes on sys.path here
+    spec = importlib.util.spec_from_file_location(f"_corral_bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_common = _load("_common")
+
+HANG_GUARD = 300  # seconds: a guard against a hung subprocess, not a timing threshold
+
+EXPECTED_SCRIPTS = {"processes", "recorder", "scaling", "soak", "spawn", "store", "streams"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One ``run_all.py --quick`` into a temporary directory, shared by the tests that read it."""
+    tmp = tmp_path_factory.mktemp("bench")
+    readme = tmp / "README.md"
+    readme.write_text("# corral\n\n## Benchmarks\n\nold text\n\n## License\n\nMIT\n", encoding="utf-8")
+    results = tmp / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "run_all.py"), "--quick", "--results", str(results),
+         "--readme", str(readme)],
+        cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD,
+    )
+    return proc, json.loads(results.read_text(encoding="utf-8")), readme.read_text(encoding="utf-8")
+
+
+def test_run_all_runs_every_script(quick_run):
+    proc, results, _ = quick_run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    on_disk = {p.stem for p in BENCH.glob("*.py") if not p.name.startswith("_")}
+    assert on_disk - {"run_all", "peers"} == EXPECTED_SCRIPTS
+    assert set(results["scripts"]) == EXPECTED_SCRIPTS
+    for name, script in results["scripts"].items():
+        assert "error" not in script, (name, script.get("error"), script.get("stderr_tail"))
+        _common.validate_rows(script["rows"])
+        assert script["command"].startswith(f"python benchmarks/{name}.py --json --quick")
+    assert results["quick"] is True
+    for key in ("cpu_count", "python", "trio", "platform", "date"):
+        assert results["machine"][key]
+    # one table with every figure went to stdout
+    for script in results["scripts"].values():
+        for r in script["rows"]:
+            assert r["figure"][:40] in proc.stdout
+
+
+def test_every_figure_has_a_floor_or_is_a_count(quick_run):
+    _, results, _ = quick_run
+    for script in results["scripts"].values():
+        for r in script["rows"]:
+            if r["floor"] is None:
+                assert r["ratio"] is None
+            else:
+                assert r["floor_name"], r["figure"]
+            assert r["repeats"] is None or r["repeats"] >= 1
+
+
+def test_counts_that_must_be_zero_are_zero(quick_run):
+    _, results, _ = quick_run
+    rows = {r["figure"]: r for s in results["scripts"].values() for r in s["rows"]}
+    leftovers = [r for f, r in rows.items() if f.startswith("process: processes alive after")]
+    recorded = [r for f, r in rows.items() if f.startswith("recorder: stats().recorded_bytes")]
+    idle = [r for r in rows.values() if r["unit"] == "wakeups/s"]
+    assert leftovers and recorded and len(idle) == 3  # idle streams, paused jobs, idle adapters
+    for r in leftovers + recorded + idle:
+        assert r["max"] == 0, r
+
+
+def test_readme_section_is_regenerated_between_markers(quick_run):
+    _, results, readme = quick_run
+    assert readme.count(_common.README_START) == 1 and readme.count(_common.README_END) == 1
+    head, rest = readme.split(_common.README_START)
+    section, tail = rest.split(_common.README_END)
+    assert head.endswith("## Benchmarks\n\n")
+    assert "old text" in tail and tail.rstrip().endswith("MIT")
+    assert "| figure | value | floor | ratio | min..max |" in section
+    assert _common.machine_line(results["machine"]) in section
+
+
+def test_update_readme_replaces_only_the_marked_text(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n\n## Benchmarks\n\n{_common.README_START}\nold\n{_common.README_END}\n\nafter\n",
+                      encoding="utf-8")
+    assert _common.update_readme(readme, "new figures") == "updated"
+    text = readme.read_text(encoding="utf-8")
+    assert "old" not in text and "new figures" in text
+    assert text.startswith("intro\n\n## Benchmarks\n\n") and text.endswith("\n\nafter\n")
+    assert _common.update_readme(readme, "new figures") == "updated"
+    assert readme.read_text(encoding="utf-8") == text  # idempotent
+
+
+def test_update_readme_without_heading_or_markers_writes_nothing(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# corral\n\nno benchmark section yet\n", encoding="utf-8")
+    assert _common.update_readme(readme, "figures") == "missing"
+    assert readme.read_text(encoding="utf-8") == "# corral\n\nno benchmark section yet\n"
+    assert _common.update_readme(tmp_path / "absent.md", "figures") == "no-readme"
+
+
+def test_validate_rows_names_what_is_wrong():
+    good = _common.row("x", (1.0, 0.5, 2.0), "ms", (0.5, 0.5, 0.5), "floor")
+    assert good["ratio"] == 2.0
+    assert _common.row("t", (50.0, 40.0, 60.0), "ops/s", (100.0, 90.0, 110.0), "f",
+                       better="higher")["ratio"] == 2.0
+    assert _common.validate_rows([good]) == [good]
+    for bad, message in (([], "non-empty"), ([{"figure": "y"}], "missing"),
+                         ([{**good, "value": "1"}], "value must be a number"),
+                         ([{**good, "min": 3.0}], "min > max")):
+        with pytest.raises(ValueError, match=message):
+            _common.validate_rows(bad)
+
+
+def test_peers_corral_worker_runs_without_crewai():
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "peers.py"), "--worker", "corral", "--runs", "10", "--warmup", "1",
+         "--out", "-"],
+        cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    for shape in ("noop2", "noop10"):
+        assert len(out[shape]["us"]) == 5 and all(us > 0 for us in out[shape]["us"])
+        assert len(out[shape]["rss_per_1000"]) == 5

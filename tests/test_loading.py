@@ -1,0 +1,334 @@
+"""YAML flows: what loads, and what is refused whole with an error naming file, line and field."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+from runtime import ExitRule, Flow, OnError, Step
+from runtime.loading import FlowLoadError, flow_from_dict, flow_to_dict, load_flow, load_flow_text
+
+GOOD = """\
+name: triage-fix-review
+timeout: 60
+steps:
+  triage:
+    run: examples.steps:triage
+    inputs: {ticket: $job.ticket, title: $job.title}
+    exits:
+      - name: wontfix
+        when: outputs.severity == 0
+        action: abandon
+  fix:
+    run: examples.steps:fix
+    inputs: {summary: triage.summary}
+    on_error: {action: retry, max_attempts: 3, backoff: 0.5}
+    timeout: 30
+  review:
+    command: [python, -c, "print('{}')"]
+    inputs: {patch: fix.patch}
+    exits:
+      again:
+        when: not outputs.approved
+        action: loop
+        target: fix
+        max_iterations: 2
+"""
+
+
+def test_a_flow_loads_with_every_field():
+    flow = load_flow_text(GOOD, "good.yaml")
+    triage, fix, review = flow.steps
+    assert flow.name == "triage-fix-review" and flow.timeout == 60
+    assert triage.run.__name__ == "triage" and triage.exits[0] == ExitRule(
+        "wontfix", when="outputs.severity == 0", action="abandon")
+    assert fix.on_error == OnError("retry", 3, 0.5) and fix.timeout == 30
+    assert flow.deps["fix"] == {"triage"} and flow.deps["review"] == {"fix"}
+    assert review.command[0] == sys.executable  # a first word `python` is this interpreter
+    assert review.exits[0].name == "again" and review.exits[0].max_iterations == 2
+
+
+def test_steps_as_a_list_equal_steps_as_a_mapping():
+    as_list = """\
+name: f
+steps:
+  - name: a
+    command: echo
+  - name: b
+    command: [echo, b]
+    after: a
+    on_error: continue
+"""
+    as_map = """\
+name: f
+steps:
+  a: {command: [echo]}
+  b: {command: [echo, b], after: [a], on_error: {action: continue}}
+"""
+    assert load_flow_text(as_list) == load_flow_text(as_map)
+
+
+def test_agent_shorthand_and_prompt():
+    flow = load_flow_text("""\
+name: f
+steps:
+  ask:
+    agent: [python, -m, actors.fake_agent]
+    prompt: "triage {$job.ticket}"
+""")
+    step = flow.steps[0]
+    assert step.agent.command == (sys.executable, "-m", "actors.fake_agent")
+    assert step.agent.permissions == "reject"
+
+
+def test_yaml_flow_round_trips_through_the_store_format():
+    flow = load_flow_text(GOOD)
+    data = flow_to_dict(flow)
+    assert data["portable"] is True
+    assert flow_from_dict(data) == flow
+
+
+def test_load_flow_reads_a_file(tmp_path):
+    path = tmp_path / "flow.yaml"
+    path.write_text(GOOD)
+    assert load_flow(path) == load_flow_text(GOOD)
+    with pytest.raises(FlowLoadError) as info:
+        load_flow(tmp_path / "missing.yaml")
+    assert "missing.yaml" in str(info.value) and "cannot read" in str(info.value)
+
+
+def _flow(steps: str, head: str = "name: f\n") -> str:
+    return head + "steps:\n" + textwrap.indent(textwrap.dedent(steps), "  ")
+
+
+# (yaml text, line, field, a fragment of the problem)
+BAD = {
+    # unknown keys
+    "unknown step key": (_flow("""\
+        a:
+          command: [echo]
+          retries: 3
+        """), 5, "steps.a.retries", "unknown field 'retries'"),
+    "misspelt top-level key": ("name: f\nstepz: {}\n", 2, "stepz", "did you mean 'steps'"),
+    "unknown exit key": (_flow("""\
+        a:
+          command: [echo]
+          exits:
+            ok: {when: "True", actoin: advance}
+        """), 6, "steps.a.exits.ok.actoin", "did you mean 'action'"),
+    "unknown agent key": (_flow("""\
+        a:
+          agent: {command: [echo], permission: allow}
+          prompt: hi
+        """), 4, "steps.a.agent.permission", "unknown field"),
+    # wrong types
+    "timeout as a string": (_flow("""\
+        a:
+          command: [echo]
+          timeout: '5'
+        """), 5, "steps.a.timeout", "expected a number, got str"),
+    "timeout as a bool": (_flow("a: {command: [echo], timeout: yes}\n"), 3, "steps.a.timeout", "got bool"),
+    "negative timeout": (_flow("a: {command: [echo], timeout: -1}\n"), 3, "steps.a.timeout", "positive"),
+    "max_attempts as a float": (_flow("""\
+        a:
+          command: [echo]
+          on_error:
+            action: retry
+            max_attempts: 2.5
+        """), 7, "steps.a.on_error.max_attempts", "expected an integer, got float"),
+    "name as a number": ("name: 5\nsteps: {a: {command: [echo]}}\n", 1, "name", "expected str, got int"),
+    "after as a number": (_flow("""\
+        a: {command: [echo]}
+        b:
+          command: [echo]
+          after: 3
+        """), 6, "steps.b.after", "expected a string or a list of strings"),
+    "when as a number": (_flow("""\
+        a:
+          command: [echo]
+          exits:
+            - {name: e, when: 3, action: abandon}
+        """), 6, "steps.a.exits.e.when", "expected str, got int"),
+    "inputs as a list": (_flow("a: {command: [echo], inputs: [x]}\n"), 3, "steps.a.inputs", "mapping"),
+    "command as a mapping": (_flow("a: {command: {x: 1}}\n"), 3, "steps.a.command", "list of strings"),
+    "prompt as a list": (_flow("a: {agent: [echo], prompt: [hi]}\n"), 3, "steps.a.prompt", "expected str"),
+    "steps as a number": ("name: f\nsteps: 3\n", 2, "steps", "expected a mapping or a list"),
+    "a step as a string": ("name: f\nsteps:\n  - a\n", 3, "steps[0]", "must be a mapping"),
+    "document as a list": ("- a\n- b\n", 1, "(document)", "must be a mapping"),
+    "empty file": ("", 1, "(document)", "must be a mapping"),
+    "missing name": ("steps: {a: {command: [echo]}}\n", 1, "name", "missing required field 'name'"),
+    # wrong values
+    "unknown action": (_flow("""\
+        a:
+          command: [echo]
+          exits:
+            - when: "True"
+              action: abandn
+        """), 7, "steps.a.exits[0].action", "did you mean 'abandon'"),
+    "unknown on_error action": (_flow("a: {command: [echo], on_error: retyr}\n"), 3, "steps.a.on_error.action",
+                                "did you mean 'retry'"),
+    "two kinds": (_flow("""\
+        a:
+          command: [echo]
+          run: examples.steps:fix
+        """), 3, "steps.a", "exactly one of run, command or agent"),
+    "no kind": (_flow("a:\n"), 3, "steps.a", "exactly one of"),
+    "prompt on a command": (_flow("""\
+        a:
+          command: [echo]
+          prompt: hi
+        """), 5, "steps.a.prompt", "only an agent step"),
+    "agent without a prompt": (_flow("a: {agent: [echo]}\n"), 3, "steps.a.prompt", "needs a prompt"),
+    "bad permissions": (_flow("""\
+        a:
+          agent: {command: [echo], permissions: maybe}
+          prompt: hi
+        """), 4, "steps.a.agent.permissions", "'maybe' is not one of"),
+    "loop without a bound": (_flow("""\
+        a: {command: [echo]}
+        b:
+          command: [echo]
+          after: [a]
+          exits:
+            - name: again
+              action: loop
+              target: a
+        """), 8, "steps.b.exits.again.max_iterations", "max_iterations >= 1"),
+    "duplicate key": (_flow("""\
+        a: {command: [echo]}
+        a: {command: [ls]}
+        """), 4, "steps.a", "duplicate key 'a'"),
+    "invalid yaml": ("name: f\nsteps: [a\n", 3, "(yaml)", "invalid YAML"),
+    # python step references
+    "run without a colon": (_flow("a: {run: os.getcwd}\n"), 3, "steps.a.run", "module:function"),
+    "run of a missing module": (_flow("a: {run: no_such_module_zz:fn}\n"), 3, "steps.a.run",
+                                "cannot import module 'no_such_module_zz'"),
+    "run of a missing function": (_flow("a: {run: examples.steps:nope}\n"), 3, "steps.a.run", "no attribute"),
+    "run of a non-callable": (_flow("a: {run: 'os:sep'}\n"), 3, "steps.a.run", "not callable"),
+    # unknown step references
+    "after an unknown step": (_flow("""\
+        triage: {command: [echo]}
+        fix:
+          command: [echo]
+          after: [triag]
+        """), 6, "steps.fix.after", "unknown step 'triag' (did you mean 'triage'?)"),
+    "input from an unknown step": (_flow("""\
+        a:
+          command: [echo]
+          inputs:
+            text: nope.text
+        """), 6, "steps.a.inputs.text", "unknown step 'nope'"),
+    "prompt from an unknown step": (_flow("""\
+        a:
+          agent: [echo]
+          prompt: "fix {triage.summary}"
+        """), 5, "steps.a.prompt", "unknown step 'triage'"),
+    "bad reference root": (_flow("a: {command: [echo], inputs: {x: $jobs.x}}\n"), 3, "steps.a.inputs.x",
+                           "unknown reference '$jobs'"),
+    "loop to an unknown step": (_flow("""\
+        a:
+          command: [echo]
+          exits:
+            - {name: again, action: loop, target: zz, max_iterations: 2}
+        """), 6, "steps.a.exits.again.target", "unknown step 'zz'"),
+    # cycles
+    "cycle through after": (_flow("""\
+        a:
+          command: [echo]
+          after: [b]
+        b:
+          command: [echo]
+          after: [a]
+        """), 3, "steps.a", "cycle: a -> b -> a"),
+    "cycle through inputs": (_flow("""\
+        a:
+          command: [echo]
+          inputs: {x: c.x}
+        b:
+          command: [echo]
+          inputs: {x: a.x}
+        c:
+          command: [echo]
+          after: [b]
+        """), 3, "steps.a", "cycle"),
+    "step waits for itself": (_flow("a: {command: [echo], after: [a]}\n"), 3, "steps.a.after", "itself"),
+}
+
+# `when` expressions that try to reach outside the whitelist
+INJECTIONS = {
+    "__import__('os').system('id')": "calls are not allowed",
+    "outputs.__class__": "attribute '__class__' is not allowed",
+    "outputs.__class__.__mro__[1].__subclasses__()": "not allowed",
+    "(lambda: 1)()": "calls are not allowed",
+    "lambda: True": "lambda is not allowed",
+    "[x for x in outputs]": "ListComp is not allowed",
+    "open('/etc/passwd').read()": "not allowed",
+    "getattr(outputs, 'x')": "calls are not allowed",
+    "os.system('id')": "calls are not allowed",
+    "os.environ": "name 'os' is not allowed",
+    "__builtins__": "name '__builtins__' is not allowed",
+    "globals()": "calls are not allowed",
+    "(x := 1)": "NamedExpr is not allowed",
+    "outputs.x ==": "invalid syntax",
+    "f'{outputs}'": "JoinedStr is not allowed",
+    "outputs[1:2]": "slices are not allowed",
+}
+
+
+def _check(exc: FlowLoadError, file: str, line: int, field: str, fragment: str) -> None:
+    message = str(exc)
+    assert message.startswith(f"{file}:{line}: {field}: "), message
+    assert (exc.file, exc.line, exc.field) == (file, line, field), message
+    assert fragment in message, message
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_invalid_flow_names_file_line_and_field(tmp_path, case):
+    text, line, field, fragment = BAD[case]
+    path = tmp_path / "flow.yaml"
+    path.write_text(text)
+    with pytest.raises(FlowLoadError) as info:
+        load_flow(path)
+    _check(info.value, str(path), line, field, fragment)
+
+
+@pytest.mark.parametrize("expr", list(INJECTIONS))
+def test_when_injection_is_refused_at_load(tmp_path, expr):
+    text = _flow(f"""\
+        a: {{command: [echo]}}
+        b:
+          command: [echo]
+          after: [a]
+          exits:
+            - name: sneaky
+              when: {json.dumps(expr)}
+              action: abandon
+        """)
+    path = tmp_path / "evil.yaml"
+    path.write_text(text)
+    with pytest.raises(FlowLoadError) as info:
+        load_flow(path)
+    _check(info.value, str(path), 9, "steps.b.exits.sneaky.when", INJECTIONS[expr])
+
+
+def test_a_refused_file_runs_nothing(tmp_path):
+    """Loading imports the step functions but runs none, and an invalid file builds no flow."""
+    marker = tmp_path / "ran"
+    module = tmp_path / "side_effects.py"
+    module.write_text(f"async def step(ctx, inputs):\n    open({str(marker)!r}, 'w').close()\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with pytest.raises(FlowLoadError):
+            load_flow_text(_flow("""\
+                a: {run: side_effects:step}
+                b: {run: side_effects:step, after: [zz]}
+                """))
+        flow = load_flow_text(_flow("a: {run: side_effects:step}\n"))
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("side_effects", None)
+    assert isinstance(flow, Flow) and isinstance(flow.steps[0], Step)
+    assert not marker.exists()
