@@ -30,6 +30,7 @@ import attrs
 import structlog
 import trio
 
+from actors._groups import lone_exception
 from actors.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,

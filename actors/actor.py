@@ -151,7 +151,7 @@ class Actor:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise ActorStopped(f"{type(self).__name__} is stopped") from None
 
-    async def ask(self, msg: Any, *, timeout: float | None = None) -> Any:
+    async def ask(self, msg: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (the API asked for)
         """Send ``msg`` and wait for :meth:`handle`'s return value.
 
         Raises :class:`ActorStopped` if the actor is or becomes stopped before replying, and

@@ -24,7 +24,7 @@ from actors.recorder import Recorder
 
 from .events import Event, event_to_dict
 from .job import JobState, StepState
-from .loading import flow_from_dict, flow_to_dict
+from .loading import flow_from_dict
 from .store import Checkpoint, EventRow, JobRecord, Lease, ProcessGroupRow, Store
 
 if TYPE_CHECKING:

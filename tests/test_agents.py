@@ -450,13 +450,13 @@ async def test_churn_300_jobs_returns_to_baseline():
                     if kind == 2:
                         job = await rt.spawn(slow)
 
-                        async def cancel_later(job=job, events=job.events()):
+                        async def cancel_later(job, events):
                             async for event in events:  # cancel once the agent is streaming
                                 if type(event).__name__ == "StepStream":
                                     break
                             states.append((await job.cancel()).state)
 
-                        nursery.start_soon(cancel_later)
+                        nursery.start_soon(cancel_later, job, job.events())
                     else:
                         job = await rt.spawn(flow, {"mode": "abandon" if kind else "done"})
 

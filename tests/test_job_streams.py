@@ -6,9 +6,19 @@ from __future__ import annotations
 import sys
 
 import trio
+import trio.lowlevel
 
 from actors.stream import Delta, Done, Full, Start, TextDelta
-from runtime import AgentSpec, ExitRule, Flow, JobState, Step, StepCompleted, StepStream, open_runtime
+from runtime import (
+    AgentSpec,
+    ExitRule,
+    Flow,
+    JobState,
+    Step,
+    StepCompleted,
+    StepStream,
+    open_runtime,
+)
 from runtime.testing import WakeupCounter, assert_no_leaks
 
 FAKE = [sys.executable, "-m", "actors.fake_agent", "--delay", "0.001", "--chunk-size", "3"]
@@ -39,7 +49,7 @@ async def test_job_abandoned_mid_stream_flushes_then_one_cancelled_done(autojump
         job = await rt.spawn(flow)
         events = job.events()
         await in_stream.wait()
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         assert rt.stats().streams == 1
         result = await job.wait()
         seen = [e async for e in events]
