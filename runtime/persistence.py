@@ -59,15 +59,22 @@ class Restored:
 
 
 def record_of(job: Job, state: JobState, **extra: Any) -> JobRecord:
+    """The job's store record.  Data is made JSON-safe for a persistent store (an in-memory store
+    holds the job's own finished dicts as they are)."""
     now = time.time()
     result = job.result
+    safe = _jsonable if job.runtime.persistent else _same
     return JobRecord(
-        job_id=job.id, flow_name=job.flow.name, flow=job.runtime.flow_dict(job.flow), inputs=_jsonable(job.inputs),
+        job_id=job.id, flow_name=job.flow.name, flow=job.runtime.flow_dict(job.flow), inputs=safe(job.inputs),
         state=state.value, reason=result.reason if result else None, error=result.error if result else None,
-        outputs=_jsonable(dict(result.outputs)) if result else {}, record=job.record, runtime_id=job.runtime.id,
+        outputs=safe(dict(result.outputs)) if result else {}, record=job.record, runtime_id=job.runtime.id,
         created_at=job.created_at, updated_at=now, finished_at=result.finished_at if result else None,
-        next_seq=job.hub.next_seq, resume_payload=_jsonable(job.resume_payload), **extra,
+        next_seq=job.hub.next_seq, resume_payload=safe(job.resume_payload), **extra,
     )
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _jsonable(value: Any) -> Any:
