@@ -270,7 +270,7 @@ async def test_resume_finishes_a_dead_runtimes_job_without_rerunning_completed_s
             # checkpoints are written behind the events: crash once first's is committed (a crash
             # before that would run first again: at least once)
             async with SqliteStore(store) as st:
-                while "first" not in await st.get_checkpoints(job_id):  # noqa: ASYNC110 (another process writes it)
+                while "first" not in await st.get_checkpoints(job_id):
                     await trio.sleep(0.05)
             proc.kill()  # the runtime dies without any cleanup
             await proc.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import trio
+import trio.lowlevel
 import trio.testing
 
 from runtime import (
@@ -23,7 +24,7 @@ from runtime.testing import WakeupCounter, assert_no_leaks, job_tasks
 
 
 async def ok(ctx, inputs):
-    await trio.sleep(0)
+    await trio.lowlevel.checkpoint()
     return {"ok": True, **inputs}
 
 

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.process import find_marked
-from runtime import AgentSpec, ExitRule, Flow, JobFinished, JobState, Step, open_runtime
+from runtime import ExitRule, Flow, JobFinished, JobState, Step, open_runtime
 from runtime.store import MemoryStore, SqliteStore, StoreCorrupt, StoreSchemaTooNew
 from runtime.testing import assert_no_leaks
 
