@@ -396,7 +396,7 @@ async def open_runtime(*, max_running_jobs: int | None = None, max_results: int 
                        store: str | Path | Store | None = None, resume: bool = False,
                        workspace: str | Path | None = None, stdin_grace: float = 0.5,
                        term_grace: float = 2.0, record_max_events: int = 1000,
-                       record_max_bytes: int = 1 << 20) -> AsyncIterator[Runtime]:
+                       record_max_bytes: int = 1 << 20, cluster: Any = None) -> AsyncIterator[Runtime]:
     """Open a runtime: the root nursery of every job it spawns.
 
     ``store``: a path (an embedded :class:`~runtime.store.SqliteStore`), a
@@ -410,9 +410,19 @@ async def open_runtime(*, max_running_jobs: int | None = None, max_results: int 
     group gets after stdin closes, then after SIGTERM, before SIGKILL.  ``record_max_events`` /
     ``record_max_bytes`` bound each recording job's in-memory ring.
 
+    ``cluster``: a :class:`runtime.cluster.RayCluster` runs the jobs on Ray host actors, each host
+    an embedded runtime like this one (``pip install 'corral[ray]'``); the API is the same.
+
     Leaving the block cancels every live job (state CANCELLED, reason ``"shutdown"``) and returns
     once all their nurseries have closed.
     """
+    if cluster is not None:
+        from .cluster import open_cluster_runtime
+
+        async with open_cluster_runtime(cluster, stdin_grace=stdin_grace, term_grace=term_grace,
+                                        workspace=workspace) as crt:
+            yield crt  # type: ignore[misc]
+        return
     if store is None:
         store_obj: Store = MemoryStore()
     elif isinstance(store, str | os.PathLike):

@@ -1,0 +1,5 @@
+"""Run corral jobs on a Ray cluster with the embedded runtime's API (optional extra ``corral[ray]``)."""
+
+from ._controller import ClusterJobHandle, ClusterRuntime, RayCluster, open_cluster_runtime
+
+__all__ = ["ClusterJobHandle", "ClusterRuntime", "RayCluster", "open_cluster_runtime"]

@@ -1,0 +1,406 @@
+"""The controller: the cluster runtime's API on trio, hosts as Ray actors."""
+
+from __future__ import annotations
+
+import collections
+import os
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import structlog
+import trio
+
+from actors.process import find_marked, kill_tree
+
+from ..events import Event, event_from_dict
+from ..flow import Flow
+from ..job import JobResult, JobState
+from ..loading import flow_to_dict
+from ..runtime import RuntimeStats
+
+log = structlog.get_logger(__name__)
+
+
+@attrs.frozen
+class RayCluster:
+    """Where and how wide: ``address`` None starts a local Ray; ``hosts`` actors x ``jobs_per_host``."""
+
+    address: str | None = None
+    hosts: int = 2
+    jobs_per_host: int = 16
+
+
+class _HostRef:
+    def __init__(self, actor: Any, pid: int, runtime_id: str) -> None:
+        self.actor = actor
+        self.pid = pid
+        self.runtime_id = runtime_id
+        self.jobs: set[str] = set()
+        self.alive = True
+
+
+class _ClusterJob:
+    def __init__(self, job_id: str, flow: Flow, flow_data: dict[str, Any], inputs: Mapping[str, Any],
+                 record: str) -> None:
+        self.id = job_id
+        self.flow = flow
+        self.flow_data = flow_data
+        self.inputs = dict(inputs)
+        self.record = record
+        self.state = JobState.PENDING
+        self.host: _HostRef | None = None
+        self.result: JobResult | None = None
+        self.done = trio.Event()
+        self.log: list[Event] = []
+        self.launched = trio.Event()
+
+
+class ClusterJobHandle:
+    """A job on some host: the same methods as :class:`~runtime.job.JobHandle`."""
+
+    __slots__ = ("_job", "_rt")
+
+    def __init__(self, rt: ClusterRuntime, job: _ClusterJob) -> None:
+        self._rt = rt
+        self._job = job
+
+    def __repr__(self) -> str:
+        return f"<ClusterJobHandle {self.id} {self._job.flow.name} {self.state.value}>"
+
+    @property
+    def id(self) -> str:
+        return self._job.id
+
+    @property
+    def state(self) -> JobState:
+        return self._job.state
+
+    @property
+    def flow(self) -> Flow:
+        return self._job.flow
+
+    @property
+    def result(self) -> JobResult | None:
+        """The result once the job has ended on its host, else ``None``."""
+        return self._job.result
+
+    @property
+    def host_pid(self) -> int | None:
+        """The pid of the host actor's process running this job (``None`` while pending)."""
+        return None if self._job.host is None else self._job.host.pid
+
+    @property
+    def host_runtime_id(self) -> str | None:
+        """The id of the embedded runtime running this job: its processes carry it in their marker."""
+        return None if self._job.host is None else self._job.host.runtime_id
+
+    async def wait(self) -> JobResult:
+        """Wait until the job ended on its host and its nursery there closed."""
+        await self._job.done.wait()
+        assert self._job.result is not None
+        return self._job.result
+
+    async def cancel(self, reason: str = "cancelled") -> JobResult:
+        """End the job CANCELLED on its host; returns the terminal result."""
+        return await self._rt._control(self._job, "cancel", reason)
+
+    async def abandon(self, reason: str = "abandoned") -> JobResult:
+        """End the job ABANDONED on its host; returns the terminal result."""
+        return await self._rt._control(self._job, "abandon", reason)
+
+    async def resume(self, payload: Any = None) -> None:
+        """Resume a PAUSED job on its host."""
+        host = self._job.host
+        if host is None:
+            raise RuntimeError(f"job {self.id} is not running")
+        await self._rt._ray(host.actor.resume.remote, self.id, payload)
+
+    async def events(self, from_seq: int = 0) -> AsyncIterator[Event]:
+        """The job's events from ``from_seq`` on, streamed from its host's log (re-attach)."""
+        job = self._job
+        if job.host is None and job.result is None:  # pending: its events start when it is placed
+            async with trio.open_nursery() as nursery:
+                async def on_done() -> None:
+                    await job.done.wait()
+                    nursery.cancel_scope.cancel()
+                nursery.start_soon(on_done)
+                await job.launched.wait()
+                nursery.cancel_scope.cancel()
+        if job.result is not None or job.host is None or not job.host.alive:
+            for event in list(job.log):
+                if event.seq >= from_seq:
+                    yield event
+            return
+        async for data in self._rt._stream(job.host, job.id, from_seq):
+            yield event_from_dict(data)
+
+
+class ClusterRuntime:
+    """Spawn, find and count jobs over Ray host actors.  Create with :func:`open_cluster_runtime`."""
+
+    def __init__(self, cluster: RayCluster, hosts: list[_HostRef], nursery: trio.Nursery,
+                 ray_mod: Any) -> None:
+        self.id = uuid.uuid4().hex
+        self.cluster = cluster
+        self.hosts = hosts
+        self._nursery = nursery
+        self._ray_mod = ray_mod
+        self._live: dict[str, _ClusterJob] = {}
+        self._pending: collections.deque[_ClusterJob] = collections.deque()
+        self._results: collections.OrderedDict[str, JobResult] = collections.OrderedDict()
+        self._closing = False
+        self._limiter = trio.CapacityLimiter(max(64, 4 * cluster.hosts * cluster.jobs_per_host))
+
+    # -- Ray from trio ----------------------------------------------------------------------------
+
+    async def _ray(self, method: Any, *args: Any) -> Any:
+        ray = self._ray_mod
+        return await trio.to_thread.run_sync(lambda: ray.get(method(*args)), abandon_on_cancel=True,
+                                             limiter=self._limiter)
+
+    async def _stream(self, host: _HostRef, job_id: str, from_seq: int) -> AsyncIterator[dict[str, Any]]:
+        ray = self._ray_mod
+        gen = host.actor.events.options(num_returns="streaming").remote(job_id, from_seq)
+
+        def step() -> Any:
+            try:
+                return ray.get(next(gen))
+            except StopIteration:
+                return None
+        try:
+            while True:
+                batch = await trio.to_thread.run_sync(step, abandon_on_cancel=True, limiter=self._limiter)
+                if batch is None:
+                    return
+                for data in batch:
+                    yield data
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(lambda: ray.cancel(gen), limiter=self._limiter)
+
+    # -- public API ---------------------------------------------------------------------------------
+
+    async def spawn(self, flow: Flow, inputs: Mapping[str, Any] | None = None, *,
+                    record: str = "off", job_id: str | None = None) -> ClusterJobHandle:
+        """Start a job on the least-loaded host, or queue it PENDING when every host is full."""
+        await trio.lowlevel.checkpoint()
+        if self._closing:
+            raise RuntimeError("the runtime is shutting down")
+        if not isinstance(flow, Flow):
+            raise TypeError(f"spawn() needs a Flow, got {type(flow).__name__}")
+        data = flow_to_dict(flow)
+        if not data.get("portable", True):
+            raise ValueError(f"flow {flow.name!r} uses a lambda or callable and cannot run on a cluster")
+        job_id = job_id or uuid.uuid4().hex
+        if job_id in self._live:
+            raise ValueError(f"job id {job_id!r} is already live")
+        job = _ClusterJob(job_id, flow, data, inputs or {}, record)
+        self._live[job_id] = job
+        host = self._place()
+        if host is None:
+            self._pending.append(job)
+        else:
+            await self._launch(job, host)
+        return ClusterJobHandle(self, job)
+
+    def get(self, job_id: str) -> ClusterJobHandle | None:
+        """The handle of a live job, else ``None``."""
+        job = self._live.get(job_id)
+        return None if job is None else ClusterJobHandle(self, job)
+
+    def jobs(self) -> list[ClusterJobHandle]:
+        """Handles of every live job, in spawn order."""
+        return [ClusterJobHandle(self, j) for j in self._live.values()]
+
+    async def result(self, job_id: str) -> JobResult | None:
+        """The result of a finished job, or ``None`` if unknown."""
+        await trio.lowlevel.checkpoint()
+        return self._results.get(job_id)
+
+    async def stats_async(self) -> RuntimeStats:
+        """:meth:`stats` summed over the live hosts (asks each host)."""
+        total = dict.fromkeys(attrs.fields_dict(RuntimeStats), 0)
+        for host in self.hosts:
+            if not host.alive:
+                continue
+            try:
+                st = await self._ray(host.actor.stats.remote)
+            except self._ray_mod.exceptions.RayActorError:
+                continue
+            for k in total:
+                total[k] += getattr(st, k)
+        total["pending_jobs"] += len(self._pending)
+        total["results"] = len(self._results)
+        return RuntimeStats(**total)
+
+    def stats(self) -> RuntimeStats:
+        """Stats aggregated over the hosts (blocking Ray calls; prefer :meth:`stats_async` in trio)."""
+        ray = self._ray_mod
+        total = dict.fromkeys(attrs.fields_dict(RuntimeStats), 0)
+        for host in self.hosts:
+            if host.alive:
+                try:
+                    st = ray.get(host.actor.stats.remote())
+                except ray.exceptions.RayActorError:
+                    continue
+                for k in total:
+                    total[k] += getattr(st, k)
+        total["pending_jobs"] += len(self._pending)
+        total["results"] = len(self._results)
+        return RuntimeStats(**total)
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _place(self) -> _HostRef | None:
+        live = [h for h in self.hosts if h.alive and len(h.jobs) < self.cluster.jobs_per_host]
+        return min(live, key=lambda h: len(h.jobs)) if live else None
+
+    async def _launch(self, job: _ClusterJob, host: _HostRef) -> None:
+        job.host = host
+        job.state = JobState.RUNNING
+        host.jobs.add(job.id)
+        try:
+            await self._ray(host.actor.spawn.remote, job.flow_data, job.inputs, job.id, job.record)
+        except self._ray_mod.exceptions.RayActorError:
+            await self._host_lost(host)
+            return
+        except Exception as exc:
+            self._finish(job, JobResult(job_id=job.id, flow=job.flow.name, state=JobState.FAILED,
+                                        reason="spawn_failed", error=repr(exc), inputs=job.inputs))
+            return
+        job.launched.set()
+        self._nursery.start_soon(self._follow, job, host, name=f"corral.cluster-follow:{job.id}")
+
+    async def _follow(self, job: _ClusterJob, host: _HostRef) -> None:
+        ray = self._ray_mod
+        try:
+            async for data in self._stream(host, job.id, 0):
+                job.log.append(event_from_dict(data))
+            result = await self._ray(host.actor.result.remote, job.id)
+            await self._ray(host.actor.forget.remote, job.id)
+        except ray.exceptions.RayActorError:
+            await self._host_lost(host)
+            return
+        except Exception as exc:
+            log.error("corral.cluster.follow_failed", job_id=job.id, error=repr(exc))
+            result = JobResult(job_id=job.id, flow=job.flow.name, state=JobState.FAILED,
+                               reason="stream_failed", error=repr(exc), inputs=job.inputs)
+        if result is not None:
+            self._finish(job, result)
+
+    def _finish(self, job: _ClusterJob, result: JobResult) -> None:
+        if job.result is not None:
+            return
+        job.result = result
+        job.state = result.state
+        self._live.pop(job.id, None)
+        self._results[job.id] = result
+        if job.host is not None:
+            job.host.jobs.discard(job.id)
+        job.done.set()
+        while self._pending and not self._closing:
+            host = self._place()
+            if host is None:
+                break
+            nxt = self._pending.popleft()
+            self._nursery.start_soon(self._launch, nxt, host)
+
+    async def _host_lost(self, host: _HostRef) -> None:
+        if not host.alive:
+            return
+        host.alive = False
+        log.warning("corral.cluster.host_lost", pid=host.pid, runtime_id=host.runtime_id)
+        rid = host.runtime_id
+        await trio.to_thread.run_sync(lambda: kill_tree(find_marked(lambda m: m.runtime_id == rid), 1.0))
+        for job_id in list(host.jobs):
+            job = self._live.get(job_id)
+            if job is not None:
+                self._finish(job, JobResult(job_id=job.id, flow=job.flow.name, state=JobState.FAILED,
+                                            reason="host_lost", error=f"host pid {host.pid} died",
+                                            inputs=job.inputs))
+
+    async def _control(self, job: _ClusterJob, action: str, reason: str) -> JobResult:
+        if job.result is None and job.host is None and job in self._pending:
+            self._pending.remove(job)
+            state = JobState.CANCELLED if action == "cancel" else JobState.ABANDONED
+            self._finish(job, JobResult(job_id=job.id, flow=job.flow.name, state=state, reason=reason,
+                                        inputs=job.inputs))
+        elif job.result is None and job.host is not None and job.host.alive:
+            try:
+                await self._ray(job.host.actor.control.remote, job.id, action, reason)
+            except self._ray_mod.exceptions.RayActorError:
+                await self._host_lost(job.host)
+        await job.done.wait()
+        assert job.result is not None
+        return job.result
+
+    async def _shutdown(self, grace: float) -> None:
+        self._closing = True
+        ray = self._ray_mod
+        for job in list(self._pending):
+            await self._control(job, "cancel", "shutdown")
+        async with trio.open_nursery() as n:
+            for job in list(self._live.values()):
+                n.start_soon(self._control, job, "cancel", "shutdown")
+        for host in self.hosts:
+            if host.alive:
+                with trio.move_on_after(grace):
+                    try:
+                        await self._ray(host.actor.stop.remote)
+                    except ray.exceptions.RayActorError:
+                        pass
+            await trio.to_thread.run_sync(_terminate, ray, host.actor, grace)
+            host.alive = False
+
+
+def _terminate(ray: Any, actor: Any, grace: float) -> None:
+    try:
+        ray.get(actor.__ray_terminate__.remote(), timeout=grace)
+    except ray.exceptions.GetTimeoutError:
+        ray.kill(actor)
+    except ray.exceptions.RayActorError:
+        pass
+
+
+@asynccontextmanager
+async def open_cluster_runtime(cluster: RayCluster, *, grace: float = 10.0,
+                               **runtime_kw: Any) -> AsyncIterator[ClusterRuntime]:
+    """Open a runtime whose jobs run on Ray host actors, each hosting an embedded runtime.
+
+    ``address=None`` starts a local Ray (``RAY_AUTH_MODE=disabled``) unless one is already
+    initialised in this process; ``runtime_kw`` go to each host's ``open_runtime()``.  Leaving the
+    block cancels every job on every host, stops the hosts gracefully (``ray.kill`` after ``grace``).
+    """
+    import ray
+
+    from ._host import Host
+
+    started_ray = False
+    if not ray.is_initialized():
+        if cluster.address is None:
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        await trio.to_thread.run_sync(lambda: ray.init(address=cluster.address, include_dashboard=False,
+                                                       log_to_driver=False))
+        started_ray = True
+    actor_cls = ray.remote(num_cpus=0, max_concurrency=1000)(Host)
+    actors = [actor_cls.remote(runtime_kw) for _ in range(cluster.hosts)]
+    infos = await trio.to_thread.run_sync(lambda: ray.get([a.info.remote() for a in actors]))
+    hosts = [_HostRef(a, i["pid"], i["runtime_id"]) for a, i in zip(actors, infos, strict=True)]
+    try:
+        async with trio.open_nursery() as nursery:
+            rt = ClusterRuntime(cluster, hosts, nursery, ray)
+            try:
+                yield rt
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(grace * (cluster.hosts + 2)):
+                    await rt._shutdown(grace)
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            for a in actors:
+                await trio.to_thread.run_sync(_terminate, ray, a, grace)
+            if started_ray:
+                await trio.to_thread.run_sync(ray.shutdown)

@@ -1,0 +1,212 @@
+"""The Ray host actor: one embedded trio runtime in a dedicated thread, jobs in its nurseries."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import structlog
+import trio
+
+from ..events import JobFinished, event_to_dict
+from ..job import JobResult, JobStateError
+from ..loading import flow_from_dict
+from ..runtime import RuntimeStats, open_runtime
+
+log = structlog.get_logger(__name__)
+
+
+class Host:
+    """Hosts one embedded runtime (``open_runtime()``) in a ``trio.run`` thread.
+
+    Ray methods are async (an async actor: Ray cancels streams with GeneratorExit there); they reach
+    trio through ``trio.from_thread`` in a small thread pool and wait for the trio side on asyncio
+    futures that the trio thread completes with ``call_soon_threadsafe``.  Each job
+    keeps a numbered event log here (``events(job_id, from_seq)`` streams it).
+    """
+
+    def __init__(self, runtime_kw: dict[str, Any] | None = None) -> None:
+        self._kw = dict(runtime_kw or {})
+        self._cond = threading.Condition()
+        self._logs: dict[str, list[dict[str, Any]]] = {}
+        self._results: dict[str, JobResult] = {}
+        self._ready = threading.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._rt: Any = None
+        self._nursery: trio.Nursery | None = None
+        self._stop: trio.CancelScope | None = None
+        self._error: BaseException | None = None
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="corral-host-call")
+        self._thread = threading.Thread(target=self._main, name="corral-host-trio", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    # -- the trio thread ----------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            trio.run(self._trio_main)
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    async def _trio_main(self) -> None:
+        async with open_runtime(**self._kw) as rt, trio.open_nursery() as nursery:
+            self._rt, self._nursery = rt, nursery
+            self._token = trio.lowlevel.current_trio_token()
+            with trio.CancelScope() as stop:
+                self._stop = stop
+                self._ready.set()
+                await trio.sleep_forever()
+            with trio.CancelScope(shield=True):
+                async with trio.open_nursery() as cancels:
+                    for handle in rt.jobs():
+                        cancels.start_soon(handle.cancel, "shutdown")
+
+    async def _spawn(self, flow_data: dict[str, Any], inputs: dict[str, Any], job_id: str, record: str) -> None:
+        handle = await self._rt.spawn(flow_from_dict(flow_data), inputs, job_id=job_id, record=record)
+        events = handle.events(maxlen=1 << 20)  # subscribed before the first event is published
+        self._nursery.start_soon(self._pump, handle, events, name=f"corral.host-pump:{job_id}")
+
+    async def _pump(self, handle: Any, events: Any) -> None:
+        job_log = self._logs[handle.id]
+        with trio.CancelScope(shield=True):
+            async for event in events:
+                if not hasattr(event, "seq"):
+                    continue
+                with self._cond:
+                    job_log.append(event_to_dict(event))
+                    self._notify()
+                if isinstance(event, JobFinished):
+                    break
+            result = await handle.wait()
+        with self._cond:
+            self._results[handle.id] = result
+            self._notify()
+
+    # -- bridging -------------------------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        """Wake every asyncio waiter (call with ``self._cond`` held)."""
+        for loop, fut in self._waiters:
+            loop.call_soon_threadsafe(_wake, fut)
+        self._waiters.clear()
+
+    async def _until(self, ready: Callable[[], bool]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._cond:
+                if ready():
+                    return
+                fut: asyncio.Future[None] = loop.create_future()
+                self._waiters.append((loop, fut))
+            await fut
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # -- Ray methods ----------------------------------------------------------------------------------
+
+    async def info(self) -> dict[str, Any]:
+        """This host's pid and its embedded runtime's id (the marker the controller sweeps)."""
+        return {"pid": os.getpid(), "runtime_id": self._rt.id}
+
+    async def spawn(self, flow_data: dict[str, Any], inputs: dict[str, Any], job_id: str,
+                    record: str = "off") -> str:
+        """Start a job in this host's runtime."""
+        with self._cond:
+            self._logs[job_id] = []
+        await self._call(lambda: trio.from_thread.run(self._spawn, flow_data, inputs, job_id, record,
+                                                      trio_token=self._token))
+        return job_id
+
+    async def events(self, job_id: str, from_seq: int = 0) -> AsyncIterator[list[dict[str, Any]]]:
+        """Stream the job's event log from ``from_seq`` in batches (whatever is new at each step):
+        no gaps, no duplicates; ends after the job's result is known."""
+        index = 0
+        try:
+            while True:
+                await self._until(lambda i=index: job_id not in self._logs or job_id in self._results
+                                  or len(self._logs[job_id]) > i)
+                with self._cond:
+                    job_log = self._logs.get(job_id)
+                    if job_log is None:
+                        return
+                    batch = [e for e in job_log[index:] if e["seq"] >= from_seq]
+                    index = len(job_log)
+                    done = job_id in self._results
+                if batch:
+                    yield batch
+                if done:
+                    return
+        except (GeneratorExit, asyncio.CancelledError):
+            return
+
+    async def result(self, job_id: str) -> JobResult | None:
+        """Wait until the job ended and its nursery closed; its result."""
+        await self._until(lambda: job_id not in self._logs or job_id in self._results)
+        with self._cond:
+            return self._results.get(job_id)
+
+    async def forget(self, job_id: str) -> None:
+        """Drop a finished job's log and result."""
+        with self._cond:
+            if job_id in self._results:
+                self._logs.pop(job_id, None)
+                self._results.pop(job_id, None)
+
+    async def control(self, job_id: str, action: str, reason: str) -> None:
+        """Cancel or abandon a job; returns once it is torn down here."""
+        async def act() -> None:
+            handle = self._rt.get(job_id)
+            if handle is not None:
+                await (handle.cancel(reason) if action == "cancel" else handle.abandon(reason))
+        await self._call(lambda: trio.from_thread.run(act, trio_token=self._token))
+        await self.result(job_id)
+
+    async def resume(self, job_id: str, payload: Any) -> None:
+        """Resume a paused job."""
+        async def act() -> None:
+            handle = self._rt.get(job_id)
+            if handle is None:
+                raise JobStateError(f"job {job_id} has ended")
+            await handle.resume(payload)
+        await self._call(lambda: trio.from_thread.run(act, trio_token=self._token))
+
+    async def stats(self) -> RuntimeStats:
+        """The embedded runtime's stats."""
+        return await self._call(lambda: trio.from_thread.run_sync(self._rt.stats, trio_token=self._token))
+
+    async def check_leaks(self) -> str | None:
+        """Run ``assert_no_leaks`` inside this host's trio run; the problem, or ``None``."""
+        from ..testing import assert_no_leaks
+
+        def check() -> str | None:
+            try:
+                assert_no_leaks(self._rt)
+            except AssertionError as exc:
+                return str(exc)
+            return None
+        return await self._call(lambda: trio.from_thread.run_sync(check, trio_token=self._token))
+
+    def _stop_blocking(self) -> None:
+        if self._thread.is_alive():
+            trio.from_thread.run_sync(self._stop.cancel, trio_token=self._token)
+        self._thread.join()
+
+    async def stop(self) -> None:
+        """Shut the embedded runtime down (cancelling its jobs) and finish the trio run."""
+        await self._call(self._stop_blocking)
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

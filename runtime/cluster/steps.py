@@ -1,0 +1,15 @@
+"""Small importable python steps for cluster smoke tests and benchmarks (flows reach hosts by reference)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+async def noop(ctx: Any, inputs: Any) -> dict[str, Any]:
+    """A no-op step: ``{"ok": True}``."""
+    return {"ok": True}
+
+
+async def echo(ctx: Any, inputs: Any) -> dict[str, Any]:
+    """Return the step's inputs as ``{"echo": inputs}``."""
+    return {"echo": dict(inputs)}

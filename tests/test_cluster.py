@@ -1,0 +1,174 @@
+"""Jobs on a local Ray cluster: same API, same containment (real Ray, real subprocesses, real clock)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import psutil
+import pytest
+import trio
+
+ray = pytest.importorskip("ray")  # the ``ray`` extra; CI installs it
+
+from actors.process import live_marked  # noqa: E402
+from runtime import AgentSpec, ExitRule, Flow, JobState, Step, open_runtime  # noqa: E402
+from runtime.cluster import RayCluster, open_cluster_runtime  # noqa: E402
+from runtime.cluster.steps import echo, noop  # noqa: E402
+from runtime.cluster.testing import assert_cluster_no_leaks  # noqa: E402
+from runtime.events import JobFinished, JobStarted  # noqa: E402
+
+PY = sys.executable
+FAKE = [PY, "-m", "actors.fake_agent", "--delay", "0.001"]
+BOUND = 90
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    """One local Ray instance for the whole module."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(include_dashboard=False, log_to_driver=False, num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+def marked(runtime_ids: set[str]) -> set[int]:
+    return {p.pid for p in live_marked(lambda m: m.runtime_id in runtime_ids)}
+
+
+async def wait_gone(pids: set[int], within: float) -> None:
+    with trio.fail_after(within):
+        while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids):
+            await trio.sleep(0.05)
+
+
+async def started(handle) -> None:
+    async for event in handle.events():
+        if type(event).__name__ == "StepStarted":
+            return
+
+
+def complete_flow() -> Flow:
+    return Flow("complete", [Step("agent", agent=AgentSpec(FAKE), prompt="hello {$job.n}"),
+                             Step("tail", run=echo, inputs={"n": "$job.n"}, after=["agent"])])
+
+
+def abandon_flow() -> Flow:
+    return Flow("abandon", [Step("agent", agent=AgentSpec(FAKE), prompt="triage"),
+                            Step("gate", run=noop, after=["agent"],
+                                 exits=[ExitRule("drop", when="outputs.ok", action="abandon")]),
+                            Step("never", run=noop, after=["gate"])])
+
+
+def slow_flow(*extra: str) -> Flow:
+    return Flow("slow", [Step("agent", agent=AgentSpec([*FAKE, "--slow", "--delay", "0.05", *extra]), prompt="work")])
+
+
+async def test_fifty_jobs_over_two_hosts():
+    # through the public entry point: open_runtime(cluster=...) dispatches to the cluster runtime
+    async with open_runtime(cluster=RayCluster(hosts=2, jobs_per_host=8), term_grace=0.5) as rt:
+        ids = {h.runtime_id for h in rt.hosts}
+        with trio.fail_after(BOUND):
+            handles = []
+            for n in range(50):
+                flow = (complete_flow, abandon_flow, lambda: slow_flow())[n % 3]()
+                handles.append((n, await rt.spawn(flow, {"n": n})))
+            assert (await rt.stats_async()).pending_jobs > 0  # 16 slots: the rest queue
+            results = {}
+
+            async def drive(n, handle):
+                if n % 3 == 2:
+                    await started(handle)
+                    results[n] = await handle.cancel("stop")
+                else:
+                    results[n] = await handle.wait()
+
+            async with trio.open_nursery() as nursery:
+                for n, handle in handles:
+                    nursery.start_soon(drive, n, handle)
+        for n, res in results.items():
+            if n % 3 == 0:
+                assert res.state is JobState.COMPLETED, res
+                assert res.outputs["tail"] == {"echo": {"n": n}}
+                assert "text" in res.outputs["agent"]
+            elif n % 3 == 1:
+                assert (res.state, res.reason) == (JobState.ABANDONED, "drop"), res
+                assert "never" not in res.outputs
+            else:
+                assert (res.state, res.reason) == (JobState.CANCELLED, "stop"), res
+            assert await rt.result(res.job_id) == res
+        assert len(results) == 50
+        assert {h.host_pid for _, h in handles} == {h.pid for h in rt.hosts}  # all were placed
+        assert marked(ids) == set()
+        await assert_cluster_no_leaks(rt)
+
+
+async def test_events_in_order_and_reattach_from_seq():
+    async with open_cluster_runtime(RayCluster(hosts=2, jobs_per_host=4), term_grace=0.5) as rt:
+        with trio.fail_after(BOUND):
+            handle = await rt.spawn(slow_flow())
+            live = []
+            async for event in handle.events():
+                live.append(event)
+                if len(live) == 6:
+                    break
+            k = 3
+            again = rt.get(handle.id)  # re-attach by id while the job runs
+            tail = []
+            async for event in again.events(from_seq=k):
+                tail.append(event)
+                if len(tail) == 3:
+                    break
+            assert [e.seq for e in tail] == [k, k + 1, k + 2]
+            assert tail == live[k:6]
+            await handle.cancel()
+            full = [e async for e in handle.events()]
+        assert [e.seq for e in full] == list(range(len(full)))
+        assert isinstance(full[0], JobStarted) and isinstance(full[-1], JobFinished)
+        assert full[:6] == live
+        k = len(full) // 2
+        assert [e async for e in handle.events(from_seq=k)] == full[k:]
+        await assert_cluster_no_leaks(rt)
+
+
+async def test_host_killed_mid_job():
+    async with open_cluster_runtime(RayCluster(hosts=2, jobs_per_host=4), term_grace=0.5) as rt:
+        with trio.fail_after(BOUND):
+            doomed = await rt.spawn(slow_flow("--wrap", "1", "--setsid-child"))
+            other = await rt.spawn(slow_flow())
+            assert doomed.host_pid != other.host_pid
+            rid = doomed.host_runtime_id
+            while len(pids := marked({rid})) < 4:  # keeper, wrapper, agent, setsid child
+                await trio.sleep(0.05)
+            os.kill(doomed.host_pid, signal.SIGKILL)
+            res = await doomed.wait()
+            assert (res.state, res.reason) == (JobState.FAILED, "host_lost")
+        await wait_gone(pids, 5)
+        assert marked({rid}) == set()
+        with trio.fail_after(BOUND):
+            fresh = await rt.spawn(complete_flow(), {"n": 1})
+            assert fresh.host_pid == other.host_pid
+            assert (await fresh.wait()).state is JobState.COMPLETED
+            assert (await other.cancel()).state is JobState.CANCELLED
+        await assert_cluster_no_leaks(rt)
+
+
+async def test_shutdown_with_live_jobs_leaves_nothing():
+    with trio.fail_after(BOUND):
+        async with open_cluster_runtime(RayCluster(hosts=2, jobs_per_host=2), term_grace=0.5) as rt:
+            handles = [await rt.spawn(slow_flow("--grandchild")) for _ in range(5)]  # one pending
+            ids = {h.runtime_id for h in rt.hosts}
+            for h in handles[:4]:
+                await started(h)
+            while len(pids := marked(ids)) < 8:  # 4 agents and their grandchildren
+                await trio.sleep(0.05)
+            actors = [h.actor for h in rt.hosts]
+            host_pids = {h.pid for h in rt.hosts}
+    assert {h.result.reason for h in handles} == {"shutdown"}
+    assert {h.result.state for h in handles} == {JobState.CANCELLED}
+    await wait_gone(pids | host_pids, 10)
+    for actor in actors:
+        with pytest.raises(ray.exceptions.RayActorError):
+            await trio.to_thread.run_sync(lambda a=actor: ray.get(a.info.remote(), timeout=10))
+    assert marked(ids) == set()
