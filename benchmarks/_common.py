@@ -36,6 +36,13 @@ README_END = "<!-- bench:end -->"
 README_HEADING = "## Benchmarks"
 
 Sample = tuple[float, float, float]  # (median, min, max)
+SKIP_EXIT = 78  # a script that cannot run here (an optional extra is missing) exits with this
+
+
+def skip(reason: str) -> None:
+    """Tell ``run_all`` this script cannot run here (e.g. an optional extra is not installed)."""
+    print(f"skipped: {reason}", file=sys.stderr)
+    raise SystemExit(SKIP_EXIT)
 
 
 def options(doc: str | None, add: Callable[[argparse.ArgumentParser], None] | None = None,
@@ -253,6 +260,10 @@ def render_section(results: dict[str, Any], peers: dict[str, Any] | None = None)
         "",
     ]
     for name, script in results["scripts"].items():
+        if "rows" not in script:
+            why = script.get("skipped") or f"failed: {script.get('error', '?')}"
+            lines += [f"**{name}**: {why}.", ""]
+            continue
         lines.append(f"**{name}** ({script['seconds']:.0f} s)")
         lines.append("")
         lines.append(markdown_table(script["rows"]))

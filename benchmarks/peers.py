@@ -285,7 +285,6 @@ def main() -> int:
     results_path = ROOT / "benchmarks" / "results.json"
     if not args.no_readme and results_path.exists():
         results = json.loads(results_path.read_text(encoding="utf-8"))
-        results = {**results, "scripts": {k: v for k, v in results["scripts"].items() if "rows" in v}}
         status = update_readme(ROOT / "README.md", render_section(results, peers))
         print(f"README benchmark section: {status}", file=sys.stderr)
     return 0

@@ -15,10 +15,12 @@ Figures (median of the repeats, with min and max):
   finished job leaves on purpose: its ``JobResult`` in the runtime's bounded LRU).  Also
   ``stats().recorded_bytes`` once they ended (expected 0: recorders die with their jobs).
 - memory over 100_000 "build flow, spawn, discard" jobs with record off (the leak of a
-  process-global recorder, replayed): RSS and ``tracemalloc`` growth per 1_000 jobs after the first
-  10_000 (the defaults: the runtime keeps ``max_results=10_000`` results and the default in-memory
-  store ``max_finished_jobs=10_000`` job records, so both are full by then), measured over
-  consecutive windows (one per repeat); expected ~0.
+  process-global recorder, replayed): RSS and ``sys.getallocatedblocks()`` growth per 1_000 jobs
+  after the first 10_000 (the defaults: the runtime keeps ``max_results=10_000`` results and the
+  default in-memory store ``max_finished_jobs=10_000`` job records, so both are full by then),
+  over consecutive windows (one per repeat); expected ~0.  ``tracemalloc`` growth per 1_000 jobs
+  over ``--traced-jobs`` (default 6_000) jobs traced from the first, with both bounds set to 1_000:
+  tracing makes a job ~5x slower, and 100_000 traced jobs would take ~6 minutes.
 - ms per job, one at a time, of a small 2-step job with the embedded SQLite store and each
   record mode.  Floor: the same job on the default in-memory store with record off.
 - SQLite rows/s written by durable recording (events, checkpoints, job records; many jobs at once),
@@ -73,12 +75,15 @@ def _runtime(mode: str, tmp: Path, **kw: Any):
 # -- events per second -------------------------------------------------------------------------------
 
 
-async def count_events(flow: Flow) -> int:
-    """Events one job of ``flow`` publishes (counted once, by a subscriber, outside the timing)."""
+async def count_events(flow: Flow, at_most: int) -> int:
+    """Events one job of ``flow`` publishes (counted once, by a subscriber whose buffer holds them
+    all, outside the timing)."""
     async with open_runtime() as rt:
         job = await rt.spawn(flow)
         n = 0
-        async for _ in job.events():
+        async for event in job.events(maxlen=at_most):
+            if type(event).__name__ == "Lagged":
+                raise RuntimeError("the counting subscriber lagged")
             n += 1
         await job.wait()
     return n
@@ -153,44 +158,66 @@ async def retained_per_job(mode: str, n_jobs: int, tmp: Path, warmup: int = 10) 
 # -- memory over many jobs --------------------------------------------------------------------------------
 
 
-async def growth_over(n_jobs: int, windows: int, batch: int,
-                      bound: int) -> tuple[list[float], list[float], float]:
-    """RSS and tracemalloc growth per 1_000 jobs in each of ``windows`` windows after the first
-    ``bound`` jobs (the runtime keeps the last ``bound`` results and store records, by design)."""
-    proc = psutil.Process()
+async def _discard_jobs(rt: Any, count: int, batch: int) -> None:
+    """``count`` "build flow, spawn, discard" jobs, ``batch`` at a time."""
 
     async def noop(ctx, inputs):
         return None
 
-    async def run(count: int, rt: Any) -> None:
-        for start in range(0, count, batch):
-            jobs = []
-            for _ in range(min(batch, count - start)):
-                flow = Flow("discard", [Step("a", run=noop), Step("b", run=noop, after=["a"])])
-                jobs.append(await rt.spawn(flow))
-            for job in jobs:
-                await job.wait()
+    for start in range(0, count, batch):
+        jobs = []
+        for _ in range(min(batch, count - start)):
+            flow = Flow("discard", [Step("a", run=noop), Step("b", run=noop, after=["a"])])
+            jobs.append(await rt.spawn(flow))
+        for job in jobs:
+            await job.wait()
 
-    rss, traced = [], []
+
+async def growth_over(n_jobs: int, windows: int, batch: int,
+                      bound: int) -> tuple[list[float], list[float], float]:
+    """RSS and allocated-block growth per 1_000 jobs in each of ``windows`` windows after the first
+    ``bound`` jobs (the runtime keeps the last ``bound`` results and store records, by design)."""
+    proc = psutil.Process()
+    rss, blocks = [], []
+    t0 = time.perf_counter()
+    async with open_runtime(max_results=bound, store=MemoryStore(max_finished_jobs=bound)) as rt:
+        await _discard_jobs(rt, bound, batch)
+        per_window = (n_jobs - bound) // windows
+        gc.collect()
+        last_rss, last_blocks = proc.memory_info().rss, sys.getallocatedblocks()
+        for _ in range(windows):
+            await _discard_jobs(rt, per_window, batch)
+            gc.collect()
+            now_rss, now_blocks = proc.memory_info().rss, sys.getallocatedblocks()
+            rss.append((now_rss - last_rss) / per_window * 1000)
+            blocks.append((now_blocks - last_blocks) / per_window * 1000)
+            last_rss, last_blocks = now_rss, now_blocks
+    return rss, blocks, time.perf_counter() - t0
+
+
+async def traced_growth(n_jobs: int, windows: int, batch: int, bound: int) -> list[float]:
+    """tracemalloc growth per 1_000 jobs over ``windows`` windows, traced from the first job.
+
+    The trace runs from the start (a trace started later would count the replacements of
+    untraced, evicted results as growth until the bounded history had turned over once).
+    """
+    traced = []
     tracemalloc.start()
     try:
-        t0 = time.perf_counter()
         async with open_runtime(max_results=bound, store=MemoryStore(max_finished_jobs=bound)) as rt:
-            await run(bound, rt)
+            await _discard_jobs(rt, bound, batch)
             per_window = (n_jobs - bound) // windows
             gc.collect()
-            last_rss, last_traced = proc.memory_info().rss, tracemalloc.get_traced_memory()[0]
+            last = tracemalloc.get_traced_memory()[0]
             for _ in range(windows):
-                await run(per_window, rt)
+                await _discard_jobs(rt, per_window, batch)
                 gc.collect()
-                now_rss, now_traced = proc.memory_info().rss, tracemalloc.get_traced_memory()[0]
-                rss.append((now_rss - last_rss) / per_window * 1000)
-                traced.append((now_traced - last_traced) / per_window * 1000)
-                last_rss, last_traced = now_rss, now_traced
-        elapsed = time.perf_counter() - t0
+                now = tracemalloc.get_traced_memory()[0]
+                traced.append((now - last) / per_window * 1000)
+                last = now
     finally:
         tracemalloc.stop()
-    return rss, traced, elapsed
+    return traced
 
 
 # -- durable rows per second --------------------------------------------------------------------------------
@@ -221,6 +248,7 @@ async def _main(args: Any) -> list[dict[str, Any]]:
     n_deltas = args.events or (500 if args.quick else 20_000)
     n_small = 10 if args.quick else 200
     n_many = args.jobs or (200 if args.quick else 100_000)
+    n_traced = args.traced_jobs or (300 if args.quick else 6_000)
     # the runtime's defaults: max_results=10_000 results in memory, and the default in-memory store
     # keeps max_finished_jobs=10_000 job records; memory grows until both are full, then stays flat
     bound = 50 if args.quick else 10_000
@@ -228,7 +256,7 @@ async def _main(args: Any) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         flow = streaming_flow(n_deltas)
-        n_events = await count_events(flow)
+        n_events = await count_events(flow, n_deltas + 1000)
         floor = summary([await floor_events_per_s(n_events) for _ in range(reps)])
         for mode in MODES:
             rates = [await events_per_s(mode, flow, n_events, tmp) for _ in range(reps)]
@@ -259,13 +287,21 @@ async def _main(args: Any) -> list[dict[str, Any]]:
         rows.append(row("recorder: stats().recorded_bytes once recording jobs ended",
                         summary(recorded), "bytes", note="expected 0", repeats=reps))
 
-        rss, traced, elapsed = await growth_over(n_many, reps, batch=100, bound=bound)
+        rss, blocks, elapsed = await growth_over(n_many, reps, batch=100, bound=bound)
         how = (f"{n_many} build-spawn-discard jobs, record off, after the first {bound} "
-               f"(bounded results and store records full); {elapsed:.0f} s with tracemalloc on")
+               f"(the bounded results and store records are full by then); {elapsed:.0f} s")
         rows.append(row(f"recorder: RSS growth per 1000 jobs ({n_many} jobs, record off)",
                         summary(rss), "B/1000 jobs", note=f"expected ~0; {how}", repeats=reps))
-        rows.append(row(f"recorder: tracemalloc growth per 1000 jobs ({n_many} jobs, record off)",
-                        summary(traced), "B/1000 jobs", note=f"expected ~0; {how}", repeats=reps))
+        rows.append(row(f"recorder: allocated blocks growth per 1000 jobs ({n_many} jobs, record off)",
+                        summary(blocks), "blocks/1000 jobs", repeats=reps,
+                        note=f"expected ~0; sys.getallocatedblocks(); {how}"))
+        traced_bound = 100 if args.quick else 1_000
+        traced = await traced_growth(n_traced, reps, batch=100, bound=traced_bound)
+        rows.append(row(f"recorder: tracemalloc growth per 1000 jobs ({n_traced} jobs, record off)",
+                        summary(traced), "B/1000 jobs", repeats=reps,
+                        note=f"expected ~0; traced from the first job, max_results and the store's "
+                             f"max_finished_jobs set to {traced_bound}, windows after the first "
+                             f"{traced_bound} (tracing makes each job ~5x slower, hence fewer jobs)"))
 
         n_jobs, per_job = (5, 100) if args.quick else (50, 1_000)
         measured = [await durable_rows_per_s(n_jobs, per_job, tmp) for _ in range(reps)]
@@ -282,7 +318,9 @@ async def _main(args: Any) -> list[dict[str, Any]]:
 def main() -> None:
     def add(p):
         p.add_argument("--events", type=int, default=None, help="deltas in the events/s job")
-        p.add_argument("--jobs", type=int, default=None, help="jobs for the memory-growth figure")
+        p.add_argument("--jobs", type=int, default=None, help="jobs for the RSS-growth figure")
+        p.add_argument("--traced-jobs", type=int, default=None,
+                       help="jobs for the tracemalloc-growth figure (default 6000)")
 
     args = options(__doc__, add)
     quiet_logs()

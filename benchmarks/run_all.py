@@ -12,13 +12,16 @@ is then regenerated from that file (and from ``benchmarks/peers.json`` when pres
 markers are missing they are added under a ``## Benchmarks`` heading; with neither, a warning.
 
 ``--quick`` is a smoke run: small sizes, 3 repeats, written to ``benchmarks/results.quick.json``,
-and the README is left alone unless ``--readme`` is given.  Exit status 1 if any script failed.
+and the README is left alone unless ``--readme`` is given.  A script that cannot run here (it exits
+with ``_common.SKIP_EXIT``, or an optional extra such as ``ray`` is not installed) is reported as
+skipped.  Exit status 1 if any script failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -32,6 +35,7 @@ from _common import (
     QUICK_REPEATS,
     REPEATS,
     ROOT,
+    SKIP_EXIT,
     machine,
     machine_line,
     render_section,
@@ -48,8 +52,28 @@ def scripts() -> list[Path]:
     return sorted(p for p in BENCH_DIR.glob("*.py") if not p.name.startswith("_") and p.name not in EXCLUDED)
 
 
+_MISSING = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
+_OURS = ("runtime", "actors", "_common")
+
+
+def skipped_because(returncode: int, stderr: str) -> str | None:
+    """Why a failed script counts as skipped rather than failed, or ``None``.
+
+    A script skips by exiting with ``SKIP_EXIT`` (see ``_common.skip``), or by failing to import
+    a module that is not corral's own: an optional extra (``ray`` for ``cluster.py``) that a fresh
+    ``pip install -e '.[dev]'`` does not install.
+    """
+    if returncode == SKIP_EXIT:
+        lines = [line for line in stderr.splitlines() if line.startswith("skipped:")]
+        return lines[-1].removeprefix("skipped:").strip() if lines else "the script skipped itself"
+    missing = _MISSING.findall(stderr)
+    if returncode != 0 and missing and missing[-1].split(".")[0] not in _OURS:
+        return f"needs {missing[-1]!r}, not installed (an optional extra)"
+    return None
+
+
 def run_script(path: Path, extra: list[str]) -> dict[str, Any]:
-    """Run one script with ``--json``; its rows, or an error with the tail of its stderr."""
+    """Run one script with ``--json``; its rows, or why it was skipped, or an error."""
     command = [sys.executable, str(path), "--json", *extra]
     t0 = time.perf_counter()
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -57,6 +81,10 @@ def run_script(path: Path, extra: list[str]) -> dict[str, Any]:
     shown = ["python", str(path.relative_to(ROOT)), "--json", *extra]
     out: dict[str, Any] = {"command": " ".join(shown), "seconds": seconds}
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    reason = skipped_because(proc.returncode, proc.stderr)
+    if reason is not None:
+        out["skipped"] = reason
+        return out
     try:
         if proc.returncode != 0:
             raise ValueError(f"exit status {proc.returncode}")
@@ -109,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {path.name} ...", file=sys.stderr, flush=True)
         out = run_script(path, extra)
         results["scripts"][path.stem] = out
-        if "error" in out:
+        if "skipped" in out:
+            print(f"  skipped: {out['skipped']}", file=sys.stderr)
+        elif "error" in out:
             failed.append(path.stem)
             print(f"  FAILED after {out['seconds']:.0f} s: {out['error']}\n{out['stderr_tail']}",
                   file=sys.stderr)
@@ -129,10 +159,9 @@ def main(argv: list[str] | None = None) -> int:
 
     readme = args.readme if args.readme is not None else (None if args.quick or args.no_readme else ROOT / "README.md")
     if readme is not None:
-        ok_results = {**results, "scripts": {k: v for k, v in results["scripts"].items() if "rows" in v}}
         peers_path = BENCH_DIR / "peers.json"
         peers = json.loads(peers_path.read_text(encoding="utf-8")) if peers_path.exists() else None
-        status = update_readme(readme, render_section(ok_results, peers))
+        status = update_readme(readme, render_section(results, peers))
         if status in ("missing", "no-readme"):
             print(f"warning: {readme}: no '<!-- bench:start -->' markers and no '## Benchmarks' heading; "
                   "README not updated", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Soak: a steady mix of jobs through every terminal path; the slope of what the process holds.
 
-    python benchmarks/soak.py [--minutes N] [--interval S] [--json] [--quick]
+    python benchmarks/soak.py [--minutes N] [--interval S] [--json] [--quick] [--tracemalloc]
 
 For ``--minutes`` (default 2) one job is spawned every ``--interval`` seconds (default 0.2), cycling
 through a mix that reaches every terminal path: completed (python steps streaming deltas; an agent
@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,15 @@ SERIES = (("rss_mb", "RSS", "MB/min"), ("fds", "open fds", "fds/min"), ("threads
           ("processes", "live child processes", "procs/min"), ("tasks", "trio tasks", "tasks/min"))
 
 
-async def soak(seconds: float, interval: float) -> tuple[list[dict[str, Any]], Counter[str], int]:
+def _trace_report(first: Any, last: Any, top: int = 15) -> None:
+    """Print the allocation sites that grew most between two tracemalloc snapshots (stderr)."""
+    print("soak: tracemalloc growth between the end of the warm-up and the end:", file=sys.stderr)
+    for stat in last.compare_to(first, "lineno")[:top]:
+        print(f"  {stat}", file=sys.stderr)
+
+
+async def soak(seconds: float, interval: float,
+               trace: bool = False) -> tuple[list[dict[str, Any]], Counter[str], int]:
     states: Counter[str] = Counter()
     samples: list[tuple[float, dict[str, float]]] = []
     mix = _flows()
@@ -173,9 +182,14 @@ async def soak(seconds: float, interval: float) -> tuple[list[dict[str, Any]], C
         async with open_runtime(store=Path(tmp) / "soak.db", max_results=100, term_grace=0.5) as rt:
             t0 = time.monotonic()
 
+            snapshots: list[Any] = []
+
             async def sampler() -> None:
                 while True:
-                    samples.append((time.monotonic() - t0, sample()))
+                    now = time.monotonic() - t0
+                    samples.append((now, sample()))
+                    if trace and not snapshots and now >= _warm_up(seconds):
+                        snapshots.append(tracemalloc.take_snapshot())
                     await trio.sleep(1.0)
 
             async with trio.open_nursery() as outer:
@@ -194,11 +208,17 @@ async def soak(seconds: float, interval: float) -> tuple[list[dict[str, Any]], C
                         await trio.sleep(interval)
                 outer.cancel_scope.cancel()
             samples.append((time.monotonic() - t0, sample()))  # every job ended, runtime still open
+            if trace and snapshots:
+                _trace_report(snapshots[0], tracemalloc.take_snapshot())
     return _slopes(samples, seconds), states, spawned
 
 
+def _warm_up(seconds: float) -> float:
+    return min(max(seconds / 4, 15.0), seconds / 2)
+
+
 def _slopes(samples: list[tuple[float, dict[str, float]]], seconds: float) -> list[dict[str, Any]]:
-    warm = min(max(seconds / 4, 15.0), seconds / 2)
+    warm = _warm_up(seconds)
     window = [(t, s) for t, s in samples if t >= warm] or samples
     ts = [t for t, _ in window]
     rows = []
@@ -219,11 +239,16 @@ def main() -> None:
     def add(p):
         p.add_argument("--minutes", type=float, default=None, help="how long to soak (default 2)")
         p.add_argument("--interval", type=float, default=0.2, help="seconds between spawns")
+        p.add_argument("--tracemalloc", action="store_true",
+                       help="trace allocations from the start; print the sites that grew after the "
+                            "warm-up (stderr).  Slows everything down: for diagnosis, not figures")
 
     args = options(__doc__, add)
     quiet_logs()
     minutes = args.minutes if args.minutes is not None else (0.03 if args.quick else 2.0)
-    rows, states, spawned = trio.run(soak, minutes * 60, args.interval)
+    if args.tracemalloc:
+        tracemalloc.start(5)
+    rows, states, spawned = trio.run(soak, minutes * 60, args.interval, args.tracemalloc)
     mix = ", ".join(f"{n} {k}" for k, n in sorted(states.items()))
     rows.append(row(f"soak: jobs finished in {minutes:g} min", (sum(states.values()),) * 3, "jobs",
                     note=f"{spawned} spawned (a shutdown round is 2 jobs); {mix}"))
