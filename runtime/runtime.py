@@ -27,6 +27,7 @@ import psutil
 import structlog
 import trio
 
+from actors._groups import lone_exception
 from actors.acp import PermissionPolicy
 from actors.adapter import AgentAdapter
 from actors.process import Marker, live_marked
@@ -384,15 +385,6 @@ class Runtime:
             self._own_workspace = None
 
 
-def _lone(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup):
-        if len(exc.exceptions) != 1:
-            return None
-        exc = exc.exceptions[0]
-    return exc
-
-
 @asynccontextmanager
 async def open_runtime(*, max_running_jobs: int | None = None, max_results: int = 10_000,
                        store: str | Path | Store | None = None, resume: bool = False,
@@ -458,6 +450,6 @@ async def open_runtime(*, max_running_jobs: int | None = None, max_results: int 
     except BaseExceptionGroup as group:
         # Jobs never let errors escape into the root nursery, so a group here only wraps what the
         # body of the ``async with`` raised: hand that back unwrapped.
-        if body_error is not None and _lone(group) is body_error:
+        if body_error is not None and lone_exception(group) is body_error:
             raise body_error from None
         raise
