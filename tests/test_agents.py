@@ -364,7 +364,7 @@ async def test_python_step_open_process_is_contained():
     seen = {}
 
     async def step(ctx, inputs):
-        async with ctx.open_process([PY, "-c", "import time; time.sleep(60)"]) as group:
+        async with ctx.open_process([PY, "-c", "import signal; signal.pause()"]) as group:
             seen["pid"] = group.pid
             seen["count"] = ctx._job.runtime.stats().processes
             await trio.sleep_forever()

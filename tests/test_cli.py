@@ -303,7 +303,7 @@ def test_sweep_kills_processes_of_dead_runtimes(tmp_path):
     dead.wait()
     marker = Marker(runtime_id="0" * 32, job_id="orphaned", runtime_pid=dead.pid, runtime_started=started)
     # an orphan: its parent (sh) exits at once, as a dead runtime's process would be left
-    launcher = subprocess.run(["sh", "-c", f"'{PY}' -c 'import time; time.sleep(60)' >/dev/null 2>&1 & echo $!"],
+    launcher = subprocess.run(["sh", "-c", f"'{PY}' -c 'import signal; signal.pause()' >/dev/null 2>&1 & echo $!"],
                               env={**os.environ, MARKER_ENV: marker.env_value()}, start_new_session=True,
                               capture_output=True, text=True, timeout=BOUND, check=True)
     orphan = psutil.Process(int(launcher.stdout))
