@@ -36,7 +36,7 @@ class Recorder:
     def __init__(self, *, max_events: int | None = 1000, max_bytes: int = 1 << 20,
                  sink: Callable[[list[Any]], Awaitable[None]] | None = None,
                  on_error: Callable[[BaseException], None] | None = None,
-                 flush_grace: float = 5.0) -> None:
+                 flush_grace: float = 30.0) -> None:
         self._ring: collections.deque[tuple[Any, int]] | None = (
             collections.deque() if max_events else None)
         self.max_events = max_events or 0
