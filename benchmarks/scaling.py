@@ -149,8 +149,8 @@ def plot(results: dict[int, dict[str, dict[str, list[float]]]], path: Path) -> b
         return False
     sizes = sorted(results)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, key, label in ((axes[0], "us", "µs per job (spawn to finished)"),
-                           (axes[1], "rss", "RSS bytes per live job")):
+    for ax, key, label, where in ((axes[0], "us", "µs per job (spawn to finished)", "upper right"),
+                                  (axes[1], "rss", "RSS bytes per live job", "lower right")):
         for kind, style in (("corral", "o-"), ("floor", "s--")):
             med = [summary(results[n][kind][key])[0] for n in sizes]
             lo = [med[i] - summary(results[n][kind][key])[1] for i, n in enumerate(sizes)]
@@ -162,7 +162,7 @@ def plot(results: dict[int, dict[str, dict[str, list[float]]]], path: Path) -> b
         ax.set_ylabel(label)
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc=where)
     fig.suptitle("corral scaling: cost per job should be flat")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,11 +10,13 @@ timeout), paused then resumed (``escalate``), retried then completed, and shut d
 opened and closed with jobs still running).  Jobs record ``durable`` (into an embedded SQLite store
 in a temporary directory) or ``memory``; streams run coalesced.
 
-Once a second it samples RSS, open fds, threads, live child processes and trio tasks.  At the end
-it prints the least-squares slope of each, per minute, over the samples after a warm-up (the first
-quarter of the run, at least 15 s when the run is long enough: caches and the runtime's bounded
-result LRU, ``max_results=100``, fill there).  ``min..max`` are the slopes of 5 equal segments of
-that window.  The slopes should be flat; this script reports them, it does not assert.
+Once a second, while jobs run, it samples RSS, open fds, threads, live child processes and trio
+tasks.  At the end it prints the least-squares slope of each, per minute, over the samples after a
+warm-up (the first quarter of the run, at least 15 s when the run is long enough: caches and the
+runtime's bounded result LRU, ``max_results=100``, fill there).  ``min..max`` are the slopes of 5
+equal segments of that window.  Then, once every job has ended, it compares processes, tasks and
+fds with what there was before the first job.  The slopes should be flat; this script reports
+them, it does not assert.
 """
 
 from __future__ import annotations
@@ -180,6 +182,7 @@ async def soak(seconds: float, interval: float,
     spawned = 0
     with tempfile.TemporaryDirectory() as tmp:
         async with open_runtime(store=Path(tmp) / "soak.db", max_results=100, term_grace=0.5) as rt:
+            before = sample()  # the runtime open, nothing started yet
             t0 = time.monotonic()
 
             snapshots: list[Any] = []
@@ -207,10 +210,17 @@ async def soak(seconds: float, interval: float,
                         i += 1
                         await trio.sleep(interval)
                 outer.cancel_scope.cancel()
-            samples.append((time.monotonic() - t0, sample()))  # every job ended, runtime still open
+            end = sample()  # every job ended, the runtime still open
             if trace and snapshots:
                 _trace_report(snapshots[0], tracemalloc.take_snapshot())
-    return _slopes(samples, seconds), states, spawned
+    rows = _slopes(samples, seconds)
+    rows.append(row("soak: live child processes once every job ended", (end["processes"],) * 3,
+                    "processes", note="expected 0"))
+    rows.append(row("soak: trio tasks once every job ended", (end["tasks"],) * 3, "tasks",
+                    (before["tasks"],) * 3, "trio tasks before the first job"))
+    rows.append(row("soak: open fds once every job ended", (end["fds"],) * 3, "fds",
+                    (before["fds"],) * 3, "open fds before the first job"))
+    return rows, states, spawned
 
 
 def _warm_up(seconds: float) -> float:
