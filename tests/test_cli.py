@@ -248,7 +248,8 @@ async def test_resume_finishes_a_dead_runtimes_job_without_rerunning_completed_s
     runs, gate = tmp_path / "runs.txt", tmp_path / "go"
     first, second = tmp_path / "first.py", tmp_path / "second.py"
     first.write_text(f"open({str(runs)!r}, 'a').write('ran\\n')\nprint('{{\"n\": 1}}')\n")
-    second.write_text(f"import os, time\nwhile not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\n"
+    # first run: park until the runtime is killed; the resumed run (gate present) finishes at once
+    second.write_text(f"import os, signal\nif not os.path.exists({str(gate)!r}):\n    signal.pause()\n"
                       "print('{\"n\": 2}')\n")
     flow = write_flow(tmp_path, f"""\
         name: two-steps
