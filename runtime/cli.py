@@ -263,10 +263,10 @@ def _duration(rec: JobRecord) -> str:
     return f"{end - rec.created_at:.2f}s" if end else "-"
 
 
-def _trio_run(fn: Callable[[], Awaitable[T]]) -> T:
-    """``trio.run(fn)``; a store that cannot be opened or written is an error message, not a traceback."""
+def _trio_run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``trio.run(fn, *args)``; a store that cannot be opened or written is an error message, not a traceback."""
     try:
-        return trio.run(fn)
+        return trio.run(fn, *args)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -449,6 +449,13 @@ def _step_summary(payloads: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]
     return steps
 
 
+async def _job_and_events(path: Any, job_ref: str) -> tuple[JobRecord, list[Mapping[str, Any]]]:
+    """A job's record (by id or unique prefix) and its recorded event payloads."""
+    async with SqliteStore(path) as st:
+        rec = await _find_job(st, job_ref)
+        return rec, [row.payload for row in await st.read_events(rec.job_id)]
+
+
 @main.command()
 @click.argument("job_ref", metavar="JOB")
 @store_option
@@ -459,12 +466,7 @@ def show(job_ref: str, store: str, as_json: bool, verbose: int) -> None:
     configure_logging(_verbosity(verbose))
     path = _existing_store(store)
 
-    async def go() -> tuple[JobRecord, list[Mapping[str, Any]]]:
-        async with SqliteStore(path) as st:
-            rec = await _find_job(st, job_ref)
-            return rec, [row.payload for row in await st.read_events(rec.job_id)]
-
-    rec, payloads = _trio_run(go)
+    rec, payloads = _trio_run(_job_and_events, path, job_ref)
     steps = _step_summary(payloads)
     if as_json:
         _json_line({**attrs.asdict(rec), "steps": steps})
@@ -497,12 +499,7 @@ def events(job_ref: str, store: str, as_json: bool, verbose: int) -> None:
     configure_logging(_verbosity(verbose))
     path = _existing_store(store)
 
-    async def go() -> tuple[JobRecord, list[Mapping[str, Any]]]:
-        async with SqliteStore(path) as st:
-            rec = await _find_job(st, job_ref)
-            return rec, [row.payload for row in await st.read_events(rec.job_id)]
-
-    rec, payloads = _trio_run(go)
+    rec, payloads = _trio_run(_job_and_events, path, job_ref)
     if not payloads:
         raise click.ClickException(f"job {rec.job_id} has no recorded events (it ran with record={rec.record}; "
                                    "use --record durable)")
