@@ -405,7 +405,9 @@ async def open_runtime(*, max_running_jobs: int | None = None, max_results: int 
     ``record_max_bytes`` bound each recording job's in-memory ring.
 
     ``cluster``: a :class:`runtime.cluster.RayCluster` runs the jobs on Ray host actors, each host
-    an embedded runtime like this one (``pip install 'corral[ray]'``); the API is the same.
+    an embedded runtime like this one (``pip install 'corral[ray]'``); the API is the same.  There
+    ``store`` must be a path, which each host opens as its own :class:`~runtime.store.SqliteStore`;
+    ``resume`` and ``max_running_jobs`` are refused (see :class:`~runtime.cluster.RayCluster`).
 
     Leaving the block cancels every live job (state CANCELLED, reason ``"shutdown"``) and returns
     once all their nurseries have closed.
@@ -413,8 +415,19 @@ async def open_runtime(*, max_running_jobs: int | None = None, max_results: int 
     if cluster is not None:
         from .cluster import open_cluster_runtime
 
+        if max_running_jobs is not None:
+            raise ValueError("max_running_jobs: on a cluster the bound is RayCluster(jobs_per_host=...)")
+        if resume:
+            raise ValueError("resume: not supported on a cluster; a named RayCluster lets a new "
+                             "controller adopt the jobs its hosts still run")
+        if store is not None and not isinstance(store, str | os.PathLike):
+            raise TypeError("store: on a cluster give a path (each host opens its own SqliteStore "
+                            f"there), not a {type(store).__name__} object")
         async with open_cluster_runtime(cluster, stdin_grace=stdin_grace, term_grace=term_grace,
-                                        workspace=workspace) as crt:
+                                        workspace=workspace, max_results=max_results,
+                                        store=None if store is None else os.fspath(store),
+                                        record_max_events=record_max_events,
+                                        record_max_bytes=record_max_bytes) as crt:
             yield crt  # type: ignore[misc]
         return
     if store is None:

@@ -13,7 +13,7 @@ In a ``conftest.py``::
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
@@ -22,6 +22,9 @@ import trio
 from actors.process import live_marked
 
 from .runtime import Runtime, open_runtime
+
+if TYPE_CHECKING:
+    from .cluster import ClusterRuntime
 
 __all__ = ["LeakError", "WakeupCounter", "assert_no_leaks", "corral_runtime", "job_tasks", "marked_processes"]
 
@@ -65,14 +68,27 @@ def _zombie_children() -> list[int]:
     return out
 
 
-def assert_no_leaks(rt: Runtime, *, allow_live_jobs: bool = False) -> None:
+def assert_no_leaks(rt: Runtime | ClusterRuntime, *, allow_live_jobs: bool = False) -> None:
     """Assert that nothing of a finished job remains.
+
+    On a cluster runtime it checks the controller, runs this check inside every host and sweeps
+    this machine's process table for the hosts' markers (blocking Ray calls: from trio, prefer
+    ``await runtime.cluster.testing.assert_cluster_no_leaks(rt)``).
 
     Checks ``rt.stats()`` (no live or pending jobs, and no tasks, processes, streams or recorders
     held by jobs), the runtime's root nursery, trio's whole task tree (no task of a job that is not
     live), the OS process table (no process carrying the runtime's marker) and zombies among this
     process's children.  Call it from inside the trio run, after the jobs you care about ended.
     """
+    from .cluster._controller import ClusterRuntime  # no Ray import: that module imports it lazily
+
+    if isinstance(rt, ClusterRuntime):
+        from .cluster.testing import cluster_leaks
+
+        problems = cluster_leaks(rt, allow_live_jobs=allow_live_jobs)
+        if problems:
+            raise LeakError("cluster leaks: " + "; ".join(problems))
+        return
     stats = rt.stats()
     problems: list[str] = []
     if not allow_live_jobs:

@@ -17,7 +17,7 @@ from runtime import AgentSpec, ExitRule, Flow, JobState, Step, open_runtime  # n
 from runtime.cluster import RayCluster, open_cluster_runtime  # noqa: E402
 from runtime.cluster.steps import echo, noop  # noqa: E402
 from runtime.cluster.testing import assert_cluster_no_leaks  # noqa: E402
-from runtime.events import JobFinished, JobStarted  # noqa: E402
+from runtime.events import JobFinished, JobStarted, event_to_dict  # noqa: E402
 
 PY = sys.executable
 FAKE = [PY, "-m", "actors.fake_agent", "--delay", "0.001"]
@@ -175,3 +175,74 @@ async def test_shutdown_with_live_jobs_leaves_nothing():
         with pytest.raises(ray.exceptions.RayActorError):
             await trio.to_thread.run_sync(lambda a=actor: ray.get(a.info.remote(), timeout=10))
     assert marked(ids) == set()
+
+
+async def test_durable_jobs_on_hosts_record_into_the_sqlite_path(tmp_path):
+    from runtime.store import SqliteStore
+
+    db = tmp_path / "cluster.db"
+    async with open_runtime(cluster=RayCluster(hosts=2, jobs_per_host=2), store=db, max_results=3,
+                            term_grace=0.5) as rt:
+        with trio.fail_after(BOUND):
+            handles = [await rt.spawn(complete_flow(), {"n": n}, record="durable") for n in range(5)]
+            results = [await h.wait() for h in handles]
+            assert {r.state for r in results} == {JobState.COMPLETED}
+            streamed = {h.id: [event_to_dict(e) async for e in h.events()] for h in handles}
+            # the controller keeps the latest max_results results, like the embedded runtime
+            kept = [await rt.result(h.id) for h in handles]
+            assert sum(r is not None for r in kept) == 3
+            assert all(k in (None, r) for k, r in zip(kept, results, strict=True))
+            assert (await rt.stats_async()).results == 3
+            await assert_cluster_no_leaks(rt)
+    async with SqliteStore(db) as store:  # both hosts wrote into the one file; nothing was lost
+        for h in handles:
+            rec = await store.get_job(h.id)
+            assert rec is not None and rec.state == "completed", rec
+            rows = await store.read_events(h.id)
+            assert [r.seq for r in rows] == [e["seq"] for e in streamed[h.id]]
+            assert rows[-1].type == "job_finished"
+
+
+async def test_cluster_refuses_what_it_cannot_honour():
+    with pytest.raises(ValueError, match="resume"):
+        async with open_runtime(cluster=RayCluster(), resume=True):
+            pass
+    with pytest.raises(ValueError, match="max_running_jobs"):
+        async with open_runtime(cluster=RayCluster(), max_running_jobs=3):
+            pass
+    from runtime.store import MemoryStore
+    with pytest.raises(TypeError, match="store"):
+        async with open_runtime(cluster=RayCluster(), store=MemoryStore()):
+            pass
+    with pytest.raises(ValueError, match="hosts"):
+        RayCluster(hosts=0)
+    async with open_runtime(cluster=RayCluster(hosts=1, jobs_per_host=1)) as rt:
+        with pytest.raises(RuntimeError, match="named cluster"):
+            rt.detach()
+
+
+async def test_event_logs_are_bounded_and_say_what_they_dropped():
+    from runtime import Lagged
+
+    async with open_cluster_runtime(RayCluster(hosts=1, jobs_per_host=2, max_log_events=16),
+                                    term_grace=0.5) as rt:
+        with trio.fail_after(BOUND):
+            handle = await rt.spawn(slow_flow())  # streams ticks until cancelled
+            async for event in handle.events():
+                if getattr(event, "seq", 0) >= 40:
+                    break
+            replay = []
+            async for item in handle.events(from_seq=0):  # the host holds only the latest ~16
+                replay.append(item)
+                if len(replay) == 3:
+                    break
+            assert isinstance(replay[0], Lagged) and 40 - 18 <= replay[0].n, replay
+            assert [e.seq for e in replay[1:]] == [replay[0].n, replay[0].n + 1]
+            await handle.cancel()
+            after = [e async for e in handle.events(from_seq=0)]  # the controller's copy: bounded too
+        assert isinstance(after[0], Lagged)
+        kept = after[1:]
+        assert 16 <= len(kept) <= 18 and kept[0].seq == after[0].n
+        assert [e.seq for e in kept] == list(range(kept[0].seq, kept[0].seq + len(kept)))
+        assert isinstance(kept[-1], JobFinished)
+        await assert_cluster_no_leaks(rt)

@@ -15,22 +15,43 @@ import trio
 
 from actors.process import find_marked, kill_tree
 
-from ..events import Event, event_from_dict
+from ..events import Event, JobPaused, JobResumed, Lagged, event_from_dict
 from ..flow import Flow
 from ..job import JobResult, JobState
-from ..loading import flow_to_dict
+from ..loading import flow_from_dict, flow_to_dict
 from ..runtime import RuntimeStats
+from ._log import EventLog
 
 log = structlog.get_logger(__name__)
 
 
 @attrs.frozen
 class RayCluster:
-    """Where and how wide: ``address`` None starts a local Ray; ``hosts`` actors x ``jobs_per_host``."""
+    """Where and how wide: ``hosts`` actors, each running up to ``jobs_per_host`` jobs.
+
+    ``address``: ``None`` starts a local Ray; ``"auto"`` joins the cluster started on this machine
+    (``ray start --head``); ``"ray://host:10001"`` connects through Ray Client.
+
+    ``name``: ``None`` gives anonymous hosts owned by this controller; they die with it.  A name
+    makes the hosts named, detached actors ``<name>-host-<i>`` in ``namespace``.  A controller that
+    opens the same name attaches to the live ones and adopts their jobs, so a restarted controller
+    carries on where the last one stopped.  :meth:`ClusterRuntime.detach` leaves them running when
+    the block ends.  Attach one controller at a time.
+
+    ``max_log_events``: each job's numbered event log (on its host, and its copy on the controller)
+    keeps this many latest events; a reader asking for older ones first gets a :class:`Lagged`.
+    """
 
     address: str | None = None
-    hosts: int = 2
-    jobs_per_host: int = 16
+    hosts: int = attrs.field(default=2, validator=attrs.validators.ge(1))
+    jobs_per_host: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    name: str | None = None
+    namespace: str = "corral"
+    max_log_events: int = attrs.field(default=100_000, validator=attrs.validators.ge(1))
+
+    def host_name(self, index: int) -> str | None:
+        """The Ray actor name of host ``index`` (``None`` for anonymous hosts)."""
+        return None if self.name is None else f"{self.name}-host-{index}"
 
 
 class _HostRef:
@@ -44,7 +65,7 @@ class _HostRef:
 
 class _ClusterJob:
     def __init__(self, job_id: str, flow: Flow, flow_data: dict[str, Any], inputs: Mapping[str, Any],
-                 record: str) -> None:
+                 record: str, max_log_events: int) -> None:
         self.id = job_id
         self.flow = flow
         self.flow_data = flow_data
@@ -54,7 +75,7 @@ class _ClusterJob:
         self.host: _HostRef | None = None
         self.result: JobResult | None = None
         self.done = trio.Event()
-        self.log: list[Event] = []
+        self.log: EventLog[Event] = EventLog(max_log_events, _event_seq)
         self.launched = trio.Event()
 
 
@@ -118,8 +139,9 @@ class ClusterJobHandle:
             raise RuntimeError(f"job {self.id} is not running")
         await self._rt._ray(host.actor.resume.remote, self.id, payload)
 
-    async def events(self, from_seq: int = 0) -> AsyncIterator[Event]:
-        """The job's events from ``from_seq`` on, streamed from its host's log (re-attach)."""
+    async def events(self, from_seq: int = 0) -> AsyncIterator[Event | Lagged]:
+        """The job's events from ``from_seq`` on, streamed from its host's log (re-attach): in
+        order, no duplicates; a :class:`Lagged` stands for events that fell out of the bounded log."""
         job = self._job
         if job.host is None and job.result is None:  # pending: its events start when it is placed
             async with trio.open_nursery() as nursery:
@@ -130,21 +152,25 @@ class ClusterJobHandle:
                 await job.launched.wait()
                 nursery.cancel_scope.cancel()
         if job.result is not None or job.host is None or not job.host.alive:
-            for event in list(job.log):
-                if event.seq >= from_seq:
-                    yield event
+            missing, kept = job.log.since(from_seq)
+            if missing:
+                yield Lagged(missing)
+            for event in kept:
+                yield event
             return
         async for data in self._rt._stream(job.host, job.id, from_seq):
-            yield event_from_dict(data)
+            yield Lagged(data["lagged"]) if "lagged" in data else event_from_dict(data)
 
 
 class ClusterRuntime:
     """Spawn, find and count jobs over Ray host actors.  Create with :func:`open_cluster_runtime`."""
 
     def __init__(self, cluster: RayCluster, hosts: list[_HostRef], nursery: trio.Nursery,
-                 ray_mod: Any) -> None:
+                 ray_mod: Any, *, max_results: int = 10_000) -> None:
         self.id = uuid.uuid4().hex
         self.cluster = cluster
+        self.max_results = max_results
+        self._detached = False
         self.hosts = hosts
         self._nursery = nursery
         self._ray_mod = ray_mod
@@ -197,7 +223,7 @@ class ClusterRuntime:
         job_id = job_id or uuid.uuid4().hex
         if job_id in self._live:
             raise ValueError(f"job id {job_id!r} is already live")
-        job = _ClusterJob(job_id, flow, data, inputs or {}, record)
+        job = _ClusterJob(job_id, flow, data, inputs or {}, record, self.cluster.max_log_events)
         self._live[job_id] = job
         host = self._place()
         if host is None:
@@ -235,6 +261,20 @@ class ClusterRuntime:
         total["pending_jobs"] += len(self._pending)
         total["results"] = len(self._results)
         return RuntimeStats(**total)
+
+    @property
+    def nursery_tasks(self) -> int:
+        """Tasks in the controller's nursery (one follower per job placed on a host)."""
+        return len(self._nursery.child_tasks)
+
+    def detach(self) -> None:
+        """End the block without ending the jobs: the named hosts keep running them, and the next
+        controller that opens this cluster's name adopts them.  Jobs still PENDING here (known only
+        to this controller) end CANCELLED with reason ``"detached"``."""
+        if self.cluster.name is None:
+            raise RuntimeError("detach() needs a named cluster (RayCluster(name=...)): "
+                               "anonymous hosts end with their controller")
+        self._detached = True
 
     def stats(self) -> RuntimeStats:
         """Stats aggregated over the hosts (blocking Ray calls; prefer :meth:`stats_async` in trio)."""
@@ -278,7 +318,14 @@ class ClusterRuntime:
         ray = self._ray_mod
         try:
             async for data in self._stream(host, job.id, 0):
-                job.log.append(event_from_dict(data))
+                if "lagged" in data:  # the host's log was trimmed before this controller read it
+                    continue
+                event = event_from_dict(data)
+                job.log.append(event)
+                if isinstance(event, JobPaused):
+                    job.state = JobState.PAUSED
+                elif isinstance(event, JobResumed):
+                    job.state = JobState.RUNNING
             result = await self._ray(host.actor.result.remote, job.id)
             await self._ray(host.actor.forget.remote, job.id)
         except ray.exceptions.RayActorError:
@@ -298,6 +345,8 @@ class ClusterRuntime:
         job.state = result.state
         self._live.pop(job.id, None)
         self._results[job.id] = result
+        while len(self._results) > self.max_results:
+            self._results.popitem(last=False)
         if job.host is not None:
             job.host.jobs.discard(job.id)
         job.done.set()
@@ -337,6 +386,26 @@ class ClusterRuntime:
         assert job.result is not None
         return job.result
 
+    async def _adopt(self) -> None:
+        """Follow the jobs the (named) hosts already run: a controller attaching after another."""
+        for host in self.hosts:
+            for spec in await self._ray(host.actor.adopt.remote):
+                job = _ClusterJob(spec["job_id"], flow_from_dict(spec["flow"]), spec["flow"], spec["inputs"],
+                                  spec["record"], self.cluster.max_log_events)
+                job.host = host
+                job.state = JobState(spec["state"])
+                host.jobs.add(job.id)
+                self._live[job.id] = job
+                job.launched.set()
+                self._nursery.start_soon(self._follow, job, host, name=f"corral.cluster-follow:{job.id}")
+        if self._live:
+            log.info("corral.cluster.adopted", jobs=len(self._live), cluster=self.cluster.name)
+
+    async def _detach(self) -> None:
+        self._closing = True
+        for job in list(self._pending):
+            await self._control(job, "cancel", "detached")
+
     async def _shutdown(self, grace: float) -> None:
         self._closing = True
         ray = self._ray_mod
@@ -356,6 +425,10 @@ class ClusterRuntime:
             host.alive = False
 
 
+def _event_seq(event: Event) -> int:
+    return event.seq
+
+
 def _terminate(ray: Any, actor: Any, grace: float) -> None:
     try:
         ray.get(actor.__ray_terminate__.remote(), timeout=grace)
@@ -366,13 +439,15 @@ def _terminate(ray: Any, actor: Any, grace: float) -> None:
 
 
 @asynccontextmanager
-async def open_cluster_runtime(cluster: RayCluster, *, grace: float = 10.0,
+async def open_cluster_runtime(cluster: RayCluster, *, grace: float = 10.0, max_results: int = 10_000,
                                **runtime_kw: Any) -> AsyncIterator[ClusterRuntime]:
     """Open a runtime whose jobs run on Ray host actors, each hosting an embedded runtime.
 
     ``address=None`` starts a local Ray (``RAY_AUTH_MODE=disabled``) unless one is already
-    initialised in this process; ``runtime_kw`` go to each host's ``open_runtime()``.  Leaving the
-    block cancels every job on every host, stops the hosts gracefully (``ray.kill`` after ``grace``).
+    initialised in this process; ``runtime_kw`` go to each host's ``open_runtime()``.  The
+    controller keeps the ``max_results`` latest results.  Leaving the block cancels every job on
+    every host, stops the hosts gracefully (``ray.kill`` after ``grace``) -- unless
+    :meth:`ClusterRuntime.detach` was called on a named cluster.
     """
     import ray
 
@@ -386,21 +461,37 @@ async def open_cluster_runtime(cluster: RayCluster, *, grace: float = 10.0,
                                                        log_to_driver=False))
         started_ray = True
     actor_cls = ray.remote(num_cpus=0, max_concurrency=1000)(Host)
-    actors = [actor_cls.remote(runtime_kw) for _ in range(cluster.hosts)]
-    infos = await trio.to_thread.run_sync(lambda: ray.get([a.info.remote() for a in actors]))
-    hosts = [_HostRef(a, i["pid"], i["runtime_id"]) for a, i in zip(actors, infos, strict=True)]
+    runtime_kw = {**runtime_kw, "max_results": max_results}
+    detached = False
+    actors: list[Any] = []
     try:
+        actors = await trio.to_thread.run_sync(_start_hosts, actor_cls, cluster, runtime_kw)
+        infos = await trio.to_thread.run_sync(lambda: ray.get([a.info.remote() for a in actors]))
+        hosts = [_HostRef(a, i["pid"], i["runtime_id"]) for a, i in zip(actors, infos, strict=True)]
         async with trio.open_nursery() as nursery:
-            rt = ClusterRuntime(cluster, hosts, nursery, ray)
+            rt = ClusterRuntime(cluster, hosts, nursery, ray, max_results=max_results)
+            if cluster.name is not None:
+                await rt._adopt()
             try:
                 yield rt
             finally:
+                detached = rt._detached
                 with trio.CancelScope(shield=True), trio.move_on_after(grace * (cluster.hosts + 2)):
-                    await rt._shutdown(grace)
+                    await (rt._detach() if detached else rt._shutdown(grace))
                 nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
-            for a in actors:
-                await trio.to_thread.run_sync(_terminate, ray, a, grace)
+            if not detached:
+                for a in actors:
+                    await trio.to_thread.run_sync(_terminate, ray, a, grace)
             if started_ray:
                 await trio.to_thread.run_sync(ray.shutdown)
+
+
+def _start_hosts(actor_cls: Any, cluster: RayCluster, runtime_kw: dict[str, Any]) -> list[Any]:
+    """Create the host actors; a named cluster gets (or re-gets) detached, named ones."""
+    if cluster.name is None:
+        return [actor_cls.remote(runtime_kw, cluster.max_log_events) for _ in range(cluster.hosts)]
+    return [actor_cls.options(name=cluster.host_name(i), namespace=cluster.namespace, lifetime="detached",
+                              get_if_exists=True).remote(runtime_kw, cluster.max_log_events)
+            for i in range(cluster.hosts)]

@@ -16,6 +16,7 @@ from ..events import JobFinished, event_to_dict
 from ..job import JobResult, JobStateError
 from ..loading import flow_from_dict
 from ..runtime import RuntimeStats, open_runtime
+from ._log import EventLog
 
 log = structlog.get_logger(__name__)
 
@@ -29,10 +30,12 @@ class Host:
     keeps a numbered event log here (``events(job_id, from_seq)`` streams it).
     """
 
-    def __init__(self, runtime_kw: dict[str, Any] | None = None) -> None:
+    def __init__(self, runtime_kw: dict[str, Any] | None = None, max_log_events: int = 100_000) -> None:
         self._kw = dict(runtime_kw or {})
+        self._max_log_events = max_log_events
         self._cond = threading.Condition()
-        self._logs: dict[str, list[dict[str, Any]]] = {}
+        self._logs: dict[str, EventLog[dict[str, Any]]] = {}
+        self._specs: dict[str, dict[str, Any]] = {}
         self._results: dict[str, JobResult] = {}
         self._ready = threading.Event()
         self._token: trio.lowlevel.TrioToken | None = None
@@ -123,28 +126,37 @@ class Host:
                     record: str = "off") -> str:
         """Start a job in this host's runtime."""
         with self._cond:
-            self._logs[job_id] = []
-        await self._call(lambda: trio.from_thread.run(self._spawn, flow_data, inputs, job_id, record,
-                                                      trio_token=self._token))
+            self._logs[job_id] = EventLog(self._max_log_events, _seq)
+            self._specs[job_id] = {"job_id": job_id, "flow": flow_data, "inputs": inputs, "record": record}
+        try:
+            await self._call(lambda: trio.from_thread.run(self._spawn, flow_data, inputs, job_id, record,
+                                                          trio_token=self._token))
+        except BaseException:
+            with self._cond:
+                self._logs.pop(job_id, None)
+                self._specs.pop(job_id, None)
+                self._notify()
+            raise
         return job_id
 
     async def events(self, job_id: str, from_seq: int = 0) -> AsyncIterator[list[dict[str, Any]]]:
         """Stream the job's event log from ``from_seq`` in batches (whatever is new at each step):
-        no gaps, no duplicates; ends after the job's result is known."""
-        index = 0
+        no duplicates, and no gap that is not announced by a ``{"lagged": n}`` entry (events that
+        fell out of the bounded log); ends after the job's result is known."""
+        next_seq = from_seq
         try:
             while True:
-                await self._until(lambda i=index: job_id not in self._logs or job_id in self._results
-                                  or len(self._logs[job_id]) > i)
+                await self._until(lambda s=next_seq: job_id not in self._logs or job_id in self._results
+                                  or self._logs[job_id].last_seq >= s)
                 with self._cond:
                     job_log = self._logs.get(job_id)
                     if job_log is None:
                         return
-                    batch = [e for e in job_log[index:] if e["seq"] >= from_seq]
-                    index = len(job_log)
+                    missing, batch = job_log.since(next_seq)
                     done = job_id in self._results
                 if batch:
-                    yield batch
+                    next_seq = batch[-1]["seq"] + 1
+                    yield [{"lagged": missing}, *batch] if missing else batch
                 if done:
                     return
         except (GeneratorExit, asyncio.CancelledError):
@@ -162,6 +174,17 @@ class Host:
             if job_id in self._results:
                 self._logs.pop(job_id, None)
                 self._results.pop(job_id, None)
+                self._specs.pop(job_id, None)
+
+    async def adopt(self) -> list[dict[str, Any]]:
+        """Every job this host still holds (running, or ended and not yet forgotten), in spawn order:
+        what a controller that attaches to a named host needs to follow them."""
+        def states() -> dict[str, str]:
+            return {h.id: h.state.value for h in self._rt.jobs()}
+        live = await self._call(lambda: trio.from_thread.run_sync(states, trio_token=self._token))
+        with self._cond:
+            return [{**spec, "state": live.get(job_id, "running")} for job_id, spec in self._specs.items()
+                    if job_id in live or job_id in self._results or job_id in self._logs]
 
     async def control(self, job_id: str, action: str, reason: str) -> None:
         """Cancel or abandon a job; returns once it is torn down here."""
@@ -185,13 +208,13 @@ class Host:
         """The embedded runtime's stats."""
         return await self._call(lambda: trio.from_thread.run_sync(self._rt.stats, trio_token=self._token))
 
-    async def check_leaks(self) -> str | None:
+    async def check_leaks(self, allow_live_jobs: bool = False) -> str | None:
         """Run ``assert_no_leaks`` inside this host's trio run; the problem, or ``None``."""
         from ..testing import assert_no_leaks
 
         def check() -> str | None:
             try:
-                assert_no_leaks(self._rt)
+                assert_no_leaks(self._rt, allow_live_jobs=allow_live_jobs)
             except AssertionError as exc:
                 return str(exc)
             return None
@@ -205,6 +228,10 @@ class Host:
     async def stop(self) -> None:
         """Shut the embedded runtime down (cancelling its jobs) and finish the trio run."""
         await self._call(self._stop_blocking)
+
+
+def _seq(entry: dict[str, Any]) -> int:
+    return entry["seq"]
 
 
 def _wake(fut: asyncio.Future[None]) -> None:

@@ -1,4 +1,4 @@
-"""Leak assertions for a cluster runtime (the embedded ``assert_no_leaks`` inspects one trio run)."""
+"""Leak assertions for a cluster runtime (``runtime.testing.assert_no_leaks`` dispatches here)."""
 
 from __future__ import annotations
 
@@ -8,24 +8,36 @@ from actors.process import live_marked
 
 from ._controller import ClusterRuntime
 
-__all__ = ["assert_cluster_no_leaks"]
+__all__ = ["assert_cluster_no_leaks", "cluster_leaks"]
 
 
-async def assert_cluster_no_leaks(rt: ClusterRuntime) -> None:
-    """Assert nothing of a finished job remains anywhere: no live or pending job on the controller,
-    each live host's own ``assert_no_leaks`` passes there, and no process on this machine carries
-    any host's marker (hosts lost included)."""
+def cluster_leaks(rt: ClusterRuntime, *, allow_live_jobs: bool = False) -> list[str]:
+    """What a finished job left anywhere, as problem strings (blocking Ray calls).
+
+    Checks the controller (no live or pending job, no follower task), each live host's own
+    ``assert_no_leaks`` run inside its trio run, and the OS process table of this machine (no
+    process carrying any host's marker, lost hosts included).
+    """
+    ray = rt._ray_mod
     problems: list[str] = []
-    if rt.jobs():
-        problems.append(f"{len(rt.jobs())} live jobs on the controller")
-    for host in rt.hosts:
-        if host.alive:
-            problem = await rt._ray(host.actor.check_leaks.remote)
-            if problem:
-                problems.append(f"host {host.pid}: {problem}")
-    ids = {h.runtime_id for h in rt.hosts}
-    procs = await trio.to_thread.run_sync(lambda: live_marked(lambda m: m.runtime_id in ids))
-    if procs:
-        problems.append(f"processes carrying a host's marker: {[p.pid for p in procs]}")
+    if not allow_live_jobs:
+        if rt.jobs():
+            problems.append(f"{len(rt.jobs())} live jobs on the controller")
+        if rt.nursery_tasks:
+            problems.append(f"{rt.nursery_tasks} tasks in the controller's nursery")
+    alive = [h for h in rt.hosts if h.alive]
+    found = ray.get([h.actor.check_leaks.remote(allow_live_jobs) for h in alive])
+    problems += [f"host {h.pid}: {problem}" for h, problem in zip(alive, found, strict=True) if problem]
+    if not allow_live_jobs:
+        ids = {h.runtime_id for h in rt.hosts}
+        procs = live_marked(lambda m: m.runtime_id in ids)
+        if procs:
+            problems.append(f"processes carrying a host's marker: {[p.pid for p in procs]}")
+    return problems
+
+
+async def assert_cluster_no_leaks(rt: ClusterRuntime, *, allow_live_jobs: bool = False) -> None:
+    """:func:`cluster_leaks` from trio without blocking the run; raises ``AssertionError``."""
+    problems = await trio.to_thread.run_sync(lambda: cluster_leaks(rt, allow_live_jobs=allow_live_jobs))
     if problems:
         raise AssertionError("cluster leaks: " + "; ".join(problems))
