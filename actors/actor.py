@@ -68,9 +68,18 @@ class Actor:
     """
 
     def __init__(self, *, mailbox_size: int = 64) -> None:
-        self._send_ch, self._recv_ch = trio.open_memory_channel[Any](mailbox_size)
+        self._mailbox_capacity = mailbox_size
+        self._channels: tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]] | None = None
         self._asks: set[_Reply] = set()
         self._state = "new"  # new -> running -> stopped
+
+    def _mailbox(self) -> tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]]:
+        """The mailbox, made on first use: an actor nobody sends to never allocates one."""
+        if self._channels is None:
+            self._channels = trio.open_memory_channel[Any](self._mailbox_capacity)
+            if self._state in ("stopping", "stopped"):
+                self._channels[0].close()
+        return self._channels
 
     # -- the running side -------------------------------------------------------------------
 
@@ -89,7 +98,7 @@ class Actor:
 
     async def serve(self) -> None:
         """The mailbox loop.  Subclasses that open resources around it call this from ``run``."""
-        async for msg in self._recv_ch:
+        async for msg in self._mailbox()[1]:
             await self._dispatch(msg)
             if self._state != "running":
                 break
@@ -106,14 +115,16 @@ class Actor:
 
     def stop(self) -> None:
         """Stop after the message being handled; queued messages are dropped, asks fail."""
-        if self._state == "running":
+        if self._state in ("new", "running"):
             self._state = "stopping"
-        self._send_ch.close()
+        if self._channels is not None:
+            self._channels[0].close()
 
     def _stopped(self) -> None:
         self._state = "stopped"
-        self._send_ch.close()
-        self._recv_ch.close()
+        if self._channels is not None:
+            self._channels[0].close()
+            self._channels[1].close()
         err = ActorStopped(f"{type(self).__name__} stopped")
         for reply in self._asks:
             reply.fail(err)
@@ -127,7 +138,7 @@ class Actor:
     @property
     def mailbox_size(self) -> int:
         """Messages waiting in the mailbox."""
-        return self._send_ch.statistics().current_buffer_used
+        return 0 if self._channels is None else self._channels[0].statistics().current_buffer_used
 
     # -- the calling side -------------------------------------------------------------------
 
@@ -139,7 +150,7 @@ class Actor:
         """Deliver ``msg``, waiting while the mailbox is full (backpressure)."""
         self._check()
         try:
-            await self._send_ch.send(msg)
+            await self._mailbox()[0].send(msg)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise ActorStopped(f"{type(self).__name__} is stopped") from None
 
@@ -147,7 +158,7 @@ class Actor:
         """Deliver ``msg`` or raise :class:`trio.WouldBlock` when the mailbox is full."""
         self._check()
         try:
-            self._send_ch.send_nowait(msg)
+            self._mailbox()[0].send_nowait(msg)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise ActorStopped(f"{type(self).__name__} is stopped") from None
 

@@ -9,8 +9,8 @@ closed, :class:`~runtime.events.JobFinished` is published and waiters wake.
 
 from __future__ import annotations
 
+import contextlib
 import enum
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -169,6 +169,8 @@ class Job(Actor):
         self._iterations: dict[str, int] = {}
         self._loops: dict[tuple[str, str], int] = {}
         self._started_at: float | None = None
+        self._ready = False  # set once started: control messages before that wait in _early
+        self._early: list[Any] | None = None
         self._workspace: Path | None = None
         if restored is not None:  # completed steps come from checkpoints and are not run again
             for name, outputs in restored.outputs.items():
@@ -248,20 +250,13 @@ class Job(Actor):
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                deadline = math.inf if self.flow.timeout is None else trio.current_time() + self.flow.timeout
-                with trio.CancelScope(deadline=deadline) as timeout_scope:
-                    await self.runtime.start_job_resources(self)
-                    self.state = JobState.RUNNING
-                    self.hub.publish(JobStarted, flow=self.flow.name, inputs=self.inputs,
-                                     resumed=self.restored is not None)
-                    if self.restored is not None and self.restored.paused:
-                        self.state = JobState.PAUSED
-                    task_status.started(self)
-                    self._advance()
-                    if self._outcome is None:
-                        await self.serve()
-                if timeout_scope.cancelled_caught:
-                    self._finish(JobState.FAILED, "timeout", f"flow timeout after {self.flow.timeout}s")
+                if self.flow.timeout is None:
+                    await self._serve_steps(task_status)
+                else:
+                    with trio.move_on_after(self.flow.timeout) as timeout_scope:
+                        await self._serve_steps(task_status)
+                    if timeout_scope.cancelled_caught:
+                        self._finish(JobState.FAILED, "timeout", f"flow timeout after {self.flow.timeout}s")
                 nursery.cancel_scope.cancel()  # the one exit: whatever is left dies with the nursery
         except BaseException as exc:
             cancelled, errors = _split_cancelled(exc)
@@ -275,6 +270,25 @@ class Job(Actor):
             self._stopped()
             self._nursery = None
             await self._finalize()
+
+    async def _serve_steps(self, task_status: trio.TaskStatus[Job]) -> None:
+        await self.runtime.start_job_resources(self)
+        self.state = JobState.RUNNING
+        self.hub.publish(JobStarted, flow=self.flow.name, inputs=self.inputs, resumed=self.restored is not None)
+        if self.restored is not None and self.restored.paused:
+            self.state = JobState.PAUSED
+        task_status.started(self)
+        self._advance()
+        early, self._early = self._early, None
+        self._ready = True
+        for msg in early or ():  # control messages that arrived while the job was starting
+            if self._outcome is None:
+                self._on_message(msg)
+        if self._outcome is None:
+            # Parked until the one exit cancels the nursery: every message (a step's result, a
+            # cancel, a resume) is applied synchronously by whoever delivers it, so the job needs
+            # no mailbox loop and an idle job schedules nothing.
+            await trio.sleep_forever()
 
     def _finish(self, state: JobState, reason: str | None, error: str | None = None) -> None:
         """The single terminal transition: record the outcome once, then close the nursery."""
@@ -315,6 +329,11 @@ class Job(Actor):
     # -- mailbox ---------------------------------------------------------------------------------
 
     async def handle(self, msg: Any) -> Any:
+        return self._on_message(msg)
+
+    def _on_message(self, msg: Any) -> Any:
+        """Apply one message to the job's state.  Synchronous: no other task of this trio run
+        interleaves, so a step task may deliver its own result here directly (no mailbox hop)."""
         match msg:
             case _StepDone(run=run, outputs=outputs):
                 if self._running.get(run.step.name) is run:
@@ -381,10 +400,8 @@ class Job(Actor):
             msg: Any = _StepError(run, exc)
         else:
             msg = _StepDone(run, dict(outputs))
-        try:
-            await self.send(msg)
-        except ActorStopped:
-            pass  # the job already ended; this step was recorded CANCELLED
+        if self.running:  # else the job already ended and recorded this step CANCELLED
+            self._on_message(msg)
 
     def _resolve_inputs(self, step: Step) -> dict[str, Any]:
         resolved: dict[str, Any] = {}
@@ -470,16 +487,19 @@ class Job(Actor):
 
     # -- outside requests (through the mailbox) -------------------------------------------------
 
-    def request_nowait(self, msg: Any) -> bool:
-        """Deliver a control message without waiting; False if the job already stopped."""
-        try:
-            self.send_nowait(msg)
-        except ActorStopped:
-            return False
-        except trio.WouldBlock:
-            # A full mailbox must not delay a cancel: the transition is synchronous anyway.
-            self._handle_control_now(msg)
-        return True
+    def request_nowait(self, msg: Any) -> Any:
+        """Apply a control message now (trio runs one task at a time, so this is atomic).
+
+        Raises :class:`ActorStopped` when the job has already ended; else returns the reply.
+        """
+        if self._outcome is not None or self._state == "stopped":
+            raise ActorStopped(f"job {self.id} has ended")
+        if not self._ready:  # not started, or mid-start (its recorder, say): applied once started
+            if self._early is None:
+                self._early = []
+            self._early.append(msg)
+            return None
+        return self._on_message(msg)
 
     def fail_on_store_error(self, exc: BaseException) -> None:
         """A durable job whose records cannot be written ends FAILED ``store_error``."""
@@ -487,19 +507,14 @@ class Job(Actor):
 
     def cancel_nowait(self, reason: str) -> None:
         """Request cancellation without waiting (used by runtime shutdown)."""
-        self.request_nowait(_Cancel(reason))
+        with contextlib.suppress(ActorStopped):
+            self.request_nowait(_Cancel(reason))
 
     async def finish_unstarted(self, state: JobState, reason: str) -> None:
         """End a job that never started (it was still queued)."""
         self._outcome = (state, reason, None)
         self._stopped()
         await self._finalize()
-
-    def _handle_control_now(self, msg: Any) -> None:
-        if isinstance(msg, _Cancel):
-            self._finish(JobState.CANCELLED, msg.reason)
-        elif isinstance(msg, _Abandon):
-            self._finish(JobState.ABANDONED, msg.reason)
 
     async def wait(self) -> JobResult:
         await self._done.wait()
@@ -613,7 +628,8 @@ class JobHandle:
             state = JobState.CANCELLED if isinstance(msg, _Cancel) else JobState.ABANDONED
             await job.finish_unstarted(state, msg.reason)
         elif job.result is None:
-            job.request_nowait(msg)
+            with contextlib.suppress(ActorStopped):
+                job.request_nowait(msg)
         return await job.wait()
 
     async def resume(self, payload: Any = None) -> None:
@@ -621,12 +637,14 @@ class JobHandle:
         if self._job.state is not JobState.PAUSED:
             await trio.lowlevel.checkpoint()
             raise JobStateError(f"job {self.id} is {self.state.value}, not paused")
+        await trio.lowlevel.checkpoint_if_cancelled()  # no schedule point between check and act
         try:
-            error = await self._job.ask(_Resume(payload))
+            error = self._job.request_nowait(_Resume(payload))
         except ActorStopped:
             raise JobStateError(f"job {self.id} has ended") from None
         if error is not None:
             raise error
+        await trio.lowlevel.cancel_shielded_checkpoint()  # resumed: a cancel now must not say otherwise
 
     def events(self, *, replay: bool = False, maxlen: int | None = None) -> AsyncIterator[Event | Lagged]:
         """Events from now on (``replay=True``: from seq 0, when the job records them).

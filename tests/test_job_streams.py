@@ -29,7 +29,7 @@ def stream_updates(events, step=None):
 
 
 async def test_job_abandoned_mid_stream_flushes_then_one_cancelled_done(autojump_clock):
-    in_stream = trio.Event()
+    in_stream, verdict = trio.Event(), trio.Event()
 
     async def writer(ctx, inputs):
         async with ctx.stream(flush_interval=10.0, max_buffered_chars=10_000) as s:
@@ -40,7 +40,7 @@ async def test_job_abandoned_mid_stream_flushes_then_one_cancelled_done(autojump
             await trio.sleep_forever()
 
     async def judge(ctx, inputs):
-        await in_stream.wait()
+        await verdict.wait()
         return {"verdict": "drop"}
 
     flow = Flow("s", [Step("w", run=writer),
@@ -49,8 +49,8 @@ async def test_job_abandoned_mid_stream_flushes_then_one_cancelled_done(autojump
         job = await rt.spawn(flow)
         events = job.events()
         await in_stream.wait()
-        await trio.lowlevel.checkpoint()
         assert rt.stats().streams == 1
+        verdict.set()
         result = await job.wait()
         seen = [e async for e in events]
         assert result.state is JobState.ABANDONED
