@@ -234,10 +234,16 @@ class EventHub:
         self.closed = False
         self._subs: set[_Subscription] = set()
 
-    def publish(self, cls: type[Event], **fields: Any) -> Event:
-        """Build a ``cls`` event with the next seq and deliver it."""
+    def publish(self, cls: type[Event], **fields: Any) -> Event | None:
+        """Build a ``cls`` event with the next seq and deliver it (the event, or ``None`` when
+        nobody listens: then only its seq is taken)."""
         if self.closed:
             raise RuntimeError(f"job {self.job_id}: event published after JobFinished")
+        if self.sink is None and not self._subs:
+            self.next_seq += 1
+            if cls is JobFinished:
+                self.closed = True
+            return None
         event = cls(job_id=self.job_id, seq=self.next_seq, ts=time.time(), **fields)
         self.next_seq += 1
         if self.sink is not None:
