@@ -1,10 +1,14 @@
-"""The job actor: one nursery, one mailbox, one terminal transition.
+"""The job actor: one nursery, one state machine, one terminal transition.
 
 A :class:`Job` owns a trio nursery.  Its steps, the tasks and actors they start, their processes,
 streams and recorder all run inside it.  Every way a job ends — complete, fail, abandon, cancel,
 timeout, shutdown — goes through :meth:`Job._finish`, which records the outcome once and cancels
 the nursery.  Teardown is whatever the nursery's children do when cancelled; when the nursery has
 closed, :class:`~runtime.events.JobFinished` is published and waiters wake.
+
+Messages (a step's result, cancel, abandon, resume) are applied one at a time and synchronously by
+whoever delivers them -- trio runs one task at a time, so that is the actor's serialisation without
+a mailbox hop -- while the job's own task parks until the exit.
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ class JobResult:
     finished_at: float | None = None
 
 
-# -- mailbox messages -------------------------------------------------------------------------
+# -- messages -------------------------------------------------------------------------
 
 
 @attrs.frozen(eq=False)
@@ -147,7 +151,7 @@ class Job(Actor):
 
     def __init__(self, runtime: Runtime, flow: Flow, inputs: Mapping[str, Any], job_id: str,
                  *, record: str = "off", restored: Restored | None = None) -> None:
-        super().__init__(mailbox_size=max(16, 2 * len(flow.steps)))
+        super().__init__()  # its mailbox is never made: messages are applied directly
         self.runtime = runtime
         self.id = job_id
         self.flow = flow
@@ -326,7 +330,7 @@ class Job(Actor):
             self.recorder = None
             self._done.set()
 
-    # -- mailbox ---------------------------------------------------------------------------------
+    # -- messages --------------------------------------------------------------------------------
 
     async def handle(self, msg: Any) -> Any:
         return self._on_message(msg)
@@ -485,7 +489,7 @@ class Job(Actor):
         else:
             self._finish(JobState.FAILED, f"step_failed:{step.name}", text)
 
-    # -- outside requests (through the mailbox) -------------------------------------------------
+    # -- outside requests -------------------------------------------------
 
     def request_nowait(self, msg: Any) -> Any:
         """Apply a control message now (trio runs one task at a time, so this is atomic).

@@ -17,7 +17,7 @@ FAKE = [sys.executable, "-m", "actors.fake_agent", "--delay", "0.001"]
 
 
 def flows(gate: str) -> dict[str, Flow]:
-    wait_for_gate = ["sh", "-c", f'while [ ! -e "{gate}" ]; do sleep 0.05; done; echo opened']
+    wait_for_gate = ["sh", "-c", f'read -r line < "{gate}"; echo "$line"']  # gate: a FIFO; blocks
     return {
         "slow": Flow("slow", [Step("agent", agent=AgentSpec([*FAKE, "--slow", "--delay", "0.05", "--grandchild"]),
                                    prompt="work")]),

@@ -75,6 +75,7 @@ async def start_crashing_controller(gate: Path) -> tuple[trio.Process, dict]:
 
 async def test_new_controller_adopts_jobs_after_the_old_one_was_killed(ray_head, tmp_path):
     gate = tmp_path / "gate"
+    os.mkfifo(gate)  # the gated job's shell blocks reading it until the test writes a line
     with trio.fail_after(BOUND):
         proc, report = await start_crashing_controller(gate)
         ids, seen = report["ids"], report["seen"]
@@ -109,8 +110,9 @@ async def test_new_controller_adopts_jobs_after_the_old_one_was_killed(ray_head,
             assert res.state is JobState.COMPLETED, res
             assert res.outputs == {"check": {"echo": {"n": 3}}, "after": {"echo": {"ok": True}}}
 
-            gate.touch()
-            assert (await gated.wait()).state is JobState.COMPLETED
+            await trio.to_thread.run_sync(gate.write_text, "opened\n")
+            res = await gated.wait()
+            assert res.state is JobState.COMPLETED, res
             assert (await slow.cancel("stop")).state is JobState.CANCELLED
             full = [e async for e in slow.events()]
             assert [e.seq for e in full] == list(range(len(full)))
