@@ -247,20 +247,9 @@ class ClusterRuntime:
         return self._results.get(job_id)
 
     async def stats_async(self) -> RuntimeStats:
-        """:meth:`stats` summed over the live hosts (asks each host)."""
-        total = dict.fromkeys(attrs.fields_dict(RuntimeStats), 0)
-        for host in self.hosts:
-            if not host.alive:
-                continue
-            try:
-                st = await self._ray(host.actor.stats.remote)
-            except self._ray_mod.exceptions.RayActorError:
-                continue
-            for k in total:
-                total[k] += getattr(st, k)
-        total["pending_jobs"] += len(self._pending)
-        total["results"] = len(self._results)
-        return RuntimeStats(**total)
+        """:meth:`stats` without blocking the trio run (the host calls run in a thread)."""
+        return self._with_controller(await trio.to_thread.run_sync(self._sum_hosts, abandon_on_cancel=True,
+                                                                   limiter=self._limiter))
 
     @property
     def nursery_tasks(self) -> int:
@@ -270,24 +259,31 @@ class ClusterRuntime:
     def detach(self) -> None:
         """End the block without ending the jobs: the named hosts keep running them, and the next
         controller that opens this cluster's name adopts them.  Jobs still PENDING here (known only
-        to this controller) end CANCELLED with reason ``"detached"``."""
+        to this controller) end CANCELLED with reason ``"detached"``; the handles of the jobs left
+        running stop updating (get fresh ones from the next controller)."""
         if self.cluster.name is None:
             raise RuntimeError("detach() needs a named cluster (RayCluster(name=...)): "
                                "anonymous hosts end with their controller")
         self._detached = True
 
     def stats(self) -> RuntimeStats:
-        """Stats aggregated over the hosts (blocking Ray calls; prefer :meth:`stats_async` in trio)."""
+        """Stats summed over the live hosts, plus this controller's pending jobs and results
+        (blocking Ray calls; from trio prefer :meth:`stats_async`)."""
+        return self._with_controller(self._sum_hosts())
+
+    def _sum_hosts(self) -> dict[str, int]:
         ray = self._ray_mod
         total = dict.fromkeys(attrs.fields_dict(RuntimeStats), 0)
-        for host in self.hosts:
-            if host.alive:
-                try:
-                    st = ray.get(host.actor.stats.remote())
-                except ray.exceptions.RayActorError:
-                    continue
-                for k in total:
-                    total[k] += getattr(st, k)
+        for host in [h for h in self.hosts if h.alive]:
+            try:
+                st = ray.get(host.actor.stats.remote())
+            except ray.exceptions.RayActorError:
+                continue  # lost: its jobs end host_lost when its follower notices
+            for k in total:
+                total[k] += getattr(st, k)
+        return total
+
+    def _with_controller(self, total: dict[str, int]) -> RuntimeStats:
         total["pending_jobs"] += len(self._pending)
         total["results"] = len(self._results)
         return RuntimeStats(**total)
