@@ -1,4 +1,4 @@
-"""A controller process for tests/test_cluster_attach.py: it starts jobs on a named cluster, reports
+"""A controller process for tests/test_cluster.py: it starts jobs on a named cluster, reports
 them on one ``READY {json}`` line, then waits to be killed (a crashed controller)."""
 
 from __future__ import annotations
