@@ -70,6 +70,7 @@ class Actor:
     def __init__(self, *, mailbox_size: int = 64) -> None:
         self._mailbox_capacity = mailbox_size
         self._channels: tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]] | None = None
+        self._stop_requested = False
         self._asks: set[_Reply] = set()
         self._state = "new"  # new -> running -> stopped
 
@@ -77,7 +78,7 @@ class Actor:
         """The mailbox, made on first use: an actor nobody sends to never allocates one."""
         if self._channels is None:
             self._channels = trio.open_memory_channel[Any](self._mailbox_capacity)
-            if self._state in ("stopping", "stopped"):
+            if self._stop_requested:
                 self._channels[0].close()
         return self._channels
 
@@ -115,13 +116,15 @@ class Actor:
 
     def stop(self) -> None:
         """Stop after the message being handled; queued messages are dropped, asks fail."""
-        if self._state in ("new", "running"):
+        self._stop_requested = True
+        if self._state == "running":
             self._state = "stopping"
         if self._channels is not None:
             self._channels[0].close()
 
     def _stopped(self) -> None:
         self._state = "stopped"
+        self._stop_requested = True
         if self._channels is not None:
             self._channels[0].close()
             self._channels[1].close()
@@ -143,7 +146,7 @@ class Actor:
     # -- the calling side -------------------------------------------------------------------
 
     def _check(self) -> None:
-        if self._state in ("stopping", "stopped"):
+        if self._stop_requested or self._state in ("stopping", "stopped"):
             raise ActorStopped(f"{type(self).__name__} is stopped")
 
     async def send(self, msg: Any) -> None:

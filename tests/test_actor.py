@@ -151,3 +151,14 @@ async def test_actor_started_in_step_dies_with_job(autojump_clock):
         with pytest.raises(ActorStopped):
             await actor.ask("get")
         assert_no_leaks(rt)
+
+
+async def test_stop_before_run_ends_run_at_once_and_refuses_sends():
+    actor = Counter()
+    actor.stop()  # before it ever ran, and before its mailbox was made
+    with pytest.raises(ActorStopped):
+        actor.send_nowait(1)
+    with trio.fail_after(1):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(actor.run)  # serves nothing and returns
+    assert not actor.running
