@@ -586,16 +586,14 @@ class _EventIterator:
         await self._it.aclose()
 
 
-class JobHandle:
-    """The user's handle to a job.  Cheap; holds no resources of its own."""
+class JobView:
+    """What every job handle shows of its job: this runtime's, or one on a cluster host."""
 
-    __slots__ = ("_job",)
-
-    def __init__(self, job: Job) -> None:
-        self._job = job
+    __slots__ = ()
+    _job: Any  # set by the subclass: anything with id, state, flow and result
 
     def __repr__(self) -> str:
-        return f"<JobHandle {self.id} {self._job.flow.name} {self.state.value}>"
+        return f"<{type(self).__name__} {self.id} {self._job.flow.name} {self.state.value}>"
 
     @property
     def id(self) -> str:
@@ -611,8 +609,17 @@ class JobHandle:
 
     @property
     def result(self) -> JobResult | None:
-        """The result once the job has ended and its nursery closed, else ``None``."""
+        """The result once the job has ended and its nursery closed (on its host), else ``None``."""
         return self._job.result
+
+
+class JobHandle(JobView):
+    """The user's handle to a job.  Cheap; holds no resources of its own."""
+
+    __slots__ = ("_job",)
+
+    def __init__(self, job: Job) -> None:
+        self._job = job
 
     async def wait(self) -> JobResult:
         """Wait until the job has ended *and* its nursery closed (processes reaped)."""

@@ -17,7 +17,7 @@ from actors.process import find_marked, kill_tree
 
 from ..events import Event, JobPaused, JobResumed, Lagged, event_from_dict
 from ..flow import Flow
-from ..job import JobResult, JobState
+from ..job import JobResult, JobState, JobView
 from ..loading import flow_from_dict, flow_to_dict
 from ..runtime import RuntimeStats
 from ._log import EventLog
@@ -79,7 +79,7 @@ class _ClusterJob:
         self.launched = trio.Event()
 
 
-class ClusterJobHandle:
+class ClusterJobHandle(JobView):
     """A job on some host: the same methods as :class:`~runtime.job.JobHandle`."""
 
     __slots__ = ("_job", "_rt")
@@ -87,26 +87,6 @@ class ClusterJobHandle:
     def __init__(self, rt: ClusterRuntime, job: _ClusterJob) -> None:
         self._rt = rt
         self._job = job
-
-    def __repr__(self) -> str:
-        return f"<ClusterJobHandle {self.id} {self._job.flow.name} {self.state.value}>"
-
-    @property
-    def id(self) -> str:
-        return self._job.id
-
-    @property
-    def state(self) -> JobState:
-        return self._job.state
-
-    @property
-    def flow(self) -> Flow:
-        return self._job.flow
-
-    @property
-    def result(self) -> JobResult | None:
-        """The result once the job has ended on its host, else ``None``."""
-        return self._job.result
 
     @property
     def host_pid(self) -> int | None:

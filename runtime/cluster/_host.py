@@ -183,8 +183,7 @@ class Host:
             return {h.id: h.state.value for h in self._rt.jobs()}
         live = await self._call(lambda: trio.from_thread.run_sync(states, trio_token=self._token))
         with self._cond:
-            return [{**spec, "state": live.get(job_id, "running")} for job_id, spec in self._specs.items()
-                    if job_id in live or job_id in self._results or job_id in self._logs]
+            return [{**spec, "state": live.get(job_id, "running")} for job_id, spec in self._specs.items()]
 
     async def control(self, job_id: str, action: str, reason: str) -> None:
         """Cancel or abandon a job; returns once it is torn down here."""
