@@ -102,7 +102,8 @@ async def test_fifty_jobs_over_two_hosts():
                 flow = (complete_flow, abandon_flow, lambda: slow_flow())[n % 3]()
                 handles.append((n, await rt.spawn(flow, {"n": n})))
             assert sum(n % 3 == 2 for n, _ in handles) == 16
-            assert (await rt.stats_async()).pending_jobs >= 16 - 12
+            stats = await rt.stats_async()
+            assert stats.pending_jobs >= 16 - 12 and stats.live_jobs <= 12, stats
             results = {}
 
             async def drive(n, handle):
@@ -129,6 +130,28 @@ async def test_fifty_jobs_over_two_hosts():
         assert len(results) == 50
         assert {h.host_pid for _, h in handles} == {h.pid for h in rt.hosts}  # all were placed
         assert marked(ids) == set()
+        await assert_cluster_no_leaks(rt)
+
+
+async def test_a_freed_slot_places_exactly_one_queued_job_in_spawn_order():
+    # one slot: a short job, then three that stream until cancelled.  When the short one ends, the
+    # first queued job (and only it) takes the slot; the other two stay PENDING on the controller
+    async with open_cluster_runtime(RayCluster(hosts=1, jobs_per_host=1), term_grace=0.5) as rt:
+        with trio.fail_after(BOUND):
+            first = await rt.spawn(complete_flow(), {"n": 0})
+            queued = [await rt.spawn(slow_flow()) for _ in range(3)]
+            assert [h.state for h in queued] == [JobState.PENDING] * 3
+            assert (await first.wait()).state is JobState.COMPLETED
+            await started(queued[0])
+            stats = await rt.stats_async()
+            assert (stats.live_jobs, stats.pending_jobs) == (1, 2), stats
+            assert [h.state for h in queued] == [JobState.RUNNING, JobState.PENDING, JobState.PENDING]
+            # cancelling a queued job frees nothing on the host; cancelling the running one places the next
+            assert (await queued[2].cancel("late")).state is JobState.CANCELLED
+            assert (await queued[0].cancel("next")).state is JobState.CANCELLED
+            await started(queued[1])
+            assert (await rt.stats_async()).pending_jobs == 0
+            assert (await queued[1].cancel("done")).state is JobState.CANCELLED
         await assert_cluster_no_leaks(rt)
 
 

@@ -78,6 +78,19 @@ class _ClusterJob:
         self.log: EventLog[Event] = EventLog(max_log_events, _event_seq)
         self.launched = trio.Event()
 
+    async def started_or_done(self) -> None:
+        """Return once the job runs on its host (its spawn there returned) or has a result."""
+        if self.launched.is_set() or self.done.is_set():
+            await trio.lowlevel.checkpoint()
+            return
+        async with trio.open_nursery() as nursery:
+            async def on_done() -> None:
+                await self.done.wait()
+                nursery.cancel_scope.cancel()
+            nursery.start_soon(on_done)
+            await self.launched.wait()
+            nursery.cancel_scope.cancel()
+
 
 class ClusterJobHandle(JobView):
     """A job on some host: the same methods as :class:`~runtime.job.JobHandle`."""
@@ -115,7 +128,7 @@ class ClusterJobHandle(JobView):
     async def resume(self, payload: Any = None) -> None:
         """Resume a PAUSED job on its host."""
         host = self._job.host
-        if host is None:
+        if host is None or not self._job.launched.is_set():
             raise RuntimeError(f"job {self.id} is not running")
         await self._rt._ray(host.actor.resume.remote, self.id, payload)
 
@@ -123,14 +136,7 @@ class ClusterJobHandle(JobView):
         """The job's events from ``from_seq`` on, streamed from its host's log (re-attach): in
         order, no duplicates; a :class:`Lagged` stands for events that fell out of the bounded log."""
         job = self._job
-        if job.host is None and job.result is None:  # pending: its events start when it is placed
-            async with trio.open_nursery() as nursery:
-                async def on_done() -> None:
-                    await job.done.wait()
-                    nursery.cancel_scope.cancel()
-                nursery.start_soon(on_done)
-                await job.launched.wait()
-                nursery.cancel_scope.cancel()
+        await job.started_or_done()  # pending: its events start when it is placed
         if job.result is not None or job.host is None or not job.host.alive:
             missing, kept = job.log.since(from_seq)
             if missing:
@@ -205,10 +211,11 @@ class ClusterRuntime:
             raise ValueError(f"job id {job_id!r} is already live")
         job = _ClusterJob(job_id, flow, data, inputs or {}, record, self.cluster.max_log_events)
         self._live[job_id] = job
-        host = self._place()
+        host = None if self._pending else self._place()  # FIFO: nobody overtakes a queued job
         if host is None:
             self._pending.append(job)
         else:
+            self._assign(job, host)
             await self._launch(job, host)
         return ClusterJobHandle(self, job)
 
@@ -274,10 +281,15 @@ class ClusterRuntime:
         live = [h for h in self.hosts if h.alive and len(h.jobs) < self.cluster.jobs_per_host]
         return min(live, key=lambda h: len(h.jobs)) if live else None
 
-    async def _launch(self, job: _ClusterJob, host: _HostRef) -> None:
+    @staticmethod
+    def _assign(job: _ClusterJob, host: _HostRef) -> None:
+        """Take the host's slot now, synchronously: the next ``_place()`` already sees it taken."""
         job.host = host
         job.state = JobState.RUNNING
         host.jobs.add(job.id)
+
+    async def _launch(self, job: _ClusterJob, host: _HostRef) -> None:
+        """Start an assigned job on its host and follow it."""
         try:
             await self._ray(host.actor.spawn.remote, job.flow_data, job.inputs, job.id, job.record)
         except self._ray_mod.exceptions.RayActorError:
@@ -331,6 +343,7 @@ class ClusterRuntime:
             if host is None:
                 break
             nxt = self._pending.popleft()
+            self._assign(nxt, host)
             self._nursery.start_soon(self._launch, nxt, host)
 
     async def _host_lost(self, host: _HostRef) -> None:
@@ -354,10 +367,12 @@ class ClusterRuntime:
             self._finish(job, JobResult(job_id=job.id, flow=job.flow.name, state=state, reason=reason,
                                         inputs=job.inputs))
         elif job.result is None and job.host is not None and job.host.alive:
-            try:
-                await self._ray(job.host.actor.control.remote, job.id, action, reason)
-            except self._ray_mod.exceptions.RayActorError:
-                await self._host_lost(job.host)
+            await job.started_or_done()  # assigned a slot, its spawn there maybe still under way
+            if job.result is None and job.host.alive:
+                try:
+                    await self._ray(job.host.actor.control.remote, job.id, action, reason)
+                except self._ray_mod.exceptions.RayActorError:
+                    await self._host_lost(job.host)
         await job.done.wait()
         assert job.result is not None
         return job.result
