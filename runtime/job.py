@@ -173,6 +173,7 @@ class Job(Actor):
         self._iterations: dict[str, int] = {}
         self._loops: dict[tuple[str, str], int] = {}
         self._started_at: float | None = None
+        self._parked = False  # the job task waits in _serve_steps for _finish to wake it
         self._ready = False  # set once started: control messages before that wait in _early
         self._early: list[Any] | None = None
         self._workspace: Path | None = None
@@ -261,7 +262,8 @@ class Job(Actor):
                         await self._serve_steps(task_status)
                     if timeout_scope.cancelled_caught:
                         self._finish(JobState.FAILED, "timeout", f"flow timeout after {self.flow.timeout}s")
-                nursery.cancel_scope.cancel()  # the one exit: whatever is left dies with the nursery
+                if nursery.child_tasks:  # the one exit: whatever is left dies with the nursery
+                    nursery.cancel_scope.cancel()
         except BaseException as exc:
             cancelled, errors = _split_cancelled(exc)
             if errors is not None:
@@ -289,10 +291,15 @@ class Job(Actor):
             if self._outcome is None:
                 self._on_message(msg)
         if self._outcome is None:
-            # Parked until the one exit cancels the nursery: every message (a step's result, a
+            # Parked until the one exit (``_finish``) wakes it: every message (a step's result, a
             # cancel, a resume) is applied synchronously by whoever delivers it, so the job needs
             # no mailbox loop and an idle job schedules nothing.
-            await trio.sleep_forever()
+            self._parked = True
+            await trio.lowlevel.wait_task_rescheduled(self._unpark)
+
+    def _unpark(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        self._parked = False  # cancelled (shutdown, flow timeout) while parked
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def _finish(self, state: JobState, reason: str | None, error: str | None = None) -> None:
         """The single terminal transition: record the outcome once, then close the nursery."""
@@ -304,8 +311,18 @@ class Job(Actor):
             self.hub.publish(StepCancelled, step=name)
         self._running.clear()
         self.stop()
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        if self._parked:  # the job task returns from its park and closes the nursery
+            self._parked = False
+            assert self.task is not None
+            trio.lowlevel.reschedule(self.task)
+        nursery = self._nursery
+        if nursery is not None:
+            # Cancel now whatever else runs (sibling steps, adapters, streams, the recorder).  When
+            # the only child is the task finishing the job (a step delivering its last result),
+            # nothing needs cancelling: it returns, and the nursery closes without a Cancelled.
+            current = trio.lowlevel.current_task()
+            if any(task is not current for task in nursery.child_tasks):
+                nursery.cancel_scope.cancel()
 
     async def _finalize(self) -> None:
         assert self._outcome is not None
@@ -324,8 +341,7 @@ class Job(Actor):
         )
         self.hub.publish(JobFinished, state=state.value, reason=reason, error=error)
         try:
-            with trio.CancelScope(shield=True):
-                await self.runtime.job_finished(self)
+            await self.runtime.job_finished(self)  # shields its own store writes
         finally:
             self.recorder = None
             self._done.set()

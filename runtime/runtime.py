@@ -305,16 +305,18 @@ class Runtime:
         return path
 
     async def job_finished(self, job: Job) -> None:
-        """Forget a finished job: keep only its result (bounded LRU), complete in the store."""
+        """Forget a finished job: keep only its result (bounded LRU), complete in the store
+        (shielded: a job cancelled by shutdown is still recorded)."""
         assert job.result is not None
-        if job.recorder is not None and job.record == "durable":
-            await job.recorder.flush()  # the last events, JobFinished included
         if self.persistent or job.record != "off":
             # complete in the store; an in-memory runtime's unrecorded jobs live on in the LRU only
-            try:
-                await self.store.put_job(record_of(job, job.result.state))
-            except StoreError as exc:
-                _log.error("job_record_failed", job_id=job.id, error=str(exc))
+            with trio.CancelScope(shield=True):
+                if job.recorder is not None and job.record == "durable":
+                    await job.recorder.flush()  # the last events, JobFinished included
+                try:
+                    await self.store.put_job(record_of(job, job.result.state))
+                except StoreError as exc:
+                    _log.error("job_record_failed", job_id=job.id, error=str(exc))
         if self._live.pop(job.id, None) is None:
             return
         if job.task is not None:
