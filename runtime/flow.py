@@ -410,3 +410,8 @@ class Flow:
     def descendants(self, name: str) -> frozenset[str]:
         """Every step that transitively depends on ``name``."""
         return frozenset(s for s in self._deps if name in self.ancestors(s))
+
+    def loop_span(self, step: str, target: str) -> frozenset[str]:
+        """The steps a loop from ``step`` back to ``target`` runs again: the target and every step
+        on a path from it to ``step`` (``step`` included)."""
+        return frozenset({target} | (self.descendants(target) & (self.ancestors(step) | {step})))

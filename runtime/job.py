@@ -182,6 +182,7 @@ class Job(Actor):
                 self._steps[name] = StepState.COMPLETED
                 self._outputs[name] = outputs
             self._iterations.update(restored.iterations)
+            self._loops.update(restored.loops)
         # per-job resources; each is started in the job's nursery and gone with it
         self.process_groups: set[Any] = set()
         self.streams: set[Any] = set()
@@ -283,6 +284,8 @@ class Job(Actor):
         self.hub.publish(JobStarted, flow=self.flow.name, inputs=self.inputs, resumed=self.restored is not None)
         if self.restored is not None and self.restored.paused:
             self.state = JobState.PAUSED
+        if self.restored is not None and self.restored.abandoned is not None:
+            self._finish(JobState.ABANDONED, self.restored.abandoned)  # its exit rule fired before the crash
         task_status.started(self)
         self._advance()
         early, self._early = self._early, None
@@ -477,10 +480,8 @@ class Job(Actor):
                          f"{rule.max_iterations} times")
             return
         self._loops[key] = count + 1
-        target = rule.target
-        assert target is not None
-        between = self.flow.descendants(target) & (self.flow.ancestors(step.name) | {step.name})
-        for name in {target} | between:
+        assert rule.target is not None
+        for name in self.flow.loop_span(step.name, rule.target):
             self._steps[name] = StepState.PENDING
             self._iterations[name] = self._iterations.get(name, 0) + 1
 

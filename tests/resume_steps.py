@@ -14,6 +14,21 @@ async def count(ctx, inputs):
     return {"runs": len(path.read_text().splitlines())}
 
 
+async def count_or_hold(ctx, inputs):
+    """:func:`count`, then, on loop iteration 1 while the ``flag`` file exists, hold forever."""
+    import trio
+
+    out = await count(ctx, inputs)
+    if ctx.iteration == 1 and Path(inputs["flag"]).exists():
+        await trio.sleep_forever()
+    return out
+
+
+async def tag(ctx, inputs):
+    """Outputs that say which run of which step made them."""
+    return {"step": ctx.step, "iteration": ctx.iteration, **inputs}
+
+
 async def finish(ctx, inputs):
     return {"done": True, "text": inputs["text"]}
 

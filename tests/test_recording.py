@@ -12,6 +12,7 @@ import textwrap
 import tracemalloc
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -172,16 +173,23 @@ CRASHING_RUNTIME = textwrap.dedent("""
                          prompt="say {one.runs}"),
                     Step("three", run=resume_steps.finish, inputs={"text": "two.text"}),
                 ])
+            elif mode == "loop":
+                flow = Flow("loopy", [
+                    Step("one", run=resume_steps.count_or_hold, inputs={"counter": "$job.counter", "flag": "$job.flag"}),
+                    Step("check", run=resume_steps.noop, after=["one"],
+                         exits=[ExitRule("again", when="True", action="loop", target="one", max_iterations=2)]),
+                ])
             else:
                 flow = Flow("pausy", [
                     Step("one", run=resume_steps.count, inputs={"counter": "$job.counter"},
                          exits=[ExitRule("ask", when="True", action="escalate")]),
                     Step("two", run=resume_steps.approve, inputs={"who": "$resume.who"}, after=["one"]),
                 ])
-            job = await rt.spawn(flow, {"counter": counter}, record="durable")
+            job = await rt.spawn(flow, {"counter": counter, "flag": flag}, record="durable")
             async for event in job.events():
                 if (mode == "agent" and type(event).__name__ == "StepStream") or \\
-                        (mode == "pause" and type(event).__name__ == "JobPaused"):
+                        (mode == "pause" and type(event).__name__ == "JobPaused") or \\
+                        (mode == "loop" and type(event).__name__ == "StepStarted" and event.iteration == 1):
                     break
             await trio.sleep(0.3)  # let the recorder write
             print(json.dumps({"job": job.id, "runtime": rt.id,
@@ -268,6 +276,93 @@ async def test_paused_durable_job_survives_a_restart(tmp_path):
         assert result.state is JobState.COMPLETED
         assert result.outputs["two"] == {"approved_by": "carol"}
         assert len(counter.read_text().splitlines()) == 1
+
+
+async def test_a_crash_inside_a_loop_resumes_the_loop_where_it_was(tmp_path):
+    # one -> check, and check loops back to one at most twice.  The runtime dies while "one" runs
+    # its second iteration: the loop had reset one and check, so both run again after the restart
+    # (their iteration-0 checkpoints are stale), and the loop's bound counts the pass made before it
+    db, counter, flag = tmp_path / "c.db", tmp_path / "counter", tmp_path / "hold.flag"
+    flag.write_text("hold")
+    info = await _run_and_kill([db, counter, flag, "loop"])
+    assert len(counter.read_text().splitlines()) == 2  # iteration 0, and iteration 1 holding
+    flag.unlink()
+    async with open_runtime(store=db, resume=True) as rt:
+        job = rt.get(info["job"])
+        assert job is not None
+        with trio.fail_after(BOUND):
+            result = await job.wait()
+        assert (result.state, result.reason) == (JobState.FAILED, "max_iterations:again"), result
+        # after the restart: one at iteration 1 again, then the loop's second pass (iteration 2);
+        # the third match exceeds the bound -- a fresh count would have looped twice more
+        assert len(counter.read_text().splitlines()) == 4
+        events = [e async for e in rt.events(info["job"])]
+        after = max(e.seq for e in events if e.type == "job_started" and e.resumed)
+        assert [(e.step, e.iteration) for e in events if e.type == "step_started" and e.seq > after] == [
+            ("one", 1), ("check", 1), ("one", 2), ("check", 2)]
+        assert_no_leaks(rt)
+
+
+def crash_points_flow() -> Flow:
+    import resume_steps
+
+    # a -> b, which loops back to a twice, then either abandons (drop) or goes on to a gate that
+    # pauses for a payload, then c, which reads it
+    return Flow("crashy-loop", [
+        Step("a", run=resume_steps.tag),
+        Step("b", run=resume_steps.tag, after=["a"], inputs={"drop": "$job.drop"},
+             exits=[ExitRule("again", when="iteration < 2", action="loop", target="a", max_iterations=2),
+                    ExitRule("drop", when="inputs.drop", action="abandon")]),
+        Step("gate", run=resume_steps.tag, after=["b"], exits=[ExitRule("ask", when="True", action="escalate")]),
+        Step("c", run=resume_steps.tag, after=["gate"], inputs={"ok": "$resume.ok"}),
+    ])
+
+
+async def _drive(handle):
+    """Wait for the job, resuming it with ``{"ok": True}`` whenever it pauses."""
+    with trio.fail_after(BOUND):
+        while handle.state not in (JobState.COMPLETED, JobState.FAILED, JobState.ABANDONED,
+                                   JobState.CANCELLED):
+            if handle.state is JobState.PAUSED:
+                await handle.resume({"ok": True})
+            await trio.sleep(0.005)
+        return await handle.wait()
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["completes", "abandons"])
+async def test_a_crash_after_any_recorded_event_resumes_to_the_same_end(tmp_path, drop):
+    # Run the job once without a crash.  Then, for every k, rebuild the store a runtime that died
+    # after writing the first k events would have left (the job RUNNING under a dead runtime, the
+    # checkpoints of the steps completed so far) and resume it: it must end exactly like the
+    # uninterrupted run -- a loop that was under way is taken up again (not skipped on stale
+    # checkpoints), its bound counts the passes made before the crash, a pause or an abandon that
+    # was recorded holds, and the seq goes on from k without a gap.
+    from runtime.store import Checkpoint
+
+    db = tmp_path / "whole.db"
+    async with open_runtime(store=db) as rt:
+        full = await _drive(await rt.spawn(crash_points_flow(), {"drop": drop}, record="durable"))
+    async with SqliteStore(db) as store:
+        rec = await store.get_job(full.job_id)
+        rows = await store.read_events(full.job_id)
+    assert rows[-1].type == "job_finished" and [r.seq for r in rows] == list(range(len(rows)))
+    for k in range(1, len(rows) - 1):
+        crashed = tmp_path / f"crash-{k}.db"
+        async with SqliteStore(crashed) as store:
+            await store.put_job(attrs.evolve(rec, state="running", reason=None, outputs={}, finished_at=None,
+                                             runtime_id="dead-runtime", resume_payload=None))
+            await store.append_events(rows[:k])
+            for row in rows[:k]:
+                if row.type == "step_completed":
+                    p = row.payload
+                    await store.put_checkpoint(Checkpoint(job_id=full.job_id, step=p["step"], outputs=p["outputs"],
+                                                          iteration=p["iteration"], attempt=p["attempt"]))
+        async with open_runtime(store=crashed, resume=True) as rt:
+            result = await _drive(rt.get(full.job_id))
+            after = [e async for e in rt.events(full.job_id)]
+        assert (result.state, result.reason, result.outputs) == (full.state, full.reason, full.outputs), k
+        assert [e.seq for e in after] == list(range(len(after))), k
+        assert after[k].type == "job_started" and after[k].resumed, k
 
 
 async def test_two_live_runtimes_on_one_file_keep_their_own_jobs(tmp_path):
