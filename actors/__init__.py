@@ -5,6 +5,21 @@ clients, coalescing stream buffers and the recorder.  A job passes each what it 
 publish to, a store to append to) as a plain callable or small protocol.
 """
 
-from .actor import Actor, ActorStopped, RestartIntensityExceeded, Supervisor
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .actor import Actor, ActorStopped, RestartIntensityExceeded, Supervisor
 
 __all__ = ["Actor", "ActorStopped", "RestartIntensityExceeded", "Supervisor"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so that ``python -m actors.fake_agent`` (an agent process, started
+    # once per adapter) loads only the standard library, not trio and structlog.
+    if name in __all__:
+        from . import actor
+
+        return getattr(actor, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
