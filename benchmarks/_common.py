@@ -232,8 +232,9 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         floor = "-" if r["floor"] is None else f"{fmt(r['floor'])} ({r.get('floor_name') or 'floor'})"
         mark = ""
         if r.get("note"):
-            notes.append(r["note"])
-            mark = f" [{len(notes)}]"
+            if r["note"] not in notes:  # rows that share a note share its number
+                notes.append(r["note"])
+            mark = f" [{notes.index(r['note']) + 1}]"
         out.append(f"| {r['figure']}{mark} | {fmt(r['value'])} {r['unit']} | {floor} | "
                    f"{fmt(r['ratio'])} | {fmt(r['min'])}..{fmt(r['max'])} |")
     if notes:

@@ -267,7 +267,9 @@ def main() -> int:
     for n in SHAPES:
         rows.append(row(f"peers: RSS growth per 1000 runs, {n}-step no-op flow (crewAI defaults)",
                         summary(crew[f"noop{n}"]["rss_per_1000"]), "B/1000 runs",
-                        summary(corral[f"noop{n}"]["rss_per_1000"]), floor_name, repeats=WINDOWS))
+                        summary(corral[f"noop{n}"]["rss_per_1000"]), floor_name, repeats=WINDOWS,
+                        note="corral's growth here is its result LRU filling (the last max_results=10_000 "
+                             "results are kept for rt.result()); it is flat once the LRU is full"))
     rows.append(row("peers: import time (crewai.flow.flow vs runtime), fresh interpreter",
                     summary(t * 1e3 for t in imp_crew), "ms", summary(t * 1e3 for t in imp_corral),
                     "corral: import runtime", repeats=reps))
