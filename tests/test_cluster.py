@@ -201,7 +201,22 @@ async def test_host_killed_mid_job():
             fresh = await rt.spawn(complete_flow(), {"n": 1})
             assert fresh.host_pid == other.host_pid
             assert (await fresh.wait()).state is JobState.COMPLETED
-            assert (await other.cancel()).state is JobState.CANCELLED
+            # the last host fills up (4 slots) and one more job queues; then that host dies too:
+            # its jobs fail host_lost, the queued one fails no_hosts (it would wait forever), and
+            # spawn() says why it cannot run anything
+            more = [await rt.spawn(slow_flow()) for _ in range(4)]
+            assert [h.state for h in more] == [JobState.RUNNING] * 3 + [JobState.PENDING]
+            await started(more[0])
+            last_rid = other.host_runtime_id
+            os.kill(other.host_pid, signal.SIGKILL)
+            ends = [await h.wait() for h in [other, *more]]
+            assert [(r.state, r.reason) for r in ends] == [(JobState.FAILED, "host_lost")] * 4 + [
+                (JobState.FAILED, "no_hosts")]
+            with pytest.raises(RuntimeError, match="every host"):
+                await rt.spawn(complete_flow(), {"n": 2})
+        with trio.fail_after(10):
+            while marked({last_rid}):
+                await trio.sleep(0.05)
         await assert_cluster_no_leaks(rt)
 
 

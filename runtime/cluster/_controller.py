@@ -201,6 +201,8 @@ class ClusterRuntime:
         await trio.lowlevel.checkpoint()
         if self._closing:
             raise RuntimeError("the runtime is shutting down")
+        if not any(h.alive for h in self.hosts):
+            raise RuntimeError("every host of this cluster was lost: no job can run")
         if not isinstance(flow, Flow):
             raise TypeError(f"spawn() needs a Flow, got {type(flow).__name__}")
         data = flow_to_dict(flow)
@@ -358,6 +360,12 @@ class ClusterRuntime:
             if job is not None:
                 self._finish(job, JobResult(job_id=job.id, flow=job.flow.name, state=JobState.FAILED,
                                             reason="host_lost", error=f"host pid {host.pid} died",
+                                            inputs=job.inputs))
+        if not any(h.alive for h in self.hosts):  # nothing left to place the queue on: no job waits forever
+            while self._pending:
+                job = self._pending.popleft()
+                self._finish(job, JobResult(job_id=job.id, flow=job.flow.name, state=JobState.FAILED,
+                                            reason="no_hosts", error="every host of the cluster was lost",
                                             inputs=job.inputs))
 
     async def _control(self, job: _ClusterJob, action: str, reason: str) -> JobResult:
