@@ -661,7 +661,12 @@ class JobHandle(JobView):
         return await job.wait()
 
     async def resume(self, payload: Any = None) -> None:
-        """Resume a PAUSED job; ``payload`` is visible to later steps as ``$resume``."""
+        """Resume a PAUSED job; ``payload`` is visible to later steps as ``$resume``.
+
+        Raises :class:`JobStateError` if the job is not paused, or if it has ended: a job's outcome
+        can be decided while it is paused (a sibling step fails, the flow times out), and ``state``
+        reads PAUSED until its nursery has closed and the terminal state is known.
+        """
         if self._job.state is not JobState.PAUSED:
             await trio.lowlevel.checkpoint()
             raise JobStateError(f"job {self.id} is {self.state.value}, not paused")
