@@ -124,6 +124,6 @@ async def scenario(flow: Flow, outside: str, at: float) -> None:
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(flow=flows(), outside=st.sampled_from(OUTSIDE), at=st.sampled_from([0, 0.05, 0.5, 2.0, 7.0]))
+@given(flow=flows(), outside=st.sampled_from(OUTSIDE), at=st.sampled_from([0, 0.05, 0.1, 0.5, 1.0, 2.0, 7.0]))  # 0.1, 1.0: ties with step delays
 def test_every_job_ends_exactly_once(flow, outside, at):
     trio.run(scenario, flow, outside, at, clock=trio.testing.MockClock(autojump_threshold=0))
