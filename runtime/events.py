@@ -147,10 +147,19 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
-    if attrs.has(type(value)):
-        return {"type": type(value).__name__, **{
-            k: _jsonable(v) for k, v in attrs.asdict(value, recurse=False).items()}}
+    cls = type(value)
+    if cls in _PLAIN:  # the common case first: this runs for every value of every recorded event
+        return value
+    fields = getattr(cls, "__attrs_attrs__", None)
+    if fields is not None:
+        out = {"type": cls.__name__}
+        for field in fields:
+            out[field.name] = _jsonable(getattr(value, field.name))
+        return out
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
