@@ -23,7 +23,7 @@ ray = pytest.importorskip("ray")  # the ``ray`` extra; CI installs it
 
 from actors.process import live_marked  # noqa: E402
 from runtime import AgentSpec, ExitRule, Flow, JobState, Step, open_runtime  # noqa: E402
-from runtime.cluster import RayCluster, open_cluster_runtime  # noqa: E402
+from runtime.cluster import ClusterBusy, RayCluster, open_cluster_runtime  # noqa: E402
 from runtime.cluster.steps import echo, noop  # noqa: E402
 from runtime.cluster.testing import assert_cluster_no_leaks  # noqa: E402
 from runtime.events import JobFinished, JobStarted, event_to_dict  # noqa: E402
@@ -339,6 +339,11 @@ async def test_new_controller_adopts_jobs_after_the_old_one_was_killed(ray_head,
         proc, report = await start_crashing_controller(gate)
         ids, seen = report["ids"], report["seen"]
         runtime_ids = set(report["runtime_ids"])
+        # one controller at a time: while that one lives, attaching here is refused, naming it
+        with pytest.raises(ClusterBusy) as busy:
+            async with open_runtime(cluster=RayCluster(address="auto", name=NAME, hosts=2, attach_timeout=1)):
+                pass
+        assert busy.value.holder["pid"] == proc.pid and "held by the controller pid" in str(busy.value)
         os.killpg(proc.pid, signal.SIGKILL)  # the controller crashes: no cleanup of any kind runs
         await proc.wait()
         await proc.stdout.aclose()

@@ -1,5 +1,11 @@
 """Run corral jobs on a Ray cluster with the embedded runtime's API (optional extra ``corral[ray]``)."""
 
-from ._controller import ClusterJobHandle, ClusterRuntime, RayCluster, open_cluster_runtime
+from ._controller import (
+    ClusterBusy,
+    ClusterJobHandle,
+    ClusterRuntime,
+    RayCluster,
+    open_cluster_runtime,
+)
 
-__all__ = ["ClusterJobHandle", "ClusterRuntime", "RayCluster", "open_cluster_runtime"]
+__all__ = ["ClusterBusy", "ClusterJobHandle", "ClusterRuntime", "RayCluster", "open_cluster_runtime"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections
 import os
+import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -36,7 +38,10 @@ class RayCluster:
     makes the hosts named, detached actors ``<name>-host-<i>`` in ``namespace``.  A controller that
     opens the same name attaches to the live ones and adopts their jobs, so a restarted controller
     carries on where the last one stopped.  :meth:`ClusterRuntime.detach` leaves them running when
-    the block ends.  Attach one controller at a time.
+    the block ends.  One controller at a time: it holds the cluster through a named actor
+    ``<name>-controller`` that lives as long as its process (Ray ends it when that process dies).
+    Opening a name another live controller holds waits up to ``attach_timeout`` seconds for it
+    to go (a killed controller's hold ends once Ray notices), then raises :class:`ClusterBusy`.
 
     ``max_log_events``: each job's numbered event log (on its host, and its copy on the controller)
     keeps this many latest events; a reader asking for older ones first gets a :class:`Lagged`.
@@ -48,10 +53,59 @@ class RayCluster:
     name: str | None = None
     namespace: str = "corral"
     max_log_events: int = attrs.field(default=100_000, validator=attrs.validators.ge(1))
+    attach_timeout: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
 
     def host_name(self, index: int) -> str | None:
         """The Ray actor name of host ``index`` (``None`` for anonymous hosts)."""
         return None if self.name is None else f"{self.name}-host-{index}"
+
+
+class ClusterBusy(RuntimeError):
+    """A named cluster is held by another live controller (``holder``: its pid, host, since)."""
+
+    def __init__(self, name: str, holder: Mapping[str, Any] | None, waited: float) -> None:
+        who = "another controller" if holder is None else \
+            f"the controller pid {holder.get('pid')} on {holder.get('host')}"
+        super().__init__(f"cluster {name!r} is held by {who} (waited {waited:g}s for it to end): "
+                         "one controller at a time; detach() or end that one first")
+        self.name = name
+        self.holder = dict(holder) if holder is not None else None
+
+
+class _Claim:
+    """The named actor through which one controller holds a named cluster."""
+
+    def __init__(self, holder: dict[str, Any]) -> None:
+        self._holder = holder
+
+    def holder(self) -> dict[str, Any]:
+        return self._holder
+
+
+def _claim(ray: Any, cluster: RayCluster) -> Any:
+    """Take ``<name>-controller`` (blocking), waiting up to ``attach_timeout`` for a holder to end."""
+    name = f"{cluster.name}-controller"
+    cls = ray.remote(num_cpus=0, max_restarts=0)(_Claim)
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+    start = time.monotonic()
+    while True:
+        try:
+            actor = cls.options(name=name, namespace=cluster.namespace).remote(holder)
+            if ray.get(actor.holder.remote()) == holder:
+                if time.monotonic() - start > 0.1:
+                    log.info("corral.cluster.claimed_after_wait", cluster=cluster.name,
+                             waited=round(time.monotonic() - start, 2))
+                return actor
+        except (ValueError, ray.exceptions.RayActorError):
+            pass  # the name is taken (or was, a moment ago): another controller holds the cluster
+        waited = time.monotonic() - start
+        if waited >= cluster.attach_timeout:
+            try:
+                other = ray.get(ray.get_actor(name, namespace=cluster.namespace).holder.remote(), timeout=5)
+            except Exception:
+                other = None
+            raise ClusterBusy(cluster.name or "", other, round(waited, 1))
+        time.sleep(0.2)
 
 
 class _HostRef:
@@ -463,7 +517,10 @@ async def open_cluster_runtime(cluster: RayCluster, *, grace: float = 10.0, max_
     runtime_kw = {**runtime_kw, "max_results": max_results}
     detached = False
     actors: list[Any] = []
+    claim = None
     try:
+        if cluster.name is not None:  # bounded by attach_timeout; not abandoned, so never leaked
+            claim = await trio.to_thread.run_sync(_claim, ray, cluster)
         actors = await trio.to_thread.run_sync(_start_hosts, actor_cls, cluster, runtime_kw)
         infos = await trio.to_thread.run_sync(lambda: ray.get([a.info.remote() for a in actors]))
         hosts = [_HostRef(a, i["pid"], i["runtime_id"]) for a, i in zip(actors, infos, strict=True)]
@@ -483,6 +540,8 @@ async def open_cluster_runtime(cluster: RayCluster, *, grace: float = 10.0, max_
             if not detached:
                 for a in actors:
                     await trio.to_thread.run_sync(_terminate, ray, a, grace)
+            if claim is not None:  # the next controller may attach now
+                await trio.to_thread.run_sync(ray.kill, claim)
             if started_ray:
                 await trio.to_thread.run_sync(ray.shutdown)
 
