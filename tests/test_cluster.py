@@ -249,20 +249,22 @@ async def test_durable_jobs_on_hosts_record_into_the_sqlite_path(tmp_path):
         with trio.fail_after(BOUND):
             handles = [await rt.spawn(complete_flow(), {"n": n}, record="durable") for n in range(5)]
             results = [await h.wait() for h in handles]
-            assert {r.state for r in results} == {JobState.COMPLETED}
+            assert {r.state for r in results} == {JobState.COMPLETED}, [(r.state, r.reason, r.error) for r in results]
             streamed = {h.id: [event_to_dict(e) async for e in h.events()] for h in handles}
             # the controller keeps the latest max_results results, like the embedded runtime
             kept = [await rt.result(h.id) for h in handles]
-            assert sum(r is not None for r in kept) == 3
-            assert all(k in (None, r) for k, r in zip(kept, results, strict=True))
-            assert (await rt.stats_async()).results == 3
+            assert sum(r is not None for r in kept) == 3, kept
+            assert all(k in (None, r) for k, r in zip(kept, results, strict=True)), (kept, results)
+            stats = await rt.stats_async()
+            assert stats.results == 3, stats
             await assert_cluster_no_leaks(rt)
     async with SqliteStore(db) as store:  # both hosts wrote into the one file; nothing was lost
         for h in handles:
             rec = await store.get_job(h.id)
             assert rec is not None and rec.state == "completed", rec
             rows = await store.read_events(h.id)
-            assert [r.seq for r in rows] == [e["seq"] for e in streamed[h.id]]
+            assert [r.seq for r in rows] == [e["seq"] for e in streamed[h.id]], (
+                [(r.seq, r.type) for r in rows], [(e["seq"], e["type"]) for e in streamed[h.id]])
             assert rows[-1].type == "job_finished"
 
 
