@@ -65,13 +65,18 @@ class Actor:
     An exception escaping :meth:`handle` crashes the actor: it propagates out of :meth:`run` into
     the owning nursery (or to a :class:`Supervisor`), and every pending ask gets
     :class:`ActorStopped`.
+
+    The base class has ``__slots__`` (a runtime holds one job actor per job); a subclass without
+    its own ``__slots__`` simply gets an instance ``__dict__``.
     """
+
+    __slots__ = ("__weakref__", "_asks", "_channels", "_mailbox_capacity", "_state", "_stop_requested")
 
     def __init__(self, *, mailbox_size: int = 64) -> None:
         self._mailbox_capacity = mailbox_size
         self._channels: tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]] | None = None
         self._stop_requested = False
-        self._asks: set[_Reply] = set()
+        self._asks: set[_Reply] | None = None  # pending asks, made on the first ask
         self._state = "new"  # new -> running -> stopped
 
     def _mailbox(self) -> tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]]:
@@ -110,7 +115,8 @@ class Actor:
                 return
             result = await self.handle(msg.msg)
             msg.reply.set(result)
-            self._asks.discard(msg.reply)
+            if self._asks is not None:
+                self._asks.discard(msg.reply)
         else:
             await self.handle(msg)
 
@@ -128,10 +134,11 @@ class Actor:
         if self._channels is not None:
             self._channels[0].close()
             self._channels[1].close()
-        err = ActorStopped(f"{type(self).__name__} stopped")
-        for reply in self._asks:
-            reply.fail(err)
-        self._asks.clear()
+        if self._asks:
+            err = ActorStopped(f"{type(self).__name__} stopped")
+            for reply in self._asks:
+                reply.fail(err)
+            self._asks.clear()
 
     @property
     def running(self) -> bool:
@@ -172,6 +179,8 @@ class Actor:
         :class:`trio.TooSlowError` after ``timeout`` seconds.
         """
         reply = _Reply()
+        if self._asks is None:
+            self._asks = set()
         self._asks.add(reply)
         try:
             with trio.fail_after(math.inf if timeout is None else timeout):
@@ -180,7 +189,7 @@ class Actor:
                     raise ActorStopped(f"{type(self).__name__} is stopped")
                 await reply.event.wait()
         finally:
-            self._asks.discard(reply)
+            self._asks.discard(reply)  # made above, never unset
             reply.event.set()  # a late reply is dropped; the actor skips an abandoned ask
         if reply.error is not None:
             raise reply.error
