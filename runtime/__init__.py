@@ -24,8 +24,17 @@ from .events import (
     StepStarted,
     StepStream,
 )
-from .flow import AgentSpec, ExitRule, Flow, FlowError, OnError, Step
-from .job import JobHandle, JobResult, JobState, JobStateError, StepState, StepTimeout
+from .flow import AgentSpec, ExitRule, Flow, FlowError, FlowInput, InputError, OnError, Step
+from .job import (
+    JobExistsError,
+    JobHandle,
+    JobNotFound,
+    JobResult,
+    JobState,
+    JobStateError,
+    StepState,
+    StepTimeout,
+)
 from .rules import ExpressionError
 from .runtime import Runtime, RuntimeStats, open_runtime
 
@@ -37,8 +46,12 @@ __all__ = [
     "ExpressionError",
     "Flow",
     "FlowError",
+    "FlowInput",
+    "InputError",
+    "JobExistsError",
     "JobFinished",
     "JobHandle",
+    "JobNotFound",
     "JobPaused",
     "JobResult",
     "JobResumed",

@@ -35,6 +35,7 @@ from actors.process import sweep_dead_runtimes
 
 from .demo import DEFAULT_STORE, run_demo
 from .events import Event, JobPaused, JobStarted, Lagged, event_to_dict
+from .flow import InputError
 from .job import JobHandle, JobState, JobStateError
 from .loading import FlowLoadError, load_flow
 from .persistence import sweep_dead
@@ -357,7 +358,8 @@ def run(flow_file: str, pairs: tuple[str, ...], store: str, record: str, as_json
     _import_from_cwd()
     try:
         flow = load_flow(flow_file)
-    except FlowLoadError as exc:
+        flow.bind_inputs(inputs)  # refused before a runtime or a store is opened
+    except (FlowLoadError, InputError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     path = _new_store(store)

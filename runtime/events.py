@@ -54,6 +54,7 @@ class JobStarted(Event):
     flow: str
     inputs: Mapping[str, Any] = attrs.field(factory=dict)
     resumed: bool = False
+    deadline: float | None = None  # the flow timeout as a wall-clock time, kept across resumes
 
 
 @attrs.frozen(kw_only=True)

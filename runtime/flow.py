@@ -7,8 +7,12 @@ at construction, naming the field and what is wrong, so nothing invalid can ever
 from __future__ import annotations
 
 import difflib
+import enum
+import inspect
+import math
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Literal
 
 import attrs
@@ -22,6 +26,8 @@ __all__ = [
     "ExitRule",
     "Flow",
     "FlowError",
+    "FlowInput",
+    "InputError",
     "InputRef",
     "OnError",
     "Step",
@@ -85,16 +91,21 @@ def _suggest(name: str, choices: Iterable[str]) -> str:
 
 
 def _positive_or_none(field: str) -> Callable[[Any, Any, Any], None]:
-    def check(_inst: Any, _attr: Any, value: Any) -> None:
-        if value is not None and (not isinstance(value, int | float) or value <= 0):
-            raise FlowError(field, f"must be a positive number of seconds, got {value!r}")
+    def check(inst: Any, _attr: Any, value: Any) -> None:
+        if value is None:
+            return
+        where = f"steps.{inst.name}.{field}" if isinstance(inst, Step) else field
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise FlowError(where, f"must be a number of seconds, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value) or value <= 0:
+            raise FlowError(where, f"must be a positive, finite number of seconds, got {value!r}")
 
     return check
 
 
 @attrs.frozen
 class InputRef:
-    """A parsed input reference: ``$job.x``, ``$resume.x`` or ``step.x`` (``path`` may be empty)."""
+    """A parsed input reference: ``$job.x``, ``$resume.x`` or ``$step.x`` (``path`` may be empty)."""
 
     source: Literal["job", "resume", "step"]
     step: str | None
@@ -102,20 +113,28 @@ class InputRef:
 
     @classmethod
     def parse(cls, text: str) -> InputRef:
-        parts = text.split(".")
+        """Parse ``$job.x``, ``$resume.x`` or ``$step.field``; raise ``ValueError`` if malformed."""
+        if not text.startswith("$") or text.startswith("$$"):
+            raise ValueError(f"{text!r} is not a reference (a reference starts with one '$')")
+        parts = text[1:].split(".")
         if any(not p for p in parts):
             raise ValueError(f"malformed reference {text!r}")
         head, path = parts[0], tuple(parts[1:])
-        if head == "$job":
+        if head == "job":
             return cls("job", None, path)
-        if head == "$resume":
+        if head == "resume":
             return cls("resume", None, path)
-        if head.startswith("$"):
-            raise ValueError(f"unknown reference {head!r} (use $job, $resume or a step name)")
+        if not head.replace("_", "a").replace("-", "a").isalnum():
+            raise ValueError(f"unknown reference {text!r} (use $job.x, $resume.x or $step.x)")
         return cls("step", head, path)
+
+    def __str__(self) -> str:
+        head = self.step if self.source == "step" else self.source
+        return "$" + ".".join((str(head), *self.path))
 
     def resolve(self, job_inputs: Mapping[str, Any], outputs: Mapping[str, Mapping[str, Any]],
                 resume: Any) -> Any:
+        """The referenced value; ``KeyError`` naming the reference if a key is missing."""
         if self.source == "job":
             value: Any = job_inputs
         elif self.source == "resume":
@@ -124,10 +143,106 @@ class InputRef:
             value = outputs[self.step]  # type: ignore[index]
         for i, key in enumerate(self.path):
             if not isinstance(value, Mapping) or key not in value:
-                where = ".".join(((self.step or f"${self.source}"), *self.path[: i + 1]))
+                head = self.step if self.source == "step" else self.source
+                where = "$" + ".".join((str(head), *self.path[: i + 1]))
                 raise KeyError(f"input {where!r} is missing")
             value = value[key]
         return value
+
+
+def parse_input(value: Any) -> tuple[InputRef | None, Any]:
+    """Read one ``inputs`` value: ``(ref, None)`` for ``"$..."``, else ``(None, literal)``.
+
+    A string starting with ``$`` is a reference; ``$$`` escapes a literal dollar (``"$$5"`` is the
+    string ``"$5"``); everything else, strings included, is a literal value.
+    """
+    if isinstance(value, str) and value.startswith("$"):
+        if value.startswith("$$"):
+            return None, value[1:]
+        return InputRef.parse(value), None
+    return None, value
+
+
+class _NoDefault(enum.Enum):
+    NO_DEFAULT = "no default"
+
+
+NO_DEFAULT = _NoDefault.NO_DEFAULT
+"""The ``default`` of a :class:`FlowInput` that spawn must be given."""
+
+_INPUT_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool,
+                                 "list": list, "dict": dict, "any": object}
+
+
+@attrs.frozen
+class FlowInput:
+    """A declared job input: its ``type`` (``str``, ``int``, ``float``, ``bool``, ``list``,
+    ``dict`` or ``object`` for any) and an optional ``default`` used when spawn omits it."""
+
+    type: type = object
+    default: Any = NO_DEFAULT
+
+    def __attrs_post_init__(self) -> None:
+        if self.type not in _INPUT_TYPES.values():
+            raise FlowError("inputs", f"type {self.type!r} is not one of {', '.join(_INPUT_TYPES)}")
+        if self.has_default and (wrong := self.check(self.default)) is not None:
+            raise FlowError("inputs", f"the default {wrong}")
+
+    @property
+    def has_default(self) -> bool:
+        """Whether spawn may omit this input."""
+        return self.default is not NO_DEFAULT
+
+    @property
+    def type_name(self) -> str:
+        """The type's name as YAML spells it (``any`` for ``object``)."""
+        return next(name for name, tp in _INPUT_TYPES.items() if tp is self.type)
+
+    def check(self, value: Any) -> str | None:
+        """``None`` if ``value`` has this input's type, else what is wrong."""
+        tp = self.type
+        if tp is object:
+            return None
+        ok = isinstance(value, tp) and not (isinstance(value, bool) and tp is not bool)
+        if tp is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        return None if ok else f"must be {self.type_name}, got {type(value).__name__} {value!r}"
+
+    @staticmethod
+    def type_named(name: str) -> type:
+        """The type YAML names ``name``; ``KeyError`` if there is none."""
+        return _INPUT_TYPES[name]
+
+
+def _input_decls(value: Mapping[str, Any] | None) -> Mapping[str, FlowInput] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise FlowError("inputs", f"must be a mapping of input name -> type, got {type(value).__name__}")
+    out = {}
+    for name, decl in value.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise FlowError("inputs", f"invalid input name {name!r}")
+        if isinstance(decl, FlowInput):
+            out[name] = decl
+        elif isinstance(decl, type):
+            try:
+                out[name] = FlowInput(decl)
+            except FlowError as exc:
+                raise FlowError(f"inputs.{name}", exc.problem) from None
+        else:
+            raise FlowError(f"inputs.{name}", f"must be a type or a FlowInput, got {decl!r}")
+    return MappingProxyType(out)
+
+
+class InputError(ValueError):
+    """``spawn()`` inputs that do not fit the flow: ``problems`` maps each input name to what is wrong."""
+
+    def __init__(self, flow: str, problems: Mapping[str, str]) -> None:
+        self.flow = flow
+        self.problems = dict(problems)
+        text = "; ".join(f"{name}: {problem}" for name, problem in self.problems.items())
+        super().__init__(f"inputs of flow {flow!r}: {text}")
 
 
 @attrs.frozen
@@ -248,6 +363,7 @@ class Step:
     timeout: float | None = attrs.field(default=None, validator=_positive_or_none("timeout"))
     _refs: Mapping[str, InputRef] = attrs.field(init=False, factory=dict, repr=False, eq=False)
     _prompt_refs: Mapping[str, InputRef] = attrs.field(init=False, factory=dict, repr=False, eq=False)
+    _literals: Mapping[str, Any] = attrs.field(init=False, factory=dict, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "." in self.name or self.name.startswith("$"):
@@ -257,8 +373,10 @@ class Step:
         if len(kinds) != 1:
             raise FlowError(here, "needs exactly one of run, command or agent"
                             + (f" (got {', '.join(kinds)})" if kinds else ""))
-        if self.run is not None and not callable(self.run):
-            raise FlowError(f"{here}.run", "must be an async function (ctx, inputs) -> dict")
+        if self.run is not None and not _is_async_callable(self.run):
+            got = "a lambda" if getattr(self.run, "__name__", "") == "<lambda>" else (
+                "a plain function" if callable(self.run) else type(self.run).__name__)
+            raise FlowError(f"{here}.run", f"must be an async def function (ctx, inputs) -> dict, got {got}")
         if self.command is not None and (not self.command or not all(isinstance(c, str) for c in self.command)):
             raise FlowError(f"{here}.command", "must be a non-empty list of strings")
         if self.agent is not None and not isinstance(self.agent, AgentSpec):
@@ -268,23 +386,27 @@ class Step:
         if self.agent is None and self.prompt is not None:
             raise FlowError(f"{here}.prompt", "only an agent step takes a prompt")
         if not isinstance(self.inputs, Mapping):
-            raise FlowError(f"{here}.inputs", "must be a mapping of local name -> reference")
-        refs = {}
-        for local, ref in self.inputs.items():
-            if isinstance(ref, str):
-                try:
-                    refs[local] = InputRef.parse(ref)
-                except ValueError as exc:
-                    raise FlowError(f"{here}.inputs.{local}", str(exc)) from None
+            raise FlowError(f"{here}.inputs", "must be a mapping of local name -> '$reference' or literal")
+        refs, literals = {}, {}
+        for local, value in self.inputs.items():
+            try:
+                ref, literal = parse_input(value)
+            except ValueError as exc:
+                raise FlowError(f"{here}.inputs.{local}", str(exc)) from None
+            if ref is None:
+                literals[local] = literal
+            else:
+                refs[local] = ref
         prompt_refs = {}
         if self.prompt is not None:
-            try:
+            try:  # every placeholder is a lookup, so its '$' is optional: {triage.summary}
                 for name in template_fields(self.prompt):
                     if name.split(".")[0] not in self.inputs:
-                        prompt_refs[name] = InputRef.parse(name)
+                        prompt_refs[name] = InputRef.parse(name if name.startswith("$") else "$" + name)
             except ValueError as exc:
                 raise FlowError(f"{here}.prompt", str(exc)) from None
         object.__setattr__(self, "_refs", refs)
+        object.__setattr__(self, "_literals", literals)
         object.__setattr__(self, "_prompt_refs", prompt_refs)
         names = [r.name for r in self.exits]
         for i, rule in enumerate(self.exits):
@@ -308,10 +430,27 @@ class Step:
         """Prompt placeholders that are input references (not local input names)."""
         return self._prompt_refs
 
+    @property
+    def literals(self) -> Mapping[str, Any]:
+        """Literal inputs by local name, ``$$`` escapes already undone."""
+        return self._literals
+
+    @property
+    def reads_resume(self) -> bool:
+        """Whether an input or the prompt reads ``$resume``: the step waits for a resume."""
+        return any(r.source == "resume" for r in (*self._refs.values(), *self._prompt_refs.values()))
+
     def depends_on(self) -> frozenset[str]:
         """Steps this one waits for: ``after`` plus every step its inputs or prompt read."""
         refs = (*self._refs.values(), *self._prompt_refs.values())
         return frozenset(self.after) | {r.step for r in refs if r.step is not None}
+
+
+def _is_async_callable(fn: Any) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(type(fn), "__call__", None)  # noqa: B004  (an object whose __call__ is async)
+    return not inspect.isfunction(fn) and not inspect.ismethod(fn) and inspect.iscoroutinefunction(call)
 
 
 def _find_cycle(deps: Mapping[str, frozenset[str]]) -> list[str] | None:
@@ -338,11 +477,18 @@ def _find_cycle(deps: Mapping[str, frozenset[str]]) -> list[str] | None:
 
 @attrs.frozen
 class Flow:
-    """A named DAG of steps, with an optional wall-clock ``timeout`` for the whole job."""
+    """A named DAG of steps, with an optional wall-clock ``timeout`` for the whole job.
+
+    ``inputs``, when given, declares the job inputs (``{"ticket": int, "title": str}``, or
+    :class:`FlowInput` values with a default): ``spawn()`` then refuses missing, unknown or
+    mistyped inputs before anything runs.  Without it any mapping is accepted, but every
+    ``$job.x`` a step reads must be present at spawn.
+    """
 
     name: str
     steps: tuple[Step, ...] = attrs.field(converter=tuple)
     timeout: float | None = attrs.field(default=None, validator=_positive_or_none("timeout"))
+    inputs: Mapping[str, FlowInput] | None = attrs.field(default=None, converter=_input_decls)
     _deps: Mapping[str, frozenset[str]] = attrs.field(init=False, factory=dict, repr=False, eq=False)
     _by_name: Mapping[str, Step] = attrs.field(init=False, factory=dict, repr=False, eq=False)
 
@@ -369,9 +515,26 @@ class Flow:
             checks += [(f"steps.{step.name}.prompt", ref) for ref in step.prompt_refs.values()]
             for field, ref in checks:
                 if ref.step is not None and ref.step not in by_name:
-                    raise FlowError(field, f"unknown step {ref.step!r}" + _suggest(ref.step, by_name))
+                    raise FlowError(field, f"unknown step {ref.step!r} in {ref}"
+                                    + _suggest(ref.step, [*by_name, "job", "resume"]))
                 if ref.step == step.name:
                     raise FlowError(field, "a step cannot read its own outputs")
+                if ref.source == "job" and self.inputs is not None and ref.path \
+                        and ref.path[0] not in self.inputs:
+                    raise FlowError(field, f"{ref} reads an undeclared input {ref.path[0]!r}"
+                                    + _suggest(ref.path[0], self.inputs))
+            for local, literal in step.literals.items():
+                head = literal.split(".")[0] if isinstance(literal, str) and "." in literal else None
+                if head in by_name:
+                    raise FlowError(f"steps.{step.name}.inputs.{local}",
+                                    f"{literal!r} is a literal string, but names step {head!r}: a "
+                                    f"reference starts with '$' (did you mean '${literal}'?)")
+        if not any(r.action == "escalate" for s in self.steps for r in s.exits):
+            for step in self.steps:
+                if step.reads_resume:
+                    raise FlowError(f"steps.{step.name}.inputs",
+                                    "reads $resume, but no exit rule of the flow escalates, so the job "
+                                    "is never paused and never resumed")
         deps = {s.name: s.depends_on() for s in self.steps}
         if cycle := _find_cycle(deps):
             raise FlowError("steps", "cycle: " + " -> ".join(reversed(cycle)))
@@ -386,6 +549,43 @@ class Flow:
                     raise FlowError(field, f"unknown step {rule.target!r}" + _suggest(str(rule.target), by_name))
                 if rule.target != step.name and rule.target not in self.ancestors(step.name):
                     raise FlowError(field, f"{rule.target!r} must be {step.name!r} itself or a step it depends on")
+
+    def bind_inputs(self, inputs: Any) -> dict[str, Any]:
+        """The job inputs for ``spawn(self, inputs)``: checked, with declared defaults filled in.
+
+        Raises :class:`InputError` naming every missing, unknown or mistyped input (or, for a flow
+        without declared inputs, every ``$job.x`` a step reads that ``inputs`` lacks), and
+        ``TypeError`` if ``inputs`` is not a mapping.
+        """
+        if inputs is None:
+            inputs = {}
+        if not isinstance(inputs, Mapping):
+            raise TypeError(f"inputs must be a mapping of name -> value, got {type(inputs).__name__}")
+        problems: dict[str, str] = {}
+        bound = dict(inputs)
+        if self.inputs is not None:
+            for name in inputs:
+                if name not in self.inputs:
+                    problems[str(name)] = "unknown input" + _suggest(str(name), self.inputs)
+            for name, decl in self.inputs.items():
+                if name not in inputs:
+                    if decl.has_default:
+                        bound[name] = decl.default
+                    else:
+                        problems[name] = f"missing (a {decl.type_name})"
+                elif (wrong := decl.check(inputs[name])) is not None:
+                    problems[name] = wrong
+        for step in self.steps:
+            for ref in (*step.refs.values(), *step.prompt_refs.values()):
+                if ref.source != "job" or not ref.path or ref.path[0] in problems:
+                    continue
+                try:
+                    ref.resolve(bound, {}, None)
+                except KeyError:
+                    problems.setdefault(".".join(ref.path), f"missing, read by step {step.name!r} as {ref}")
+        if problems:
+            raise InputError(self.name, problems)
+        return bound
 
     def step(self, name: str) -> Step:
         """The step called ``name``."""

@@ -85,13 +85,40 @@ class StepTimeout(Exception):
     """A step ran longer than its ``timeout``."""
 
 
+class JobNotFound(KeyError):
+    """No job with this id: not live in this runtime and not in its store."""
+
+    def __init__(self, job_id: str, detail: str = "") -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"no job {self.job_id!r}" + (f": {self.detail}" if self.detail else "")
+
+
+class JobExistsError(ValueError):
+    """``spawn(job_id=...)`` of an id that is live or already stored: nothing is run or overwritten."""
+
+    def __init__(self, job_id: str, where: str) -> None:
+        super().__init__(f"job {job_id!r} already exists ({where}); a job id is never reused")
+        self.job_id = job_id
+
+
 class JobStateError(RuntimeError):
     """The operation does not apply to the job's current state (e.g. resume a running job)."""
 
 
 @attrs.frozen
 class JobResult:
-    """What is kept of a finished job."""
+    """What is kept of a finished job.
+
+    ``job_id`` is the job's id (``JobHandle.id``); ``flow`` the flow's name; ``state`` the terminal
+    state and ``reason`` why (an exit rule's name, ``step_failed:<step>``, ``timeout``, the reason
+    given to cancel/abandon, ``shutdown``); ``error`` the failure's text; ``outputs`` and ``steps``
+    each step's outputs and final state; ``inputs`` the job inputs (declared defaults filled in);
+    ``started_at``/``finished_at`` ``time.time()`` seconds.
+    """
 
     job_id: str
     flow: str
@@ -151,7 +178,7 @@ class Job(Actor):
 
     __slots__ = (  # one per live job: no instance dict (~1.5 kB a job less)
         "_done", "_early", "_iterations", "_loops", "_nursery", "_outcome", "_outputs", "_parked",
-        "_ready", "_running", "_started_at", "_steps", "_workspace", "adapters", "created_at", "flow",
+        "_ready", "_resumed", "_running", "_started_at", "_steps", "_workspace", "adapters", "created_at", "deadline", "flow",
         "hub", "id", "inputs", "process_groups", "record", "recorder", "restored", "result",
         "resume_payload", "runtime", "state", "streams", "task",
     )
@@ -167,6 +194,14 @@ class Job(Actor):
         self.state = JobState.PENDING
         self.hub = EventHub(job_id, first_seq=restored.first_seq if restored else 0)
         self.resume_payload: Any = restored.resume_payload if restored else None
+        self._resumed = restored.resumed if restored else False
+        # the flow timeout is a wall-clock deadline recorded with the job: a resumed job gets the
+        # time it had left, not a fresh timeout
+        self.deadline: float | None = None
+        if restored is not None and restored.deadline is not None:
+            self.deadline = restored.deadline
+        elif flow.timeout is not None:
+            self.deadline = time.time() + flow.timeout
         self.restored = restored
         self.created_at = restored.created_at if restored else time.time()
         self.result: JobResult | None = None
@@ -263,10 +298,12 @@ class Job(Actor):
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                if self.flow.timeout is None:
+                if self.deadline is None:
                     await self._serve_steps(task_status)
                 else:
-                    with trio.move_on_after(self.flow.timeout) as timeout_scope:
+                    # a fresh job gets exactly flow.timeout on trio's clock; a resumed one what is left
+                    left = self.flow.timeout if self.restored is None else self.deadline - time.time()
+                    with trio.move_on_after(max(0.0, left or 0.0)) as timeout_scope:
                         await self._serve_steps(task_status)
                     if timeout_scope.cancelled_caught:
                         self._finish(JobState.FAILED, "timeout", f"flow timeout after {self.flow.timeout}s")
@@ -288,7 +325,8 @@ class Job(Actor):
     async def _serve_steps(self, task_status: trio.TaskStatus[Job]) -> None:
         await self.runtime.start_job_resources(self)
         self.state = JobState.RUNNING
-        self.hub.publish(JobStarted, flow=self.flow.name, inputs=self.inputs, resumed=self.restored is not None)
+        self.hub.publish(JobStarted, flow=self.flow.name, inputs=self.inputs, resumed=self.restored is not None,
+                         deadline=self.deadline)
         if self.restored is not None and self.restored.paused:
             self.state = JobState.PAUSED
         if self.restored is not None and self.restored.abandoned is not None:
@@ -379,6 +417,7 @@ class Job(Actor):
                 if self.state is not JobState.PAUSED:
                     return JobStateError(f"job {self.id} is {self.state.value}, not paused")
                 self.resume_payload = payload
+                self._resumed = True
                 self.state = JobState.RUNNING
                 self.hub.publish(JobResumed, payload=payload)
                 self.runtime.job_state_changed(self)
@@ -393,15 +432,26 @@ class Job(Actor):
         if self.state is JobState.PAUSED or self._outcome is not None:
             return
         done = (StepState.COMPLETED, StepState.FAILED)
+        waiting: Step | None = None  # a ready step that reads $resume before any resume
         for step in self.flow.steps:
             if self._steps[step.name] is not StepState.PENDING:
                 continue
             if all(self._steps[d] in done for d in self.flow.deps[step.name]):
+                if step.reads_resume and not self._resumed:
+                    waiting = waiting or step
+                    continue
                 self._start_step(_StepRun(step, attempt=1, iteration=self._iterations.get(step.name, 0)))
-        if not self._running and all(s in done for s in self._steps.values()):
+        if self._running:
+            return
+        if all(s in done for s in self._steps.values()):
             self._finish(JobState.COMPLETED, None)
+        elif waiting is not None:  # nothing else can run: the job waits for a human, as PAUSED
+            self.state = JobState.PAUSED
+            self.hub.publish(JobPaused, step=waiting.name, rule="$resume")
+            self.runtime.job_state_changed(self)
 
     def _start_step(self, run: _StepRun) -> None:
+        assert self._outcome is None, "no step starts after the job's outcome is decided"
         self._steps[run.step.name] = StepState.RUNNING
         self._running[run.step.name] = run
         self.nursery.start_soon(self._step_task, run, name=f"corral.step:{self.id}:{run.step.name}")
@@ -410,6 +460,11 @@ class Job(Actor):
         step = run.step
         if run.delay:
             await trio.sleep(run.delay)
+        if self._running.get(step.name) is not run:
+            # The job's outcome was decided after this task was scheduled and before it ran (a
+            # sibling failed in the same instant): one exit means nothing after it, so no
+            # StepStarted and no user code.
+            return
         self.hub.publish(StepStarted, step=step.name, attempt=run.attempt, iteration=run.iteration)
         try:
             inputs = self._resolve_inputs(step)
@@ -434,11 +489,10 @@ class Job(Actor):
             self._on_message(msg)
 
     def _resolve_inputs(self, step: Step) -> dict[str, Any]:
-        resolved: dict[str, Any] = {}
-        for local, value in step.inputs.items():
-            ref = step.refs.get(local)
-            resolved[local] = value if ref is None else ref.resolve(self.inputs, self._outputs, self.resume_payload)
-        return resolved
+        resolved: dict[str, Any] = dict(step.literals)
+        for local, ref in step.refs.items():
+            resolved[local] = ref.resolve(self.inputs, self._outputs, self.resume_payload)
+        return {local: resolved[local] for local in step.inputs}  # in the order they were declared
 
     def _step_completed(self, run: _StepRun, outputs: Mapping[str, Any]) -> None:
         step = run.step
@@ -621,14 +675,17 @@ class JobView:
 
     @property
     def id(self) -> str:
+        """The job id: the ``job_id`` given to spawn, or a generated hex uuid (``JobResult.job_id``)."""
         return self._job.id
 
     @property
     def state(self) -> JobState:
+        """The current state; terminal only once the nursery has closed (see :meth:`wait`)."""
         return self._job.state
 
     @property
     def flow(self) -> Flow:
+        """The :class:`~runtime.Flow` the job runs."""
         return self._job.flow
 
     @property
@@ -638,7 +695,10 @@ class JobView:
 
 
 class JobHandle(JobView):
-    """The user's handle to a job.  Cheap; holds no resources of its own."""
+    """The user's handle to a job.  Cheap; holds no resources of its own.
+
+    Attributes: ``id``, ``state``, ``flow`` and ``result`` (``None`` until the job has ended).
+    """
 
     __slots__ = ("_job",)
 

@@ -26,7 +26,7 @@ import cattrs
 import yaml
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
-from .flow import AgentSpec, ExitRule, Flow, FlowError, OnError, Step
+from .flow import NO_DEFAULT, AgentSpec, ExitRule, Flow, FlowError, FlowInput, OnError, Step
 
 __all__ = ["FlowLoadError", "flow_from_dict", "flow_to_dict", "load_flow", "load_flow_text"]
 
@@ -92,6 +92,7 @@ class FlowDoc:
     steps: list[StepDoc]
     timeout: float | None = None
     description: str | None = None
+    inputs: dict[str, Any] | None = None  # name -> type name, or {type: ..., default: ...}
 
 
 def _named_items(value: Any, what: str) -> Any:
@@ -126,7 +127,13 @@ def _strict(cls: type) -> Any:
     return hook
 
 
+# YAML 1.1 (PyYAML) reads `1e3` as a string: it wants a dot and a signed exponent (`1.0e+3`)
+_EXPONENT_FLOAT = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+")
+
+
 def _number(value: Any, _type: Any) -> float:
+    if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value):
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {type(value).__name__}")
     return float(value)
@@ -319,7 +326,36 @@ def _argv(words: list[str]) -> list[str]:
     return [sys.executable, *words[1:]] if words and words[0] == "python" else words
 
 
+def _input_decls(doc: FlowDoc, fail: Any) -> dict[str, FlowInput] | None:
+    if doc.inputs is None:
+        return None
+    types = ", ".join(_INPUT_TYPE_NAMES)
+    decls = {}
+    for name, spec in doc.inputs.items():
+        default = NO_DEFAULT
+        if isinstance(spec, str):
+            type_name = spec
+        elif isinstance(spec, Mapping) and set(spec) <= {"type", "default"}:
+            type_name = spec.get("type", "any")
+            default = spec.get("default", NO_DEFAULT)
+        else:
+            fail(("inputs", name), f"must be a type name ({types}) or {{type: ..., default: ...}}")
+        try:
+            tp = FlowInput.type_named(type_name)
+        except (KeyError, TypeError):
+            fail(("inputs", name), f"unknown type {type_name!r} (one of {types})")
+        try:
+            decls[str(name)] = FlowInput(tp, default)
+        except FlowError as exc:
+            fail(("inputs", name, "default"), exc.problem)
+    return decls
+
+
+_INPUT_TYPE_NAMES = ("str", "int", "float", "bool", "list", "dict", "any")
+
+
 def _build(doc: FlowDoc, fail: Any) -> Flow:
+    inputs = _input_decls(doc, fail)
     steps = []
     for i, sd in enumerate(doc.steps):
         base: Path_ = ("steps", i)
@@ -359,7 +395,7 @@ def _build(doc: FlowDoc, fail: Any) -> Flow:
             rest = exc.field.split(".")[2:] if exc.field.startswith("steps.") else [exc.field]
             fail((*base, *rest), exc.problem)
     try:
-        return Flow(doc.name, steps, timeout=doc.timeout)
+        return Flow(doc.name, steps, timeout=doc.timeout, inputs=inputs)
     except FlowError as exc:
         parts = exc.field.split(".")
         if exc.field == "steps" and exc.problem.startswith("cycle: "):
@@ -462,7 +498,12 @@ def flow_to_dict(flow: Flow) -> dict[str, Any]:
             timeout=s.timeout,
         )
         steps.append(doc)
-    out: dict[str, Any] = _CONVERTER.unstructure(FlowDoc(flow.name, steps, flow.timeout))
+    decls = None if flow.inputs is None else {
+        name: {"type": d.type_name, **({"default": d.default} if d.has_default else {})}
+        for name, d in flow.inputs.items()}
+    out: dict[str, Any] = _CONVERTER.unstructure(FlowDoc(flow.name, steps, flow.timeout, inputs=decls))
     out.pop("description", None)
+    if decls is None:
+        out.pop("inputs", None)
     out["portable"] = portable
     return out

@@ -58,6 +58,8 @@ class Restored:
     created_at: float
     loops: Mapping[tuple[str, str], int] = attrs.field(factory=dict)  # (step, rule) -> loops taken
     abandoned: str | None = None  # an abandon rule that fired before the crash: the job ends so
+    resumed: bool = False  # resumed at least once before the crash: steps reading $resume may run
+    deadline: float | None = None  # the flow timeout's wall-clock deadline, from the first start
 
 
 def record_of(job: Job, state: JobState, **extra: Any) -> JobRecord:
@@ -192,9 +194,13 @@ async def restore(store: Store, rec: JobRecord) -> tuple[Any, Restored]:
     iterations: dict[str, int] = {}
     loops: dict[tuple[str, str], int] = {}
     paused, payload, abandoned = rec.state == JobState.PAUSED.value, rec.resume_payload, None
+    resumed, deadline = False, None
     for row in events:
         data = row.payload
-        if row.type == "step_completed":
+        if row.type == "job_started":
+            if deadline is None:
+                deadline = data.get("deadline")
+        elif row.type == "step_completed":
             resolving[data["step"]] = data["iteration"]
         elif row.type == "exit_resolved" and data["step"] in resolving:
             step = data["step"]
@@ -213,12 +219,13 @@ async def restore(store: Store, rec: JobRecord) -> tuple[Any, Restored]:
         elif row.type == "job_paused":
             paused = True
         elif row.type == "job_resumed":
-            paused, payload = False, data.get("payload")
+            paused, payload, resumed = False, data.get("payload"), True
     outputs = {name: cp.outputs for name, cp in checkpoints.items()
                if completed.get(name) == cp.iteration and name in flow.deps}
     restored = Restored(
         outputs=outputs, iterations=iterations, loops=loops, abandoned=abandoned,
         first_seq=first_seq, paused=paused, resume_payload=payload, created_at=rec.created_at,
+        resumed=resumed, deadline=deadline,
     )
     return flow, restored
 

@@ -35,7 +35,7 @@ from actors.process import Marker, live_marked
 from .events import Event, event_from_dict
 from .executors import executor_for
 from .flow import AgentSpec, Flow, FlowError, Step
-from .job import Job, JobHandle, JobResult, JobState
+from .job import Job, JobExistsError, JobHandle, JobNotFound, JobResult, JobState, JobStateError
 from .loading import flow_to_dict
 from .persistence import (
     LIVE_STATES,
@@ -120,6 +120,11 @@ class Runtime:
                     record: str = "off", job_id: str | None = None) -> JobHandle:
         """Start a job of ``flow`` (or queue it as PENDING when ``max_running_jobs`` are running).
 
+        ``inputs`` must fit the flow (see :meth:`Flow.bind_inputs`), else :class:`InputError` is
+        raised before anything runs or is stored.  ``job_id`` is an idempotency key: an id that is
+        live, among the kept results, or in the store raises :class:`JobExistsError` and leaves
+        what is stored untouched.
+
         The job's first event is published after the caller's next checkpoint, so iterating
         ``handle.events()`` right away sees every event.
         """
@@ -130,16 +135,29 @@ class Runtime:
             raise TypeError(f"spawn() needs a Flow, got {type(flow).__name__}")
         if record not in RECORD_MODES:
             raise ValueError(f"record must be one of {', '.join(RECORD_MODES)}, got {record!r}")
-        job_id = job_id or uuid.uuid4().hex
-        if job_id in self._live:
-            raise ValueError(f"job id {job_id!r} is already live")
-        job = Job(self, flow, inputs or {}, job_id, record=record)
+        bound = flow.bind_inputs(inputs)
+        if job_id is None:
+            job_id = uuid.uuid4().hex
+        else:
+            if not isinstance(job_id, str) or not job_id:
+                raise ValueError(f"job_id must be a non-empty string, got {job_id!r}")
+            self._refuse_existing(job_id)
+            if await self.store.get_job(job_id) is not None:
+                raise JobExistsError(job_id, "in the store")
+            self._refuse_existing(job_id)  # spawned by another task while the store was read
+        job = Job(self, flow, bound, job_id, record=record)
         self._live[job_id] = job
         if self.max_running_jobs is None or self._running < self.max_running_jobs:
             self._launch(job)
         else:
             self._pending.append(job)
         return JobHandle(job)
+
+    def _refuse_existing(self, job_id: str) -> None:
+        if job_id in self._live:
+            raise JobExistsError(job_id, "live in this runtime")
+        if job_id in self._results:
+            raise JobExistsError(job_id, "finished in this runtime")
 
     def get(self, job_id: str) -> JobHandle | None:
         """The handle of a live (pending, running or paused) job, else ``None``."""
@@ -151,21 +169,40 @@ class Runtime:
         return [JobHandle(j) for j in self._live.values()]
 
     async def result(self, job_id: str) -> JobResult | None:
-        """The result of a finished job: from memory, else from the store; ``None`` if unknown."""
+        """The result of a finished job: from memory, else from the store; ``None`` while the job
+        has not ended.  Raises :class:`JobNotFound` (a ``KeyError``) for an unknown id."""
         res = self._results.get(job_id)
         if res is not None:
             self._results.move_to_end(job_id)
             await trio.lowlevel.checkpoint()
             return res
         rec = await self.store.get_job(job_id)
-        if rec is None or rec.state in LIVE_STATES:
+        if rec is None:
+            if job_id in self._live:
+                return None
+            raise JobNotFound(job_id)
+        if rec.state in LIVE_STATES or job_id in self._live:
             return None
         return JobResult(job_id=rec.job_id, flow=rec.flow_name, state=JobState(rec.state), reason=rec.reason,
                          outputs=rec.outputs, error=rec.error, inputs=rec.inputs,
                          started_at=rec.created_at, finished_at=rec.finished_at)
 
     async def events(self, job_id: str, from_seq: int = 0) -> AsyncIterator[Event]:
-        """Replay a job's recorded events from the store, in seq order (durable jobs)."""
+        """Replay a job's recorded events from the store, in seq order (durable jobs).
+
+        Raises :class:`JobNotFound` for an unknown id, and :class:`JobStateError` for a job that
+        was not recorded durably (its events were never stored: use ``handle.events()``).
+        """
+        rec = await self.store.get_job(job_id)
+        if rec is None:
+            live = self._live.get(job_id)
+            if live is None and job_id not in self._results:
+                raise JobNotFound(job_id)
+            raise JobStateError(f"job {job_id!r} was not recorded (record={live.record if live else 'off'!r}): "
+                                "its events are not in the store; spawn it with record='durable'")
+        if rec.record != "durable":
+            raise JobStateError(f"job {job_id!r} was not recorded (record={rec.record!r}): its events "
+                                "are not in the store; spawn it with record='durable'")
         for row in await self.store.read_events(job_id, from_seq):
             yield event_from_dict(row.payload)
 

@@ -39,3 +39,10 @@ async def approve(ctx, inputs):
 
 async def noop(ctx, inputs):
     return {"pid": os.getpid()}
+
+
+async def forever(ctx, inputs):
+    """A step that never ends by itself."""
+    import trio
+
+    await trio.sleep_forever()

@@ -70,6 +70,10 @@ class TreeSpy:
 # -- the original leak, replayed -----------------------------------------------------------------
 
 
+async def never_runs(ctx, inputs):
+    raise AssertionError("a step after an abandoned one must not run")
+
+
 async def test_abandoned_job_leaves_no_adapter_tree():
     async with open_runtime(term_grace=0.5) as rt:
         spy = TreeSpy(rt, True)
@@ -82,7 +86,7 @@ async def test_abandoned_job_leaves_no_adapter_tree():
                     prompt="triage ticket {$job.ticket}",
                     exits=[ExitRule("not_worth_it", when=spy, action="abandon")],
                 ),
-                Step("fix", run=lambda ctx, inputs: None, after=["triage"]),
+                Step("fix", run=never_runs, after=["triage"]),
             ],
         )
         with trio.fail_after(BOUND):

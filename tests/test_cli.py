@@ -224,8 +224,12 @@ def test_jobs_show_and_unrecorded_events(tmp_path):
                    "--json", "--store", store)
     assert quiet.returncode == 0, quiet.stderr
     job_id = json_lines(quiet.stdout)[0]["job_id"]
-    failing = corral("run", "examples/wordcount.yaml", "--json", "--store", store)  # no text input
-    assert failing.returncode == 1
+    missing = corral("run", "examples/wordcount.yaml", "--json", "--store", store)  # no text input
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr == ("error: inputs of flow 'wordcount': text: missing, read by step 'count' "
+                              "as $job.text\n")
+    failing = corral("run", "examples/wordcount.yaml", "-i", "text=5", "--json", "--store", store)
+    assert failing.returncode == 1  # 5 is a number: the step's .split() fails
     failed_id = json_lines(failing.stdout)[0]["job_id"]
 
     listing = corral("jobs", "--store", store)
@@ -237,7 +241,7 @@ def test_jobs_show_and_unrecorded_events(tmp_path):
     shown = corral("show", job_id[:8], "--store", store)
     assert shown.returncode == 0 and "completed" in shown.stdout and '"words": 3' in shown.stdout
     failed = json.loads(corral("show", failed_id, "--json", "--store", store).stdout)
-    assert failed["reason"] == "step_failed:count" and "missing" in failed["error"]
+    assert failed["reason"] == "step_failed:count" and "exited with status 1" in failed["error"]
 
     unrecorded = corral("events", job_id, "--store", store)
     assert unrecorded.returncode == 1 and "record=off" in unrecorded.stderr

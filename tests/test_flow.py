@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
-from runtime import ExitRule, Flow, FlowError, OnError, Step
+from runtime import ExitRule, Flow, FlowError, FlowInput, OnError, Step
 from runtime.rules import ExpressionError, compile_when
 
 
@@ -27,15 +29,15 @@ def test_unknown_after_suggests():
 def test_unknown_input_reference():
     e = err(
         lambda: Flow(
-            "f", [Step("triage", run=noop), Step("fix", run=noop, inputs={"s": "triage2.summary"})]
+            "f", [Step("triage", run=noop), Step("fix", run=noop, inputs={"s": "$triage2.summary"})]
         )
     )
     assert e.field == "steps.fix.inputs.s" and "did you mean 'triage'" in str(e)
 
 
 def test_bad_reference_root():
-    e = err(lambda: Step("a", run=noop, inputs={"x": "$jobs.n"}))
-    assert e.field == "steps.a.inputs.x" and "$jobs" in str(e)
+    e = err(lambda: Flow("f", [Step("a", run=noop, inputs={"x": "$jobs.n"})]))
+    assert e.field == "steps.a.inputs.x" and "$jobs" in str(e) and "did you mean 'job'" in str(e)
 
 
 def test_cycle_is_named():
@@ -45,7 +47,7 @@ def test_cycle_is_named():
             [
                 Step("a", run=noop, after=["c"]),
                 Step("b", run=noop, after=["a"]),
-                Step("c", run=noop, inputs={"x": "b.x"}),
+                Step("c", run=noop, inputs={"x": "$b.x"}),
             ],
         )
     )
@@ -112,8 +114,68 @@ def test_step_needs_exactly_one_kind():
     assert err(lambda: Step("a", run=noop, command=["true"])).field == "steps.a"
 
 
-def test_bad_timeout():
-    assert err(lambda: Step("a", run=noop, timeout=-1)).field == "timeout"
+@pytest.mark.parametrize("bad", [-1, 0, float("nan"), float("inf"), -float("inf"), "5", True, [1]])
+def test_a_timeout_that_can_never_run_is_refused(bad):
+    e = err(lambda: Step("a", run=noop, timeout=bad))
+    assert e.field == "steps.a.timeout"
+    e = err(lambda: Flow("f", [Step("a", run=noop)], timeout=bad))
+    assert e.field == "timeout"
+
+
+def test_run_must_be_an_async_function():
+    def plain(ctx, inputs):
+        return {}
+
+    class Sync:
+        def __call__(self, ctx, inputs):
+            return {}
+
+    class Async:
+        async def __call__(self, ctx, inputs):
+            return {}
+
+    for fn, got in [(plain, "plain function"), (lambda ctx, inputs: {}, "lambda"), (Sync(), "plain")]:
+        e = err(lambda fn=fn: Step("a", run=fn))
+        assert e.field == "steps.a.run" and "async def" in str(e) and got in str(e)
+    assert Step("a", run=Async()).run is not None
+    assert Step("a", run=functools.partial(noop)).run is not None
+
+
+def test_inputs_are_literals_unless_they_start_with_a_dollar():
+    step = Step("b", run=noop, inputs={"mode": "fast", "n": 3, "price": "$$5", "t": "$a.text",
+                                        "who": "$job.who", "ok": "$resume.ok"})
+    assert step.literals == {"mode": "fast", "n": 3, "price": "$5"}
+    assert {k: str(r) for k, r in step.refs.items()} == {"t": "$a.text", "who": "$job.who",
+                                                         "ok": "$resume.ok"}
+    assert step.depends_on() == {"a"} and step.reads_resume
+
+
+def test_a_bare_step_reference_is_refused_with_a_did_you_mean():
+    e = err(lambda: Flow("f", [Step("triage", run=noop),
+                               Step("fix", run=noop, inputs={"s": "triage.summary"})]))
+    assert e.field == "steps.fix.inputs.s" and "did you mean '$triage.summary'" in str(e)
+    # a dotted literal that names no step is a literal
+    flow = Flow("f", [Step("a", run=noop, inputs={"file": "notes.md"})])
+    assert flow.step("a").literals == {"file": "notes.md"}
+
+
+def test_reading_resume_needs_a_rule_that_escalates():
+    e = err(lambda: Flow("f", [Step("a", run=noop), Step("b", run=noop, inputs={"ok": "$resume.ok"})]))
+    assert e.field == "steps.b.inputs" and "escalate" in str(e)
+    Flow("f", [Step("a", run=noop, exits=[ExitRule("ask", action="escalate")]),
+               Step("b", run=noop, inputs={"ok": "$resume.ok"})])
+
+
+def test_declared_inputs():
+    flow = Flow("f", [Step("a", run=noop, inputs={"t": "$job.ticket"})],
+                inputs={"ticket": int, "title": FlowInput(str, default="untitled")})
+    assert flow.inputs["ticket"] == FlowInput(int) and flow.inputs["title"].default == "untitled"
+    e = err(lambda: Flow("f", [Step("a", run=noop, inputs={"t": "$job.tickt"})], inputs={"ticket": int}))
+    assert e.field == "steps.a.inputs.t" and "undeclared input 'tickt'" in str(e) and "'ticket'" in str(e)
+    assert err(lambda: Flow("f", [Step("a", run=noop)], inputs={"x": complex})).field == "inputs.x"
+    assert err(lambda: Flow("f", [Step("a", run=noop)], inputs={"x": FlowInput(int, default="1")})).field \
+        == "inputs"
+    assert err(lambda: Flow("f", [Step("a", run=noop)], inputs=["x"])).field == "inputs"
 
 
 @pytest.mark.parametrize(

@@ -24,12 +24,12 @@ steps:
         action: abandon
   fix:
     run: examples.steps:fix
-    inputs: {summary: triage.summary}
+    inputs: {summary: $triage.summary}
     on_error: {action: retry, max_attempts: 3, backoff: 0.5}
     timeout: 30
   review:
     command: [python, -c, "print('{}')"]
-    inputs: {patch: fix.patch}
+    inputs: {patch: $fix.patch}
     exits:
       again:
         when: not outputs.approved
@@ -219,7 +219,7 @@ BAD = {
         a:
           command: [echo]
           inputs:
-            text: nope.text
+            text: $nope.text
         """), 6, "steps.a.inputs.text", "unknown step 'nope'"),
     "prompt from an unknown step": (_flow("""\
         a:
@@ -227,7 +227,7 @@ BAD = {
           prompt: "fix {triage.summary}"
         """), 5, "steps.a.prompt", "unknown step 'triage'"),
     "bad reference root": (_flow("a: {command: [echo], inputs: {x: $jobs.x}}\n"), 3, "steps.a.inputs.x",
-                           "unknown reference '$jobs'"),
+                           "unknown step 'jobs' in $jobs.x (did you mean 'job'?)"),
     "loop to an unknown step": (_flow("""\
         a:
           command: [echo]
@@ -246,10 +246,10 @@ BAD = {
     "cycle through inputs": (_flow("""\
         a:
           command: [echo]
-          inputs: {x: c.x}
+          inputs: {x: $c.x}
         b:
           command: [echo]
-          inputs: {x: a.x}
+          inputs: {x: $a.x}
         c:
           command: [echo]
           after: [b]

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime import (
+    ExitResolved,
     ExitRule,
     Flow,
     JobFinished,
@@ -18,6 +19,10 @@ from runtime import (
     Lagged,
     OnError,
     Step,
+    StepCancelled,
+    StepCompleted,
+    StepFailed,
+    StepStarted,
     open_runtime,
 )
 from runtime.testing import assert_no_leaks, job_tasks
@@ -26,8 +31,15 @@ BEHAVIOURS = ("succeed", "raise", "sleep", "loop", "abandon", "escalate")
 OUTSIDE = ("none", "cancel", "abandon", "shutdown")
 
 
-def make_step(i: int, behaviour: str, deps: list[str], delay: float, on_error: str) -> Step:
+def make_step(i: int, behaviour: str, deps: list[str], delay: float, on_error: str,
+              decided: dict | None = None) -> Step:
+    """``decided["at"]`` is set by the scenario the instant an outside action decides the job's
+    outcome; a step body that starts after that records itself in ``decided["late"]``."""
+    decided = {} if decided is None else decided
+
     async def run(ctx, inputs):
+        if "at" in decided:
+            decided.setdefault("late", []).append(ctx.step)
         await trio.sleep(delay)
         if behaviour == "raise":
             raise RuntimeError(f"step s{i} fails")
@@ -50,6 +62,7 @@ def make_step(i: int, behaviour: str, deps: list[str], delay: float, on_error: s
 
 @st.composite
 def flows(draw):
+    decided: dict = {}
     n = draw(st.integers(1, 8))
     steps = []
     for i in range(n):
@@ -65,12 +78,35 @@ def flows(draw):
                 deps,
                 draw(st.sampled_from([0, 0.1, 1.0, 5.0])),
                 draw(st.sampled_from(["fail", "retry", "continue", "abandon"])),
+                decided,
             )
         )
-    return Flow("prop", steps, timeout=draw(st.sampled_from([None, None, 20.0])))
+    return Flow("prop", steps, timeout=draw(st.sampled_from([None, None, 20.0]))), decided
 
 
-async def scenario(flow: Flow, outside: str, at: float) -> None:
+DECISIVE_FAILURES = ("fail", "abandon")  # on_error actions that end the job
+
+
+def assert_nothing_after_the_outcome(seen) -> None:
+    """After the event that decided the outcome, no step starts or completes.
+
+    The deciding events are: a StepCancelled (only the one exit publishes it), a StepFailed whose
+    action ends the job, and an ExitResolved that abandons."""
+    decided_at = None
+    for i, event in enumerate(seen):
+        if decided_at is None:
+            if isinstance(event, StepCancelled) or (
+                isinstance(event, StepFailed) and event.action in DECISIVE_FAILURES
+            ) or (isinstance(event, ExitResolved) and event.action == "abandon"):
+                decided_at = i
+            continue
+        assert not isinstance(event, StepStarted | StepCompleted | ExitResolved), (
+            f"{event!r} after the outcome was decided by {seen[decided_at]!r}"
+        )
+
+
+async def scenario(flow: Flow, decided: dict, outside: str, at: float) -> None:
+    decided.clear()
     async with open_runtime() as rt:
         job = await rt.spawn(flow)
         events = job.events(maxlen=100_000)
@@ -97,6 +133,8 @@ async def scenario(flow: Flow, outside: str, at: float) -> None:
             nursery.start_soon(consume)
             if outside != "none":
                 await trio.sleep(at)
+                if job.result is None and outside in ("cancel", "abandon"):
+                    decided["at"] = at  # applied synchronously below: the outcome is decided now
                 if outside == "cancel":
                     await job.cancel("test")
                 elif outside == "abandon":
@@ -110,6 +148,8 @@ async def scenario(flow: Flow, outside: str, at: float) -> None:
     result = job.result
     assert result is not None and result.state.terminal
     assert job_tasks() == []
+    assert decided.get("late", []) == [], f"step code ran after {outside} decided the outcome"
+    assert_nothing_after_the_outcome(seen)
     if outside != "shutdown":
         assert not any(isinstance(e, Lagged) for e in seen)
         finished = [e for e in seen if isinstance(e, JobFinished)]
@@ -126,4 +166,5 @@ async def scenario(flow: Flow, outside: str, at: float) -> None:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(flow=flows(), outside=st.sampled_from(OUTSIDE), at=st.sampled_from([0, 0.05, 0.1, 0.5, 1.0, 2.0, 7.0]))  # 0.1, 1.0: ties with step delays
 def test_every_job_ends_exactly_once(flow, outside, at):
-    trio.run(scenario, flow, outside, at, clock=trio.testing.MockClock(autojump_threshold=0))
+    flow, decided = flow
+    trio.run(scenario, flow, decided, outside, at, clock=trio.testing.MockClock(autojump_threshold=0))

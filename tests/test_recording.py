@@ -171,7 +171,7 @@ CRASHING_RUNTIME = textwrap.dedent("""
                     Step("one", run=resume_steps.count, inputs={"counter": "$job.counter"}),
                     Step("two", agent=AgentSpec([sys.executable, sys.argv[5], flag, "--wrap", "1"]),
                          prompt="say {one.runs}"),
-                    Step("three", run=resume_steps.finish, inputs={"text": "two.text"}),
+                    Step("three", run=resume_steps.finish, inputs={"text": "$two.text"}),
                 ])
             elif mode == "loop":
                 flow = Flow("loopy", [
