@@ -19,7 +19,7 @@ from actors.process import find_marked, kill_tree
 
 from ..events import Event, JobPaused, JobResumed, Lagged, event_from_dict
 from ..flow import Flow
-from ..job import JobResult, JobState, JobView
+from ..job import JobExistsError, JobNotFound, JobResult, JobState, JobView
 from ..loading import flow_from_dict, flow_to_dict
 from ..runtime import RuntimeStats
 from ._log import EventLog
@@ -259,13 +259,14 @@ class ClusterRuntime:
             raise RuntimeError("every host of this cluster was lost: no job can run")
         if not isinstance(flow, Flow):
             raise TypeError(f"spawn() needs a Flow, got {type(flow).__name__}")
+        bound = flow.bind_inputs(inputs)  # InputError before anything is placed, as embedded
         data = flow_to_dict(flow)
         if not data.get("portable", True):
             raise ValueError(f"flow {flow.name!r} uses a lambda or callable and cannot run on a cluster")
         job_id = job_id or uuid.uuid4().hex
-        if job_id in self._live:
-            raise ValueError(f"job id {job_id!r} is already live")
-        job = _ClusterJob(job_id, flow, data, inputs or {}, record, self.cluster.max_log_events)
+        if job_id in self._live or job_id in self._results:
+            raise JobExistsError(job_id, "live" if job_id in self._live else "finished on this cluster")
+        job = _ClusterJob(job_id, flow, data, bound, record, self.cluster.max_log_events)
         self._live[job_id] = job
         host = None if self._pending else self._place()  # FIFO: nobody overtakes a queued job
         if host is None:
@@ -285,9 +286,14 @@ class ClusterRuntime:
         return [ClusterJobHandle(self, j) for j in self._live.values()]
 
     async def result(self, job_id: str) -> JobResult | None:
-        """The result of a finished job, or ``None`` if unknown."""
+        """The result of a finished job, ``None`` while it is live; :class:`JobNotFound` if unknown."""
         await trio.lowlevel.checkpoint()
-        return self._results.get(job_id)
+        if job_id in self._live:
+            return None
+        try:
+            return self._results[job_id]
+        except KeyError:
+            raise JobNotFound(job_id) from None
 
     async def stats_async(self) -> RuntimeStats:
         """:meth:`stats` without blocking the trio run (the host calls run in a thread)."""
