@@ -36,7 +36,7 @@ from actors.process import sweep_dead_runtimes
 from .demo import DEFAULT_STORE, run_demo
 from .events import Event, JobPaused, JobStarted, Lagged, event_to_dict
 from .job import JobHandle, JobState, JobStateError
-from .loading import FlowLoadError, load_flow
+from .loading import DEFAULT_MAX_FLOW_BYTES, FlowLoadError, load_flow
 from .persistence import sweep_dead
 from .runtime import RECORD_MODES, open_runtime
 from .store import JobRecord, SqliteStore, StoreError
@@ -334,7 +334,7 @@ def demo(jobs: int, concurrency: int, store: str, verbose: int) -> None:
 
 
 @main.command()
-@click.argument("flow_file", metavar="FLOW.yaml", type=click.Path(dir_okay=False))
+@click.argument("flow_file", metavar="FLOW.yaml")
 @click.option("-i", "--input", "pairs", multiple=True, metavar="KEY=VALUE",
               help="A job input (repeatable); VALUE is JSON if it parses as JSON, else a string.")
 @store_option
@@ -343,9 +343,12 @@ def demo(jobs: int, concurrency: int, store: str, verbose: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
 @click.option("--resume-payload", metavar="JSON",
               help="When an escalate rule pauses the job, resume it with this JSON payload.")
+@click.option("--max-flow-bytes", type=click.IntRange(0), default=DEFAULT_MAX_FLOW_BYTES, show_default=True,
+              envvar="CORRAL_MAX_FLOW_BYTES", metavar="N",
+              help="Refuse a flow file larger than this, before parsing it (env CORRAL_MAX_FLOW_BYTES).")
 @verbose_option
 def run(flow_file: str, pairs: tuple[str, ...], store: str, record: str, as_json: bool,
-        resume_payload: str | None, verbose: int) -> None:
+        resume_payload: str | None, max_flow_bytes: int, verbose: int) -> None:
     """Run one flow and show its events live; exit 0 only if the job COMPLETED.
 
     Ctrl-C (or SIGTERM) cancels the job: its processes die, the store records it CANCELLED, and
@@ -356,7 +359,7 @@ def run(flow_file: str, pairs: tuple[str, ...], store: str, record: str, as_json
     payload = _json_option(resume_payload, "'--resume-payload'")
     _import_from_cwd()
     try:
-        flow = load_flow(flow_file)
+        flow = load_flow(flow_file, max_bytes=max_flow_bytes)
     except FlowLoadError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)

@@ -158,7 +158,6 @@ BAD = {
     "steps as a number": ("name: f\nsteps: 3\n", 2, "steps", "expected a mapping or a list"),
     "a step as a string": ("name: f\nsteps:\n  - a\n", 3, "steps[0]", "must be a mapping"),
     "document as a list": ("- a\n- b\n", 1, "(document)", "must be a mapping"),
-    "empty file": ("", 1, "(document)", "must be a mapping"),
     "missing name": ("steps: {a: {command: [echo]}}\n", 1, "name", "missing required field 'name'"),
     # wrong values
     "unknown action": (_flow("""\
