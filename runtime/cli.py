@@ -39,7 +39,7 @@ from .job import JobHandle, JobState, JobStateError
 from .loading import DEFAULT_MAX_FLOW_BYTES, FlowLoadError, load_flow
 from .persistence import sweep_dead
 from .runtime import RECORD_MODES, open_runtime
-from .store import JobRecord, SqliteStore, StoreError
+from .store import JobRecord, SqliteStore, StoreError, StoreReadOnly
 
 __all__ = ["EventPrinter", "configure_logging", "main"]
 
@@ -228,6 +228,15 @@ def _import_from_cwd() -> None:
         sys.path.insert(0, cwd)
 
 
+class _BadInput(click.ClickException):
+    """An error message, exit status 2 (the input is invalid; nothing ran)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+_READ_ONLY_HINT = "commands that write (run, resume, sweep, demo) need a writable store; jobs, show and events can read it"
+
+
 def _existing_store(path: str) -> Path:
     store = Path(path)
     if not store.exists():
@@ -236,8 +245,20 @@ def _existing_store(path: str) -> Path:
 
 
 def _new_store(path: str) -> Path:
+    """The store a writing command opens: its directory created, refused in one line if it cannot be."""
     store = Path(path)
-    store.parent.mkdir(parents=True, exist_ok=True)
+    if store.is_dir():
+        raise _BadInput(f"store {store}: is a directory, not a store file")
+    blocker = next((p for p in store.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise _BadInput(f"store {store}: {blocker} is a file, not a directory")
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _BadInput(f"store {store}: cannot create its directory {store.parent}: "
+                        f"{exc.strerror or exc}") from None
+    if store.exists() and not os.access(store, os.W_OK):
+        raise _BadInput(f"store {store}: is read-only; {_READ_ONLY_HINT}")
     return store
 
 
@@ -267,6 +288,8 @@ def _trio_run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """``trio.run(fn, *args)``; a store that cannot be opened or written is an error message, not a traceback."""
     try:
         return trio.run(fn, *args)
+    except StoreReadOnly as exc:
+        raise _BadInput(f"{exc}; {_READ_ONLY_HINT}") from None
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -412,7 +435,7 @@ def jobs(store: str, states: tuple[str, ...], limit: int, as_json: bool, verbose
     path = _existing_store(store)
 
     async def go() -> list[JobRecord]:
-        async with SqliteStore(path) as st:
+        async with SqliteStore(path, read_only=True) as st:
             return await st.list_jobs(states=states or None, limit=limit or None)
 
     records = _trio_run(go)
@@ -453,8 +476,8 @@ def _step_summary(payloads: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]
 
 
 async def _job_and_events(path: Any, job_ref: str) -> tuple[JobRecord, list[Mapping[str, Any]]]:
-    """A job's record (by id or unique prefix) and its recorded event payloads."""
-    async with SqliteStore(path) as st:
+    """A job's record (by id or unique prefix) and its recorded event payloads (read-only)."""
+    async with SqliteStore(path, read_only=True) as st:
         rec = await _find_job(st, job_ref)
         return rec, [row.payload for row in await st.read_events(rec.job_id)]
 
@@ -585,6 +608,8 @@ def sweep(store: str, grace: float, verbose: int) -> None:
     configure_logging(_verbosity(verbose))
 
     has_store = Path(store).exists()
+    if has_store:
+        _new_store(store)  # refused in one line if it cannot be written
 
     async def go() -> tuple[int, int]:
         killed = await sweep_dead_runtimes(grace)
