@@ -37,7 +37,7 @@ from .demo import DEFAULT_STORE, run_demo
 from .events import Event, JobPaused, JobStarted, Lagged, event_to_dict
 from .job import JobHandle, JobState, JobStateError
 from .loading import DEFAULT_MAX_FLOW_BYTES, FlowLoadError, load_flow
-from .persistence import sweep_dead
+from .persistence import INTERRUPTED, LIVE_STATES, sweep_dead
 from .runtime import RECORD_MODES, open_runtime
 from .store import JobRecord, SqliteStore, StoreError, StoreReadOnly
 
@@ -95,13 +95,17 @@ _STATE_COLOURS = {"completed": "green", "failed": "red", "abandoned": "yellow", 
 class EventPrinter:
     """Human-readable job events, one line each; streamed text is written as it arrives.
 
+    Coloured when ``out`` is a terminal and ``NO_COLOR`` is not set (or as ``colour`` says).
+
     Takes events as dicts (:func:`~runtime.events.event_to_dict`, or a stored event row's payload),
     so a live run and a replay from the store print the same.
     """
 
     def __init__(self, out: TextIO | None = None, *, colour: bool | None = None) -> None:
         self.out = out or sys.stdout
-        self.colour = self.out.isatty() if colour is None else colour
+        if colour is None:  # a terminal, unless NO_COLOR is set (https://no-color.org)
+            colour = self.out.isatty() and not os.environ.get("NO_COLOR")
+        self.colour = colour
         self._open: str | None = None  # the step whose streamed line is open
 
     def _style(self, text: str, **kw: Any) -> str:
@@ -280,7 +284,8 @@ def _when(ts: float | None) -> str:
 
 
 def _duration(rec: JobRecord) -> str:
-    end = rec.finished_at or (rec.updated_at if rec.state in ("pending", "running", "paused") else None)
+    # an interrupted job's updated_at is its last sign of life before its runtime died
+    end = rec.finished_at or (rec.updated_at if rec.state in LIVE_STATES else None)
     return f"{end - rec.created_at:.2f}s" if end else "-"
 
 
@@ -314,6 +319,7 @@ verbose_option = click.option("-v", "--verbose", count=True, help="Log to stderr
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="corral", prog_name="corral", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", count=True, help="Log to stderr: -v INFO, -vv DEBUG.")
 @click.pass_context
 def main(ctx: click.Context, verbose: int) -> None:
@@ -424,8 +430,8 @@ def run(flow_file: str, pairs: tuple[str, ...], store: str, record: str, as_json
 
 @main.command()
 @store_option
-@click.option("--state", "states", multiple=True, type=click.Choice([s.value for s in JobState]),
-              help="Only jobs in this state (repeatable).")
+@click.option("--state", "states", multiple=True, type=click.Choice([*(s.value for s in JobState), INTERRUPTED]),
+              help="Only jobs in this state (repeatable); interrupted: its runtime died, resume picks it up.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(0), help="At most this many (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per job.")
 @verbose_option
@@ -446,10 +452,10 @@ def jobs(store: str, states: tuple[str, ...], limit: int, as_json: bool, verbose
     if not records:
         click.echo("no jobs")
         return
-    click.echo(f"{'JOB':<12}  {'FLOW':<20}  {'STATE':<10}  {'REASON':<24}  {'CREATED':<19}  DURATION")
+    click.echo(f"{'JOB':<12}  {'FLOW':<20}  {'STATE':<11}  {'REASON':<24}  {'CREATED':<19}  DURATION")
     for rec in records:
-        click.echo(f"{rec.job_id[:12]:<12}  {rec.flow_name[:20]:<20}  {rec.state:<10}  "
-                   f"{(rec.reason or '')[:24]:<24}  {_when(rec.created_at):<19}  {_duration(rec)}")
+        click.echo(f"{rec.job_id[:12]:<12}  {_short(rec.flow_name, 20):<20}  {rec.state:<11}  "
+                   f"{_short(rec.reason or '', 24):<24}  {_when(rec.created_at):<19}  {_duration(rec)}")
 
 
 def _step_summary(payloads: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
