@@ -37,10 +37,10 @@ from .demo import DEFAULT_STORE, run_demo
 from .events import Event, JobPaused, JobStarted, Lagged, event_to_dict
 from .flow import InputError
 from .job import JobHandle, JobState, JobStateError
-from .loading import FlowLoadError, load_flow
-from .persistence import sweep_dead
+from .loading import DEFAULT_MAX_FLOW_BYTES, FlowLoadError, load_flow
+from .persistence import INTERRUPTED, LIVE_STATES, sweep_dead
 from .runtime import RECORD_MODES, open_runtime
-from .store import JobRecord, SqliteStore, StoreError
+from .store import JobRecord, SqliteStore, StoreError, StoreReadOnly
 
 __all__ = ["EventPrinter", "configure_logging", "main"]
 
@@ -96,13 +96,17 @@ _STATE_COLOURS = {"completed": "green", "failed": "red", "abandoned": "yellow", 
 class EventPrinter:
     """Human-readable job events, one line each; streamed text is written as it arrives.
 
+    Coloured when ``out`` is a terminal and ``NO_COLOR`` is not set (or as ``colour`` says).
+
     Takes events as dicts (:func:`~runtime.events.event_to_dict`, or a stored event row's payload),
     so a live run and a replay from the store print the same.
     """
 
     def __init__(self, out: TextIO | None = None, *, colour: bool | None = None) -> None:
         self.out = out or sys.stdout
-        self.colour = self.out.isatty() if colour is None else colour
+        if colour is None:  # a terminal, unless NO_COLOR is set (https://no-color.org)
+            colour = self.out.isatty() and not os.environ.get("NO_COLOR")
+        self.colour = colour
         self._open: str | None = None  # the step whose streamed line is open
 
     def _style(self, text: str, **kw: Any) -> str:
@@ -229,6 +233,15 @@ def _import_from_cwd() -> None:
         sys.path.insert(0, cwd)
 
 
+class _BadInput(click.ClickException):
+    """An error message, exit status 2 (the input is invalid; nothing ran)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+_READ_ONLY_HINT = "commands that write (run, resume, sweep, demo) need a writable store; jobs, show and events can read it"
+
+
 def _existing_store(path: str) -> Path:
     store = Path(path)
     if not store.exists():
@@ -237,8 +250,20 @@ def _existing_store(path: str) -> Path:
 
 
 def _new_store(path: str) -> Path:
+    """The store a writing command opens: its directory created, refused in one line if it cannot be."""
     store = Path(path)
-    store.parent.mkdir(parents=True, exist_ok=True)
+    if store.is_dir():
+        raise _BadInput(f"store {store}: is a directory, not a store file")
+    blocker = next((p for p in store.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise _BadInput(f"store {store}: {blocker} is a file, not a directory")
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _BadInput(f"store {store}: cannot create its directory {store.parent}: "
+                        f"{exc.strerror or exc}") from None
+    if store.exists() and not os.access(store, os.W_OK):
+        raise _BadInput(f"store {store}: is read-only; {_READ_ONLY_HINT}")
     return store
 
 
@@ -260,7 +285,8 @@ def _when(ts: float | None) -> str:
 
 
 def _duration(rec: JobRecord) -> str:
-    end = rec.finished_at or (rec.updated_at if rec.state in ("pending", "running", "paused") else None)
+    # an interrupted job's updated_at is its last sign of life before its runtime died
+    end = rec.finished_at or (rec.updated_at if rec.state in LIVE_STATES else None)
     return f"{end - rec.created_at:.2f}s" if end else "-"
 
 
@@ -268,6 +294,8 @@ def _trio_run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """``trio.run(fn, *args)``; a store that cannot be opened or written is an error message, not a traceback."""
     try:
         return trio.run(fn, *args)
+    except StoreReadOnly as exc:
+        raise _BadInput(f"{exc}; {_READ_ONLY_HINT}") from None
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -292,6 +320,7 @@ verbose_option = click.option("-v", "--verbose", count=True, help="Log to stderr
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="corral", prog_name="corral", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", count=True, help="Log to stderr: -v INFO, -vv DEBUG.")
 @click.pass_context
 def main(ctx: click.Context, verbose: int) -> None:
@@ -335,7 +364,7 @@ def demo(jobs: int, concurrency: int, store: str, verbose: int) -> None:
 
 
 @main.command()
-@click.argument("flow_file", metavar="FLOW.yaml", type=click.Path(dir_okay=False))
+@click.argument("flow_file", metavar="FLOW.yaml")
 @click.option("-i", "--input", "pairs", multiple=True, metavar="KEY=VALUE",
               help="A job input (repeatable); VALUE is JSON if it parses as JSON, else a string.")
 @store_option
@@ -344,9 +373,12 @@ def demo(jobs: int, concurrency: int, store: str, verbose: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
 @click.option("--resume-payload", metavar="JSON",
               help="When an escalate rule pauses the job, resume it with this JSON payload.")
+@click.option("--max-flow-bytes", type=click.IntRange(0), default=DEFAULT_MAX_FLOW_BYTES, show_default=True,
+              envvar="CORRAL_MAX_FLOW_BYTES", metavar="N",
+              help="Refuse a flow file larger than this, before parsing it (env CORRAL_MAX_FLOW_BYTES).")
 @verbose_option
 def run(flow_file: str, pairs: tuple[str, ...], store: str, record: str, as_json: bool,
-        resume_payload: str | None, verbose: int) -> None:
+        resume_payload: str | None, max_flow_bytes: int, verbose: int) -> None:
     """Run one flow and show its events live; exit 0 only if the job COMPLETED.
 
     Ctrl-C (or SIGTERM) cancels the job: its processes die, the store records it CANCELLED, and
@@ -357,7 +389,7 @@ def run(flow_file: str, pairs: tuple[str, ...], store: str, record: str, as_json
     payload = _json_option(resume_payload, "'--resume-payload'")
     _import_from_cwd()
     try:
-        flow = load_flow(flow_file)
+        flow = load_flow(flow_file, max_bytes=max_flow_bytes)
         flow.bind_inputs(inputs)  # refused before a runtime or a store is opened
     except (FlowLoadError, InputError) as exc:
         click.echo(f"error: {exc}", err=True)
@@ -400,8 +432,8 @@ def run(flow_file: str, pairs: tuple[str, ...], store: str, record: str, as_json
 
 @main.command()
 @store_option
-@click.option("--state", "states", multiple=True, type=click.Choice([s.value for s in JobState]),
-              help="Only jobs in this state (repeatable).")
+@click.option("--state", "states", multiple=True, type=click.Choice([*(s.value for s in JobState), INTERRUPTED]),
+              help="Only jobs in this state (repeatable); interrupted: its runtime died, resume picks it up.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(0), help="At most this many (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per job.")
 @verbose_option
@@ -411,7 +443,7 @@ def jobs(store: str, states: tuple[str, ...], limit: int, as_json: bool, verbose
     path = _existing_store(store)
 
     async def go() -> list[JobRecord]:
-        async with SqliteStore(path) as st:
+        async with SqliteStore(path, read_only=True) as st:
             return await st.list_jobs(states=states or None, limit=limit or None)
 
     records = _trio_run(go)
@@ -422,10 +454,10 @@ def jobs(store: str, states: tuple[str, ...], limit: int, as_json: bool, verbose
     if not records:
         click.echo("no jobs")
         return
-    click.echo(f"{'JOB':<12}  {'FLOW':<20}  {'STATE':<10}  {'REASON':<24}  {'CREATED':<19}  DURATION")
+    click.echo(f"{'JOB':<12}  {'FLOW':<20}  {'STATE':<11}  {'REASON':<24}  {'CREATED':<19}  DURATION")
     for rec in records:
-        click.echo(f"{rec.job_id[:12]:<12}  {rec.flow_name[:20]:<20}  {rec.state:<10}  "
-                   f"{(rec.reason or '')[:24]:<24}  {_when(rec.created_at):<19}  {_duration(rec)}")
+        click.echo(f"{rec.job_id[:12]:<12}  {_short(rec.flow_name, 20):<20}  {rec.state:<11}  "
+                   f"{_short(rec.reason or '', 24):<24}  {_when(rec.created_at):<19}  {_duration(rec)}")
 
 
 def _step_summary(payloads: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -452,8 +484,8 @@ def _step_summary(payloads: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]
 
 
 async def _job_and_events(path: Any, job_ref: str) -> tuple[JobRecord, list[Mapping[str, Any]]]:
-    """A job's record (by id or unique prefix) and its recorded event payloads."""
-    async with SqliteStore(path) as st:
+    """A job's record (by id or unique prefix) and its recorded event payloads (read-only)."""
+    async with SqliteStore(path, read_only=True) as st:
         rec = await _find_job(st, job_ref)
         return rec, [row.payload for row in await st.read_events(rec.job_id)]
 
@@ -584,6 +616,8 @@ def sweep(store: str, grace: float, verbose: int) -> None:
     configure_logging(_verbosity(verbose))
 
     has_store = Path(store).exists()
+    if has_store:
+        _new_store(store)  # refused in one line if it cannot be written
 
     async def go() -> tuple[int, int]:
         killed = await sweep_dead_runtimes(grace)

@@ -40,9 +40,17 @@ class CommandFailed(Exception):
 
 
 async def run_python(ctx: StepContext, step: Step, inputs: dict[str, Any]) -> Mapping[str, Any] | None:
-    """A python step: ``await step.run(ctx, inputs)``."""
+    """A python step: ``await step.run(ctx, inputs)``.
+
+    If it raises, its event carries the error line; the traceback goes to the step's log at INFO
+    (``corral -v`` shows it).
+    """
     assert step.run is not None
-    return await step.run(ctx, inputs)
+    try:
+        return await step.run(ctx, inputs)
+    except Exception:
+        ctx.log.info("python_step_raised", exc_info=True)
+        raise
 
 
 async def run_command(ctx: StepContext, step: Step, inputs: dict[str, Any]) -> Mapping[str, Any]:

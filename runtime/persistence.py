@@ -31,11 +31,17 @@ if TYPE_CHECKING:
     from .job import Job
     from .runtime import Runtime
 
-__all__ = ["JobUpdate", "Restored", "lease_alive", "make_recorder", "record_of", "sweep_dead", "write_batch"]
+__all__ = ["INTERRUPTED", "LIVE_STATES", "JobUpdate", "Restored", "lease_alive", "make_recorder", "record_of",
+           "resumable", "sweep_dead", "write_batch"]
 
 _log = structlog.get_logger("corral.store")
 
-LIVE_STATES = (JobState.PENDING.value, JobState.RUNNING.value, JobState.PAUSED.value)
+INTERRUPTED = "interrupted"
+"""The record state of a job whose runtime died while it ran (found dead by :func:`sweep_dead`);
+it stays so until a runtime resumes it (``resume=True``), which makes it ``running`` again."""
+
+LIVE_STATES = (JobState.PENDING.value, JobState.RUNNING.value, JobState.PAUSED.value, INTERRUPTED)
+"""Record states of jobs that have not ended: a resume looks at these."""
 
 
 @attrs.frozen
@@ -144,9 +150,11 @@ def new_lease(runtime_id: str) -> Lease:
 
 
 async def sweep_dead(store: Store, grace: float) -> set[str]:
-    """Kill the processes of runtimes whose lease is dead; forget their groups and leases.
+    """Kill the processes of runtimes whose lease is dead; forget their groups and leases; mark
+    their running and pending jobs :data:`INTERRUPTED` (a paused job stays paused).
 
-    Returns the ids of the dead runtimes.
+    An interrupted job's ``updated_at`` is its last sign of life (its last recorded event, or its
+    record's last update), so its duration reads start -> crash.  Returns the dead runtimes' ids.
     """
     leases = await store.list_leases()
     dead = {lease.runtime_id for lease in leases if not lease_alive(lease)}
@@ -161,15 +169,30 @@ async def sweep_dead(store: Store, grace: float) -> set[str]:
         return len(procs)
 
     killed = await trio.to_thread.run_sync(kill)
+    interrupted = 0
     for runtime_id in dead:
+        interrupted += await _interrupt_jobs(store, runtime_id)
         await store.delete_process_groups(runtime_id)
         await store.delete_lease(runtime_id)
-    _log.info("swept_dead_runtimes", runtimes=len(dead), processes=killed)
+    _log.info("swept_dead_runtimes", runtimes=len(dead), processes=killed, interrupted_jobs=interrupted)
     return dead
 
 
+async def _interrupt_jobs(store: Store, runtime_id: str) -> int:
+    """Mark the running/pending jobs of the dead runtime ``runtime_id`` interrupted."""
+    states = (JobState.RUNNING.value, JobState.PENDING.value)
+    recs = await store.list_jobs(states=states, runtime_id=runtime_id)
+    for rec in recs:
+        last = rec.updated_at
+        tail = await store.read_events(rec.job_id, max(rec.next_seq - 1, 0))
+        if tail:
+            last = max(last, tail[-1].ts)
+        await store.update_job(rec.job_id, state=INTERRUPTED, updated_at=last)
+    return len(recs)
+
+
 async def resumable(store: Store, live_runtimes: set[str]) -> list[JobRecord]:
-    """Durable jobs left RUNNING/PAUSED/PENDING by runtimes that are gone."""
+    """Durable jobs left RUNNING/PAUSED/PENDING (or found INTERRUPTED) by runtimes that are gone."""
     out = []
     for rec in await store.list_jobs(states=LIVE_STATES):
         if rec.record == "durable" and rec.runtime_id not in live_runtimes:

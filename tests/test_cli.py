@@ -283,6 +283,11 @@ async def test_resume_finishes_a_dead_runtimes_job_without_rerunning_completed_s
             proc.kill()
             await proc.wait()
         assert json.loads(corral("show", job_id, "--json", "--store", store).stdout)["state"] == "running"
+        # the sweep finds the runtime dead: its job reads interrupted, until it is resumed
+        assert corral("sweep", "--grace", "0.5", "--store", store).returncode == 0
+        swept = json.loads(corral("show", job_id, "--json", "--store", store).stdout)
+        assert swept["state"] == "interrupted" and swept["updated_at"] > swept["created_at"]
+        assert "interrupted" in corral("jobs", "--store", store).stdout
         gate.touch()
         resumed = await trio.run_process([*CORRAL, "resume", "--json", "--store", str(store)], cwd=REPO,
                                          capture_stdout=True, capture_stderr=True, check=False)
@@ -350,3 +355,186 @@ def test_a_corrupt_store_is_an_error_message_and_left_alone(tmp_path):
         assert result.returncode == 1, result.stderr
         assert "not a SQLite database" in result.stderr and "Traceback" not in result.stderr
     assert store.read_bytes() == before
+
+
+# -- store paths that cannot be used ------------------------------------------------------------------
+
+
+def test_a_store_path_that_cannot_be_created_is_one_line_exit_2(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    flow = "examples/wordcount.yaml"
+    for store, fragment in ((blocker / "sub" / "s.db", f"{blocker} is a file, not a directory"),
+                            (tmp_path, "is a directory, not a store file")):
+        for args in (["run", flow, "-i", "text=a b"], ["demo", "--jobs", "1"]):
+            result = corral(*args, "--store", store)
+            assert result.returncode == 2, (args, result.stderr)
+            assert result.stderr.count("\n") == 1 and fragment in result.stderr, (args, result.stderr)
+            assert "Traceback" not in result.stderr
+    assert blocker.read_text() == "not a directory"
+
+
+@pytest.fixture
+def immutable():
+    """``chattr +i``: a file root cannot write either (root ignores permission bits), undone after."""
+    paths: list[Path] = []
+
+    def make(path: Path) -> Path:
+        subprocess.run(["chattr", "+i", str(path)], check=True, capture_output=True)
+        paths.append(path)
+        return path
+
+    yield make
+    for path in reversed(paths):
+        subprocess.run(["chattr", "-i", str(path)], check=False, capture_output=True)
+
+
+def test_a_read_only_store_can_be_inspected_and_is_refused_by_writers(tmp_path, immutable):
+    store = tmp_path / "s.db"
+    ran = corral("run", "examples/wordcount.yaml", "-i", "text=one two", "--json", "--store", store)
+    assert ran.returncode == 0, ran.stderr
+    job_id = json_lines(ran.stdout)[0]["job_id"]
+    before = (store.read_bytes(), store.stat().st_mtime_ns, sorted(os.listdir(tmp_path)))
+    immutable(store)  # a real read-only file: writes fail with EPERM, even for root
+    listing = corral("jobs", "--store", store)
+    assert listing.returncode == 0 and job_id[:12] in listing.stdout, listing.stderr
+    shown = corral("show", job_id, "--store", store)
+    assert shown.returncode == 0 and "completed" in shown.stdout, shown.stderr
+    replay = corral("events", job_id, "--json", "--store", store)
+    assert replay.returncode == 0 and json_lines(replay.stdout)[-1]["type"] == "job_finished"
+    for args in (["run", "examples/wordcount.yaml", "-i", "text=a"], ["resume"], ["sweep"], ["demo", "--jobs", "1"]):
+        result = corral(*args, "--store", store)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and "is read-only" in result.stderr, (args, result.stderr)
+        assert "jobs, show and events can read it" in result.stderr
+    assert (store.read_bytes(), store.stat().st_mtime_ns, sorted(os.listdir(tmp_path))) == before
+
+
+def test_inspecting_never_writes_the_store(tmp_path):
+    store = tmp_path / "s.db"
+    ran = corral("run", "examples/wordcount.yaml", "-i", "text=one two", "--json", "--store", store)
+    job_id = json_lines(ran.stdout)[0]["job_id"]
+    before = (store.read_bytes(), store.stat().st_mtime_ns, sorted(os.listdir(tmp_path)))
+    assert before[2] == ["s.db"]
+    for args in (["jobs"], ["show", job_id], ["events", job_id]):
+        assert corral(*args, "--store", store).returncode == 0
+    # same bytes and mtime, and no -wal or -shm file left beside it
+    assert (store.read_bytes(), store.stat().st_mtime_ns, sorted(os.listdir(tmp_path))) == before
+
+
+# -- jobs of a dead runtime ---------------------------------------------------------------------------
+
+
+def _dead_pid() -> tuple[int, float]:
+    dead = subprocess.Popen(["sleep", "30"])
+    started = psutil.Process(dead.pid).create_time()
+    dead.kill()
+    dead.wait()
+    return dead.pid, started
+
+
+async def test_jobs_of_a_dead_runtime_read_interrupted_after_the_sweep(tmp_path):
+    import socket
+
+    from runtime.persistence import resumable, sweep_dead
+    from runtime.store import EventRow, JobRecord, Lease
+
+    pid, started = _dead_pid()
+    store = tmp_path / "s.db"
+    dead_rt, live_rt = "d" * 32, "e" * 32
+
+    def rec(job_id: str, state: str, runtime_id: str = dead_rt) -> JobRecord:
+        return JobRecord(job_id=job_id, flow_name="f", flow={"name": "f", "steps": []}, inputs={}, state=state,
+                         record="durable", runtime_id=runtime_id, created_at=1000.0, updated_at=1000.0)
+
+    async with SqliteStore(store) as st:
+        await st.put_lease(Lease(runtime_id=dead_rt, pid=pid, started=started, host=socket.gethostname(),
+                                 created_at=1000.0))
+        await st.put_lease(Lease(runtime_id=live_rt, pid=os.getpid(), started=psutil.Process().create_time(),
+                                 host=socket.gethostname(), created_at=1000.0))
+        for job_id, state in (("running1", "running"), ("pending1", "pending"), ("paused1", "paused"),
+                              ("done1", "completed")):
+            await st.put_job(rec(job_id, state))
+        await st.put_job(rec("alive1", "running", live_rt))
+        await st.append_events([EventRow("running1", 0, "job_started", 1000.5, {}),
+                                EventRow("running1", 1, "step_started", 1042.25, {})])
+    before = corral("jobs", "--json", "--store", store)
+    assert {r["job_id"]: r["state"] for r in json_lines(before.stdout)}["running1"] == "running"
+
+    swept = corral("sweep", "--grace", "0.1", "--store", store)
+    assert swept.returncode == 0, swept.stderr
+    states = {r["job_id"]: r["state"] for r in json_lines(corral("jobs", "--json", "--store", store).stdout)}
+    assert states == {"running1": "interrupted", "pending1": "interrupted", "paused1": "paused",
+                      "done1": "completed", "alive1": "running"}
+    shown = corral("show", "running1", "--store", store).stdout
+    assert re.search(r"^state\s+interrupted$", shown, re.MULTILINE), shown
+    assert re.search(r"^duration\s+42\.25s$", shown, re.MULTILINE), shown  # start -> its last event
+    listing = corral("jobs", "--state", "interrupted", "--store", store).stdout
+    assert "running1" in listing and "pending1" in listing and "paused1" not in listing
+    async with SqliteStore(store) as st:
+        assert await sweep_dead(st, 0.1) == set()  # nothing left to sweep
+        found = {r.job_id for r in await resumable(st, {live_rt})}
+    assert found == {"running1", "pending1", "paused1"}
+
+
+# -- small things -------------------------------------------------------------------------------------
+
+
+def test_version():
+    import importlib.metadata
+
+    result = corral("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"corral {importlib.metadata.version('corral')}"
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_no_color_turns_colour_off(monkeypatch):
+    event = {"type": "job_finished", "job_id": "j", "state": "failed", "error": "boom"}
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    coloured = _Tty()
+    EventPrinter(coloured)(event)
+    assert "\x1b[" in coloured.getvalue()
+    monkeypatch.setenv("NO_COLOR", "1")
+    plain = _Tty()
+    EventPrinter(plain)(event)
+    assert "\x1b[" not in plain.getvalue() and "job j FAILED" in plain.getvalue()
+
+
+def test_a_failing_python_step_shows_its_traceback_with_v(tmp_path):
+    (tmp_path / "failing_steps.py").write_text(
+        "def helper():\n    raise KeyError('missing thing')\n\n\nasync def boom(ctx, inputs):\n    helper()\n")
+    flow = write_flow(tmp_path, "name: f\nsteps:\n  a: {run: 'failing_steps:boom'}\n")
+    quiet = corral("run", flow, "--store", tmp_path / "s.db", cwd=tmp_path)
+    assert quiet.returncode == 1 and "KeyError" in quiet.stdout and "Traceback" not in quiet.stderr
+    verbose = corral("-v", "run", flow, "--store", tmp_path / "s.db", cwd=tmp_path)
+    assert verbose.returncode == 1
+    assert "Traceback" in verbose.stderr, verbose.stderr
+    assert f'{tmp_path / "failing_steps.py"}", line 2, in helper' in verbose.stderr, verbose.stderr
+
+
+async def test_jobs_cuts_a_long_reason_with_an_ellipsis(tmp_path):
+    from runtime.store import JobRecord
+
+    store = tmp_path / "s.db"
+    reason = "step_failed:a-step-with-a-rather-long-name"
+    async with SqliteStore(store) as st:
+        await st.put_job(JobRecord(job_id="j1", flow_name="a-flow-with-a-long-long-name", flow={}, inputs={},
+                                   state="failed", reason=reason, created_at=1.0, updated_at=2.0, finished_at=2.0))
+    out = corral("jobs", "--store", store).stdout
+    assert reason[:23] + "…" in out and reason not in out
+    assert "a-flow-with-a-long-…" in out  # the flow column too
+
+
+def test_run_input_errors_are_clear(tmp_path):
+    store = tmp_path / "s.db"
+    for args, fragment in ((["-i", "no-equals"], "'no-equals' is not key=value"),
+                           (["-i", "=value"], "'=value' is not key=value"),
+                           (["--resume-payload", "{nope"], "not JSON")):
+        result = corral("run", "examples/wordcount.yaml", *args, "--store", store)
+        assert result.returncode == 2 and fragment in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert not store.exists()

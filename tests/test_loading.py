@@ -158,7 +158,6 @@ BAD = {
     "steps as a number": ("name: f\nsteps: 3\n", 2, "steps", "expected a mapping or a list"),
     "a step as a string": ("name: f\nsteps:\n  - a\n", 3, "steps[0]", "must be a mapping"),
     "document as a list": ("- a\n- b\n", 1, "(document)", "must be a mapping"),
-    "empty file": ("", 1, "(document)", "must be a mapping"),
     "missing name": ("steps: {a: {command: [echo]}}\n", 1, "name", "missing required field 'name'"),
     # wrong values
     "unknown action": (_flow("""\
@@ -332,3 +331,30 @@ def test_a_refused_file_runs_nothing(tmp_path):
         sys.modules.pop("side_effects", None)
     assert isinstance(flow, Flow) and isinstance(flow.steps[0], Step)
     assert not marker.exists()
+
+
+def test_exponent_timeouts_and_declared_inputs_load():
+    flow = load_flow_text(textwrap.dedent("""\
+        name: x
+        timeout: 1e3
+        inputs:
+          ticket: int
+          title: {type: str, default: untitled}
+        steps:
+          a: {command: [echo], inputs: {t: $job.ticket, mode: fast, price: $$5}, timeout: 2.5e1}
+        """))
+    assert flow.timeout == 1000.0 and flow.step("a").timeout == 25.0
+    assert flow.inputs["ticket"].type is int and flow.inputs["title"].default == "untitled"
+    assert flow.step("a").literals == {"mode": "fast", "price": "$5"}
+    assert flow_from_dict(flow_to_dict(flow)) == flow  # the declaration is kept for resume
+
+
+@pytest.mark.parametrize("decl, field, problem", [
+    ("{t: integer}", "inputs.t", "unknown type 'integer'"),
+    ("{t: {type: int, default: x}}", "inputs.t.default", "must be int, got str 'x'"),
+    ("{t: {kind: int}}", "inputs.t", "must be a type name"),
+])
+def test_bad_input_declarations_name_the_field(decl, field, problem):
+    with pytest.raises(FlowLoadError) as info:
+        load_flow_text(f"name: x\ninputs: {decl}\nsteps:\n  a: {{command: [echo]}}\n", "f.yaml")
+    assert info.value.field == field and problem in info.value.problem and info.value.line == 2

@@ -9,7 +9,7 @@ protocol::
         await store.append_events(rows)
 """
 
-from .errors import StoreCorrupt, StoreError, StoreSchemaTooNew, StoreWriteFailed
+from .errors import StoreCorrupt, StoreError, StoreReadOnly, StoreSchemaTooNew, StoreWriteFailed
 from .memory import MemoryStore
 from .protocol import Store
 from .records import Checkpoint, EventRow, JobRecord, Lease, ProcessGroupRow, StoreStats
@@ -26,6 +26,7 @@ __all__ = [
     "Store",
     "StoreCorrupt",
     "StoreError",
+    "StoreReadOnly",
     "StoreSchemaTooNew",
     "StoreStats",
     "StoreWriteFailed",

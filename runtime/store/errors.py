@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["StoreCorrupt", "StoreError", "StoreSchemaTooNew", "StoreWriteFailed"]
+__all__ = ["StoreCorrupt", "StoreError", "StoreReadOnly", "StoreSchemaTooNew", "StoreWriteFailed"]
 
 
 class StoreError(Exception):
@@ -18,6 +18,11 @@ class StoreError(Exception):
 
 class StoreCorrupt(StoreError):
     """The file is not a readable SQLite database (it was left untouched)."""
+
+
+class StoreReadOnly(StoreError):
+    """The store cannot be written (a read-only file, directory or file system, or opened with
+    ``read_only=True``); it can still be read."""
 
 
 class StoreSchemaTooNew(StoreError):

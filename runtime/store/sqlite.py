@@ -7,6 +7,12 @@ through ``trio.to_thread`` with a limiter of one; it parks on an event while the
 write.  Reads go through a second connection with its own limiter.  Opening checks the file before
 changing anything: a file that is not SQLite, a SQLite database that is not a corral store or a
 schema newer than this code is refused with the path and the reason, and left untouched.
+
+``read_only=True`` opens an existing store for reading only: one ``mode=ro`` connection (with
+``immutable=1`` when no ``-wal`` file is beside it, so that reading creates no ``-wal``/``-shm``
+files), no WAL switch and no migration; every write raises :class:`StoreReadOnly`.  A store that
+cannot be written (a read-only file or directory) is refused by a writable open with
+:class:`StoreReadOnly`, before anything is changed.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import cattrs
 import structlog
 import trio
 
-from .errors import StoreCorrupt, StoreError, StoreSchemaTooNew, StoreWriteFailed
+from .errors import StoreCorrupt, StoreError, StoreReadOnly, StoreSchemaTooNew, StoreWriteFailed
 from .records import (
     JSON_FIELD,
     Checkpoint,
@@ -48,6 +54,7 @@ _T = TypeVar("_T")
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _MARKER_KEY = "format"
 _MARKER_VALUE = "corral-store"
+_SQLITE_READONLY = 8
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
 
@@ -177,11 +184,12 @@ class SqliteStore:
     ``busy_timeout`` is how long a transaction waits for another connection's lock before failing
     with "database is locked"; ``batch_max`` caps the rows of one write transaction (one call's rows
     are never split).  Use as ``async with SqliteStore(path) as store: ...``; it opens once.
-    A write cancelled while it waits is still committed with its batch.
+    A write cancelled while it waits is still committed with its batch.  ``read_only=True``: an
+    existing store, read and never written or migrated (writes raise :class:`StoreReadOnly`).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0,
-                 batch_max: int = 512) -> None:
+                 batch_max: int = 512, read_only: bool = False) -> None:
         if os.fspath(path) in ("", ":memory:"):
             raise ValueError("SqliteStore needs a file path; use MemoryStore for an in-memory store")
         if batch_max < 1:
@@ -189,6 +197,7 @@ class SqliteStore:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self.batch_max = batch_max
+        self.read_only = read_only
         self._conv = _make_converter()
         self._state = "new"  # new -> open -> closing -> closed
         self._writer: sqlite3.Connection | None = None
@@ -389,6 +398,8 @@ class SqliteStore:
                      want_rowcount: bool = False) -> int:
         """Enqueue one write and wait for the commit of its batch; returns its rowcount."""
         self._check_open()
+        if self.read_only:
+            raise StoreReadOnly(self.path, "opened read-only: cannot write to it")
         op = _Write(sql, params, _nbytes(params), want_rowcount)
         self._queue.append(op)
         self._pending_rows += op.rows
@@ -526,9 +537,47 @@ class SqliteStore:
         code = getattr(exc, "sqlite_errorcode", None)
         if code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
             return StoreCorrupt(self.path, f"{doing}: {_describe(exc)}")
+        if code is not None and code & 0xFF == _SQLITE_READONLY:
+            return StoreReadOnly(self.path, f"{doing}: {_describe(exc)}")
         return StoreError(self.path, f"{doing}: {_describe(exc)}")
 
-    def _open_sync(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    def _read_only_uri(self) -> str:
+        """A ``mode=ro`` URI; ``immutable=1`` too when no writer left a ``-wal`` file, so that a
+        read creates no ``-wal``/``-shm`` files (and works in a read-only directory)."""
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        wal = self.path.with_name(self.path.name + "-wal")
+        return uri if wal.exists() else uri + "&immutable=1"
+
+    def _open_read_only_sync(self) -> sqlite3.Connection:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            raise StoreError(self.path, "no such store (a read-only open creates nothing)") from None
+        except OSError as exc:
+            raise StoreError(self.path, f"cannot stat it: {exc}") from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreError(self.path, "is not a regular file")
+        if st.st_size == 0:
+            raise StoreError(self.path, "is an empty file, not a corral store")
+        self._inspect_sync()
+        try:
+            return self._connect(self._read_only_uri(), uri=True)
+        except sqlite3.Error as exc:
+            raise self._sqlite_error(exc, "cannot open it read-only") from exc
+
+    def _check_writable_sync(self, st: os.stat_result | None) -> None:
+        """Refuse a store this process cannot write, before anything is changed."""
+        directory = self.path.parent
+        if st is not None and not os.access(self.path, os.W_OK):
+            raise StoreReadOnly(self.path, "is read-only (no write access to the file); it can only be read")
+        wal = self.path.with_name(self.path.name + "-wal")
+        if directory.is_dir() and not os.access(directory, os.W_OK | os.X_OK) and not wal.exists():
+            raise StoreReadOnly(self.path, f"its directory {directory} is read-only (SQLite needs to create "
+                                           "its -wal and -shm files there); it can only be read")
+
+    def _open_sync(self) -> tuple[sqlite3.Connection | None, sqlite3.Connection]:
+        if self.read_only:
+            return None, self._open_read_only_sync()
         path = self.path
         try:
             st: os.stat_result | None = path.stat()
@@ -538,6 +587,7 @@ class SqliteStore:
             raise StoreError(path, f"cannot stat it: {exc}") from exc
         if st is not None and not stat.S_ISREG(st.st_mode):
             raise StoreError(path, "is not a regular file")
+        self._check_writable_sync(st)
         if st is not None and st.st_size > 0:
             self._inspect_sync()  # refuses a foreign or newer file before anything is written
         elif st is None:
@@ -575,7 +625,7 @@ class SqliteStore:
         if head != _SQLITE_HEADER:
             raise StoreCorrupt(self.path, "is not a SQLite database (no SQLite header); left as it is")
         try:
-            conn = self._connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
+            conn = self._connect(self._read_only_uri(), uri=True)
         except sqlite3.Error as exc:
             raise self._sqlite_error(exc, "cannot open it read-only") from exc
         try:
