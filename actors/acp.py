@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import attrs
-import structlog
 import trio
 
 from actors._groups import lone_exception
@@ -39,6 +38,8 @@ from actors.jsonrpc import (
     ProtocolError,
     RemoteError,
 )
+
+from .log import get_logger
 
 __all__ = ["PROTOCOL_VERSION", "RESOURCE_NOT_FOUND", "AcpClient", "PermissionPolicy"]
 
@@ -135,7 +136,7 @@ class AcpClient:
     ) -> None:
         self._workspace = Path(workspace).resolve()
         self._permissions = permissions
-        self._log = log if log is not None else structlog.get_logger(__name__)
+        self._log = log if log is not None else get_logger(__name__)
         self._turns: dict[str, trio.MemorySendChannel[dict[str, Any]]] = {}
         self._conn = JsonRpcConnection(
             conn_send,

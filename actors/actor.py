@@ -18,12 +18,13 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import attrs
-import structlog
 import trio
+
+from .log import get_logger
 
 __all__ = ["Actor", "ActorStopped", "RestartIntensityExceeded", "Supervisor"]
 
-_log = structlog.get_logger("actors.actor")
+_log = get_logger("actors.actor")
 
 
 class ActorStopped(Exception):

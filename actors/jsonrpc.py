@@ -22,8 +22,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
-import structlog
 import trio
+
+from .log import get_logger
 
 __all__ = [
     "INTERNAL_ERROR",
@@ -179,7 +180,7 @@ class JsonRpcConnection:
         self._max_line_bytes = max_line_bytes
         self._request_timeout = request_timeout
         self._name = name
-        self._log = structlog.get_logger(__name__).bind(peer=name)
+        self._log = get_logger(__name__).bind(peer=name)
         self._next_id = 1
         self._pending: dict[int, _Pending] = {}
         self._abandoned: dict[int, None] = {}

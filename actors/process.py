@@ -31,8 +31,9 @@ from typing import Any
 
 import attrs
 import psutil
-import structlog
 import trio
+
+from .log import get_logger
 
 __all__ = [
     "MARKER_ENV",
@@ -232,7 +233,7 @@ async def sweep_dead_runtimes(grace: float = 1.0) -> int:
     """
     count = await trio.to_thread.run_sync(_sweep, grace)
     if count:
-        structlog.get_logger(__name__).warning("swept processes of dead runtimes", count=count)
+        get_logger(__name__).warning("swept processes of dead runtimes", count=count)
     return count
 
 
@@ -376,7 +377,7 @@ class ProcessGroup:
         self._stderr_eof = trio.Event()
         self._teardown_started = False
         self._teardown_done = trio.Event()
-        self._log = structlog.get_logger(__name__).bind(
+        self._log = get_logger(__name__).bind(
             job_id=marker.job_id, group_id=marker.group_id
         )
 

@@ -18,12 +18,13 @@ import collections
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import structlog
 import trio
+
+from .log import get_logger
 
 __all__ = ["Recorder", "RecorderFailed"]
 
-_log = structlog.get_logger("actors.recorder")
+_log = get_logger("actors.recorder")
 
 
 class RecorderFailed(Exception):

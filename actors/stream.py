@@ -27,8 +27,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeAlias
 
 import attrs
-import structlog
 import trio
+
+from .log import get_logger
 
 __all__ = [
     "CLOSE_GRACE",
@@ -52,7 +53,7 @@ __all__ = [
     "open_stream",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 CLOSE_GRACE: float = 1.0
 """Seconds a close waits (shielded) for the buffer's ticker task to exit.

@@ -7,10 +7,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import structlog
-
 from actors.actor import Actor
 from actors.adapter import AgentAdapter
+from actors.log import get_logger
 from actors.process import ProcessGroup, open_process_group
 from actors.stream import Stream, StreamKind, StreamMode, open_stream
 
@@ -49,7 +48,7 @@ class StepContext:
     def log(self) -> Any:
         """A structlog logger bound to ``job_id`` and ``step``."""
         if self._log is None:
-            self._log = structlog.get_logger("corral.step").bind(job_id=self.job_id, step=self.step)
+            self._log = get_logger("corral.step").bind(job_id=self.job_id, step=self.step)
         return self._log
 
     @property

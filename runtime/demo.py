@@ -346,7 +346,7 @@ async def run_demo(n_jobs: int = 200, store: str | Path = DEFAULT_STORE, *, max_
 
     Ctrl-C (SIGINT) or SIGTERM cancels the jobs still running; the report is printed anyway.
     """
-    # runtime.testing imports pytest: import it when the demo runs, not when the CLI starts
+    # imported when the demo runs, not when the CLI starts (psutil-heavy leak checks)
     from .testing import WakeupCounter, job_tasks, marked_processes
 
     out = out or sys.stdout

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import structlog
 import trio
 
 from actors.actor import Actor, ActorStopped
+from actors.log import get_logger
 from actors.process import live_marked
 
 from .context import StepContext
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = ["JobHandle", "JobResult", "JobState", "JobStateError", "StepState", "StepTimeout"]
 
-_log = structlog.get_logger("corral.job")
+_log = get_logger("corral.job")
 
 
 class JobState(enum.Enum):

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import psutil
-import structlog
 import trio
 
+from actors.log import get_logger
 from actors.process import Marker, find_marked, kill_tree
 from actors.recorder import Recorder
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["INTERRUPTED", "LIVE_STATES", "JobUpdate", "Restored", "lease_alive", "make_recorder", "record_of",
            "resumable", "sweep_dead", "write_batch"]
 
-_log = structlog.get_logger("corral.store")
+_log = get_logger("corral.store")
 
 INTERRUPTED = "interrupted"
 """The record state of a job whose runtime died while it ran (found dead by :func:`sweep_dead`);

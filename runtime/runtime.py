@@ -24,12 +24,12 @@ from typing import Any
 
 import attrs
 import psutil
-import structlog
 import trio
 
 from actors._groups import lone_exception
 from actors.acp import PermissionPolicy
 from actors.adapter import AgentAdapter
+from actors.log import get_logger
 from actors.process import Marker, live_marked
 
 from .events import Event, event_from_dict
@@ -51,7 +51,7 @@ from .persistence import (
 )
 from .store import Checkpoint, MemoryStore, SqliteStore, Store, StoreError
 
-_log = structlog.get_logger("corral.runtime")
+_log = get_logger("corral.runtime")
 
 
 def _jsonable(value: Any) -> Any:

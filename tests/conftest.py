@@ -1,13 +1,3 @@
-"""Shared fixtures.  pytest-trio runs every async test (trio_mode in pyproject.toml)."""
-
-from __future__ import annotations
-
-import pytest
-
-from runtime.testing import WakeupCounter
-
-
-@pytest.fixture
-def wakeups() -> WakeupCounter:
-    """An Instrument counting scheduler wakeups of job tasks (pytest-trio installs it)."""
-    return WakeupCounter()
+"""Shared test setup.  pytest-trio runs every async test (trio_mode in pyproject.toml); the
+``corral_runtime`` and ``wakeups`` fixtures come from corral's own pytest plugin
+(``runtime.testing.plugin``, a ``pytest11`` entry point), as they do for users."""

@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
-import structlog
 import trio
 
+from actors.log import get_logger
 from actors.process import find_marked, kill_tree
 
 from ..events import Event, JobPaused, JobResumed, Lagged, event_from_dict
@@ -24,7 +24,7 @@ from ..loading import flow_from_dict, flow_to_dict
 from ..runtime import RuntimeStats
 from ._log import EventLog
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @attrs.frozen

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import structlog
 import trio
+
+from actors.log import get_logger
 
 from ..events import JobFinished, event_to_dict
 from ..job import JobResult, JobStateError
@@ -18,7 +19,7 @@ from ..loading import flow_from_dict
 from ..runtime import RuntimeStats, open_runtime
 from ._log import EventLog
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class Host:

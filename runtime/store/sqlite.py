@@ -30,8 +30,9 @@ from typing import Any, Self, TypeVar
 
 import attrs
 import cattrs
-import structlog
 import trio
+
+from actors.log import get_logger
 
 from .errors import StoreCorrupt, StoreError, StoreReadOnly, StoreSchemaTooNew, StoreWriteFailed
 from .records import (
@@ -47,7 +48,7 @@ from .records import (
 
 __all__ = ["MIGRATIONS", "Migration", "SqliteStore"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 _T = TypeVar("_T")
 

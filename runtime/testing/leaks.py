@@ -1,32 +1,20 @@
-"""Helpers for users' own pytest-trio tests: leak assertions, a wakeup counter, fixtures.
-
-In a ``conftest.py``::
-
-    from runtime.testing import corral_runtime  # noqa: F401  (a fixture)
-
-    async def test_my_flow(corral_runtime):
-        job = await corral_runtime.spawn(my_flow)
-        await job.wait()
-        assert_no_leaks(corral_runtime)
-"""
+"""Leak checks and a wakeup counter; imports no pytest (usable in an app's own health checks)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import psutil
-import pytest
 import trio
 
 from actors.process import live_marked
 
-from .runtime import Runtime, open_runtime
-
 if TYPE_CHECKING:
-    from .cluster import ClusterRuntime
+    from ..cluster import ClusterRuntime
+    from ..runtime import Runtime
 
-__all__ = ["LeakError", "WakeupCounter", "assert_no_leaks", "corral_runtime", "job_tasks", "marked_processes"]
+__all__ = ["LeakError", "WakeupCounter", "assert_no_leaks", "job_tasks", "marked_processes"]
 
 _TASK_PREFIXES = ("corral.job:", "corral.step:", "corral.task:")
 
@@ -80,10 +68,10 @@ def assert_no_leaks(rt: Runtime | ClusterRuntime, *, allow_live_jobs: bool = Fal
     live), the OS process table (no process carrying the runtime's marker) and zombies among this
     process's children.  Call it from inside the trio run, after the jobs you care about ended.
     """
-    from .cluster._controller import ClusterRuntime  # no Ray import: that module imports it lazily
+    from ..cluster._controller import ClusterRuntime  # no Ray import: that module imports it lazily
 
     if isinstance(rt, ClusterRuntime):
-        from .cluster.testing import cluster_leaks
+        from ..cluster.testing import cluster_leaks
 
         problems = cluster_leaks(rt, allow_live_jobs=allow_live_jobs)
         if problems:
@@ -134,11 +122,3 @@ class WakeupCounter(trio.abc.Instrument):
     def reset(self) -> None:
         self.count = 0
         self.names.clear()
-
-
-@pytest.fixture
-async def corral_runtime() -> AsyncIterator[Runtime]:
-    """An open runtime; after the test, leaving it must leave nothing behind."""
-    async with open_runtime() as rt:
-        yield rt
-    assert_no_leaks(rt)
