@@ -374,21 +374,6 @@ def test_a_store_path_that_cannot_be_created_is_one_line_exit_2(tmp_path):
     assert blocker.read_text() == "not a directory"
 
 
-@pytest.fixture
-def immutable():
-    """``chattr +i``: a file root cannot write either (root ignores permission bits), undone after."""
-    paths: list[Path] = []
-
-    def make(path: Path) -> Path:
-        subprocess.run(["chattr", "+i", str(path)], check=True, capture_output=True)
-        paths.append(path)
-        return path
-
-    yield make
-    for path in reversed(paths):
-        subprocess.run(["chattr", "-i", str(path)], check=False, capture_output=True)
-
-
 def test_a_read_only_store_can_be_inspected_and_is_refused_by_writers(tmp_path, immutable):
     store = tmp_path / "s.db"
     ran = corral("run", "examples/wordcount.yaml", "-i", "text=one two", "--json", "--store", store)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -657,21 +656,6 @@ async def test_read_only_sees_a_live_writers_commits(tmp_path):
             assert [r.job_id for r in await reader.list_jobs()] == ["a"]
             await writer.put_job(job("b", created_at=2.0))
             assert [r.job_id for r in await reader.list_jobs()] == ["b", "a"]
-
-
-@pytest.fixture
-def immutable(tmp_path):
-    """``chattr +i``: a file even root cannot write (root ignores permission bits), undone after."""
-    paths: list[Path] = []
-
-    def make(path: Path) -> Path:
-        subprocess.run(["chattr", "+i", str(path)], check=True, capture_output=True)
-        paths.append(path)
-        return path
-
-    yield make
-    for path in reversed(paths):
-        subprocess.run(["chattr", "-i", str(path)], check=False, capture_output=True)
 
 
 async def test_a_store_that_cannot_be_written_is_refused_by_a_writable_open(tmp_path, immutable):
