@@ -4,9 +4,10 @@
 test *ARGS:
     python -m pytest {{ARGS}}
 
-# lint with ruff
+# lint with ruff and check the import contracts (.importlinter)
 lint:
     ruff check .
+    lint-imports
 
 # the main job: the demo on the embedded SQLite default
 demo *ARGS:
