@@ -364,6 +364,7 @@ class Step:
     _refs: Mapping[str, InputRef] = attrs.field(init=False, factory=dict, repr=False, eq=False)
     _prompt_refs: Mapping[str, InputRef] = attrs.field(init=False, factory=dict, repr=False, eq=False)
     _literals: Mapping[str, Any] = attrs.field(init=False, factory=dict, repr=False, eq=False)
+    _reads_resume: bool = attrs.field(init=False, default=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "." in self.name or self.name.startswith("$"):
@@ -407,6 +408,8 @@ class Step:
                 raise FlowError(f"{here}.prompt", str(exc)) from None
         object.__setattr__(self, "_refs", refs)
         object.__setattr__(self, "_literals", literals)
+        object.__setattr__(self, "_reads_resume", any(
+            r.source == "resume" for r in (*refs.values(), *prompt_refs.values())))
         object.__setattr__(self, "_prompt_refs", prompt_refs)
         names = [r.name for r in self.exits]
         for i, rule in enumerate(self.exits):
@@ -438,7 +441,7 @@ class Step:
     @property
     def reads_resume(self) -> bool:
         """Whether an input or the prompt reads ``$resume``: the step waits for a resume."""
-        return any(r.source == "resume" for r in (*self._refs.values(), *self._prompt_refs.values()))
+        return self._reads_resume
 
     def depends_on(self) -> frozenset[str]:
         """Steps this one waits for: ``after`` plus every step its inputs or prompt read."""
@@ -491,6 +494,7 @@ class Flow:
     inputs: Mapping[str, FlowInput] | None = attrs.field(default=None, converter=_input_decls)
     _deps: Mapping[str, frozenset[str]] = attrs.field(init=False, factory=dict, repr=False, eq=False)
     _by_name: Mapping[str, Step] = attrs.field(init=False, factory=dict, repr=False, eq=False)
+    _job_refs: tuple[tuple[str, InputRef], ...] = attrs.field(init=False, factory=tuple, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -540,6 +544,9 @@ class Flow:
             raise FlowError("steps", "cycle: " + " -> ".join(reversed(cycle)))
         object.__setattr__(self, "_deps", deps)
         object.__setattr__(self, "_by_name", by_name)
+        object.__setattr__(self, "_job_refs", tuple(  # what bind_inputs checks at every spawn
+            (step.name, ref) for step in self.steps
+            for ref in (*step.refs.values(), *step.prompt_refs.values()) if ref.source == "job" and ref.path))
         for step in self.steps:
             for rule in step.exits:
                 if rule.action != "loop":
@@ -575,14 +582,13 @@ class Flow:
                         problems[name] = f"missing (a {decl.type_name})"
                 elif (wrong := decl.check(inputs[name])) is not None:
                     problems[name] = wrong
-        for step in self.steps:
-            for ref in (*step.refs.values(), *step.prompt_refs.values()):
-                if ref.source != "job" or not ref.path or ref.path[0] in problems:
-                    continue
-                try:
-                    ref.resolve(bound, {}, None)
-                except KeyError:
-                    problems.setdefault(".".join(ref.path), f"missing, read by step {step.name!r} as {ref}")
+        for step_name, ref in self._job_refs:
+            if ref.path[0] in problems:
+                continue
+            try:
+                ref.resolve(bound, {}, None)
+            except KeyError:
+                problems.setdefault(".".join(ref.path), f"missing, read by step {step_name!r} as {ref}")
         if problems:
             raise InputError(self.name, problems)
         return bound

@@ -88,13 +88,12 @@ class StepTimeout(Exception):
 class JobNotFound(KeyError):
     """No job with this id: not live in this runtime and not in its store."""
 
-    def __init__(self, job_id: str, detail: str = "") -> None:
+    def __init__(self, job_id: str) -> None:
         super().__init__(job_id)
         self.job_id = job_id
-        self.detail = detail
 
     def __str__(self) -> str:
-        return f"no job {self.job_id!r}" + (f": {self.detail}" if self.detail else "")
+        return f"no job {self.job_id!r}"
 
 
 class JobExistsError(ValueError):
