@@ -41,7 +41,6 @@ __all__ = [
     "ProcessGroup",
     "find_marked",
     "kill_tree",
-    "live_marked",
     "open_process_group",
     "sweep_dead_runtimes",
 ]
@@ -165,11 +164,6 @@ def find_marked(predicate: Callable[[Marker], bool]) -> list[psutil.Process]:
     Zombies and the calling process itself are never returned.
     """
     return [proc for proc, marker in _marked() if predicate(marker)]
-
-
-def live_marked(predicate: Callable[[Marker], bool]) -> list[psutil.Process]:
-    """:func:`find_marked` without zombies (blocking)."""
-    return [proc for proc in find_marked(predicate) if not _is_zombie(proc)]
 
 
 def kill_tree(procs: list[psutil.Process], grace: float) -> None:

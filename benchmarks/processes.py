@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import emit, idle_wakeups_per_s, options, quiet_logs, row, summary
 
-from actors.adapter import AgentAdapter
+from actors.acp import AgentAdapter
 from actors.process import Marker
 from runtime import AgentSpec, ExitRule, Flow, JobState, Step, StepStream, open_runtime
 from runtime.testing import marked_processes

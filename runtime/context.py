@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from actors.acp import AgentAdapter
 from actors.actor import Actor
-from actors.adapter import AgentAdapter
 from actors.log import get_logger
 from actors.process import ProcessGroup, open_process_group
 from actors.stream import Stream, StreamKind, StreamMode, open_stream

@@ -25,7 +25,7 @@ import trio
 
 from actors.actor import Actor, ActorStopped
 from actors.log import get_logger
-from actors.process import live_marked
+from actors.process import find_marked
 
 from .context import StepContext
 from .events import (
@@ -283,7 +283,7 @@ class Job(Actor):
         """Live OS processes of this job's process groups, descendants and escapers included."""
         if not self.process_groups:
             return 0
-        return len(live_marked(lambda m: m.job_id == self.id and m.runtime_id == self.runtime.id))
+        return len(find_marked(lambda m: m.job_id == self.id and m.runtime_id == self.runtime.id))
 
     def workspace(self) -> Path:
         if self._workspace is None:

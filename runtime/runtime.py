@@ -27,10 +27,9 @@ import psutil
 import trio
 
 from actors._groups import lone_exception
-from actors.acp import PermissionPolicy
-from actors.adapter import AgentAdapter
+from actors.acp import AgentAdapter, PermissionPolicy
 from actors.log import get_logger
-from actors.process import Marker, live_marked
+from actors.process import Marker, find_marked
 
 from .events import Event, event_from_dict
 from .executors import executor_for
@@ -219,7 +218,7 @@ class Runtime:
                 recorders += 1
                 recorded += job.recorder.bytes
         # one scan of the process table for all jobs: every live process carrying our marker
-        processes = len(live_marked(lambda m: m.runtime_id == self.id)) if with_processes else 0
+        processes = len(find_marked(lambda m: m.runtime_id == self.id)) if with_processes else 0
         return RuntimeStats(
             live_jobs=len(self._live) - len(self._pending), pending_jobs=len(self._pending),
             tasks=tasks, processes=processes, streams=streams, recorders=recorders,

@@ -20,7 +20,7 @@ import trio
 import trio.lowlevel
 
 from actors.acp import AcpClient, PermissionPolicy
-from actors.jsonrpc import ProtocolError
+from actors.acp.jsonrpc import ProtocolError
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_AGENT = [sys.executable, "-m", "actors.fake_agent"]

@@ -21,7 +21,7 @@ import trio
 
 ray = pytest.importorskip("ray")  # the ``ray`` extra; CI installs it
 
-from actors.process import live_marked  # noqa: E402
+from actors.process import find_marked  # noqa: E402
 from runtime import AgentSpec, ExitRule, Flow, JobNotFound, JobState, Step, open_runtime  # noqa: E402
 from runtime.cluster import ClusterBusy, RayCluster, open_cluster_runtime  # noqa: E402
 from runtime.cluster.steps import echo, noop  # noqa: E402
@@ -59,7 +59,7 @@ def ray_head():
 
 
 def marked(runtime_ids: set[str]) -> set[int]:
-    return {p.pid for p in live_marked(lambda m: m.runtime_id in runtime_ids)}
+    return {p.pid for p in find_marked(lambda m: m.runtime_id in runtime_ids)}
 
 
 async def wait_gone(pids: set[int], within: float) -> None:

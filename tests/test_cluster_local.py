@@ -16,7 +16,7 @@ import psutil
 import pytest
 import trio
 
-from actors.process import live_marked
+from actors.process import find_marked
 
 pytest.importorskip("ray")  # the ``ray`` extra; CI installs it
 
@@ -46,5 +46,5 @@ async def test_no_address_starts_a_local_ray_instance_and_stops_it_after_the_blo
     assert (report["initialized_inside"], report["initialized_after"]) == (True, False)
     left = [report["host_pid"], *report["ray_pids"]]
     with trio.fail_after(30):
-        while any(alive(p) for p in left) or live_marked(lambda m: m.runtime_id == report["runtime_id"]):
+        while any(alive(p) for p in left) or find_marked(lambda m: m.runtime_id == report["runtime_id"]):
             await trio.sleep(0.1)

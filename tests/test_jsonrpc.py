@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from actors.jsonrpc import (
+from actors.acp.jsonrpc import (
     INTERNAL_ERROR,
     METHOD_NOT_FOUND,
     JsonRpcConnection,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from actors.process import live_marked
+from actors.process import find_marked
 
 from ._controller import ClusterRuntime
 
@@ -30,7 +30,7 @@ def cluster_leaks(rt: ClusterRuntime, *, allow_live_jobs: bool = False) -> list[
     problems += [f"host {h.pid}: {problem}" for h, problem in zip(alive, found, strict=True) if problem]
     if not allow_live_jobs:
         ids = {h.runtime_id for h in rt.hosts}
-        procs = live_marked(lambda m: m.runtime_id in ids)
+        procs = find_marked(lambda m: m.runtime_id in ids)
         if procs:
             problems.append(f"processes carrying a host's marker: {[p.pid for p in procs]}")
     return problems

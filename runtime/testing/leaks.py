@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 import trio
 
-from actors.process import live_marked
+from actors.process import find_marked
 
 if TYPE_CHECKING:
     from ..cluster import ClusterRuntime
@@ -42,7 +42,7 @@ def job_tasks(job_ids: set[str] | None = None) -> list[str]:
 
 def marked_processes(rt: Any) -> list[psutil.Process]:
     """Live OS processes carrying ``rt``'s marker (zombies excluded)."""
-    return live_marked(lambda m: m.runtime_id == rt.id)
+    return find_marked(lambda m: m.runtime_id == rt.id)
 
 
 def _zombie_children() -> list[int]:

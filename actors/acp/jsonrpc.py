@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 import trio
 
-from .log import get_logger
+from ..log import get_logger
 
 __all__ = [
     "INTERNAL_ERROR",

@@ -29,8 +29,9 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from actors._groups import lone_exception
-from actors.jsonrpc import (
+from .._groups import lone_exception
+from ..log import get_logger
+from .jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     JsonRpcConnection,
@@ -38,8 +39,6 @@ from actors.jsonrpc import (
     ProtocolError,
     RemoteError,
 )
-
-from .log import get_logger
 
 __all__ = ["PROTOCOL_VERSION", "RESOURCE_NOT_FOUND", "AcpClient", "PermissionPolicy"]
 
@@ -120,7 +119,7 @@ class AcpClient:
 
     Start :meth:`run` in a nursery (``await nursery.start(client.run)``) before
     calling anything else. When the agent breaks the protocol or its output ends,
-    every call raises :class:`~actors.jsonrpc.ProtocolError` naming the cause.
+    every call raises :class:`~actors.acp.ProtocolError` naming the cause.
     """
 
     def __init__(

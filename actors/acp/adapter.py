@@ -15,10 +15,10 @@ from pathlib import Path
 
 import trio
 
-from ._groups import lone_exception
-from .acp import AcpClient, PermissionPolicy, UpdateCallback
+from .._groups import lone_exception
+from ..process import Marker, ProcessGroup
+from .client import AcpClient, PermissionPolicy, UpdateCallback
 from .jsonrpc import ProtocolError
-from .process import Marker, ProcessGroup
 
 __all__ = ["AgentAdapter"]
 
