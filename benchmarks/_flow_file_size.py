@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
 import json, resource, sys, time
-from runtime.loading import load_flow_text
+from runtime.cli.yaml import load_flow_text
 text = open(sys.argv[1], encoding="utf-8").read()
 t0 = time.perf_counter()
 flow = load_flow_text(text, sys.argv[1])

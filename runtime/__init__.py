@@ -9,8 +9,8 @@ nothing it started can outlive it.
         result = await job.wait()
 """
 
-from .context import StepContext
-from .events import (
+from .core.context import StepContext
+from .core.events import (
     Event,
     ExitResolved,
     JobFinished,
@@ -23,11 +23,14 @@ from .events import (
     StepFailed,
     StepStarted,
     StepStream,
+    event_from_dict,
+    event_to_dict,
 )
-from .flow import AgentSpec, ExitRule, Flow, FlowError, FlowInput, InputError, OnError, Step
-from .job import (
+from .core.handle import JobHandle, JobView
+from .core.recording import RECORD_MODES, RecordMode
+from .core.runtime import Runtime, RuntimeStats, open_runtime
+from .core.states import (
     JobExistsError,
-    JobHandle,
     JobNotFound,
     JobResult,
     JobState,
@@ -35,10 +38,20 @@ from .job import (
     StepState,
     StepTimeout,
 )
-from .rules import ExpressionError
-from .runtime import Runtime, RuntimeStats, open_runtime
+from .flow import (
+    AgentSpec,
+    ExitRule,
+    ExpressionError,
+    Flow,
+    FlowError,
+    FlowInput,
+    InputError,
+    OnError,
+    Step,
+)
 
 __all__ = [
+    "RECORD_MODES",
     "AgentSpec",
     "Event",
     "ExitResolved",
@@ -58,8 +71,10 @@ __all__ = [
     "JobStarted",
     "JobState",
     "JobStateError",
+    "JobView",
     "Lagged",
     "OnError",
+    "RecordMode",
     "Runtime",
     "RuntimeStats",
     "Step",
@@ -71,5 +86,7 @@ __all__ = [
     "StepState",
     "StepStream",
     "StepTimeout",
+    "event_from_dict",
+    "event_to_dict",
     "open_runtime",
 ]

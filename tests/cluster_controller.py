@@ -8,10 +8,9 @@ import sys
 
 import trio
 
-from runtime import AgentSpec, ExitRule, Flow, JobState, Step, open_runtime
+from runtime import AgentSpec, ExitRule, Flow, JobState, Step, event_to_dict, open_runtime
 from runtime.cluster import RayCluster
 from runtime.cluster.steps import echo
-from runtime.events import event_to_dict
 
 FAKE = [sys.executable, "-m", "actors.fake_agent", "--delay", "0.001"]
 

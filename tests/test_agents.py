@@ -366,18 +366,19 @@ async def test_command_step_outputs_and_failure():
 
 async def test_python_step_open_process_is_contained():
     seen = {}
+    started = trio.Event()
 
     async def step(ctx, inputs):
         async with ctx.open_process([PY, "-c", "import signal; signal.pause()"]) as group:
             seen["pid"] = group.pid
-            seen["count"] = ctx._job.runtime.stats().processes
+            started.set()
             await trio.sleep_forever()
 
     async with open_runtime(term_grace=0.3) as rt:
         with trio.fail_after(BOUND):
             job = await rt.spawn(Flow("p", [Step("a", run=step)]))
-            while "pid" not in seen:
-                await trio.sleep(0.05)
+            await started.wait()
+            seen["count"] = rt.stats().processes
             await job.cancel()
         assert seen["count"] >= 1
         assert_all_gone({seen["pid"]})

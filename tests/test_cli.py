@@ -22,8 +22,8 @@ import pytest
 import trio
 
 from actors.process import MARKER_ENV, Marker, find_marked
-from runtime.cli import EventPrinter
-from runtime.demo import DemoReport
+from runtime.cli.demo import DemoReport
+from runtime.cli.render import EventPrinter
 from runtime.store import SqliteStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -421,8 +421,7 @@ def _dead_pid() -> tuple[int, float]:
 async def test_jobs_of_a_dead_runtime_read_interrupted_after_the_sweep(tmp_path):
     import socket
 
-    from runtime.persistence import resumable, sweep_dead
-    from runtime.store import EventRow, JobRecord, Lease
+    from runtime.store import EventRow, JobRecord, Lease, resumable, sweep_dead
 
     pid, started = _dead_pid()
     store = tmp_path / "s.db"

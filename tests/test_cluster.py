@@ -22,11 +22,21 @@ import trio
 ray = pytest.importorskip("ray")  # the ``ray`` extra; CI installs it
 
 from actors.process import find_marked  # noqa: E402
-from runtime import AgentSpec, ExitRule, Flow, JobNotFound, JobState, Step, open_runtime  # noqa: E402
+from runtime import (  # noqa: E402  # noqa: E402
+    AgentSpec,
+    ExitRule,
+    Flow,
+    JobFinished,
+    JobNotFound,
+    JobStarted,
+    JobState,
+    Step,
+    event_to_dict,
+    open_runtime,
+)
 from runtime.cluster import ClusterBusy, RayCluster, open_cluster_runtime  # noqa: E402
 from runtime.cluster.steps import echo, noop  # noqa: E402
 from runtime.cluster.testing import assert_cluster_no_leaks  # noqa: E402
-from runtime.events import JobFinished, JobStarted, event_to_dict  # noqa: E402
 from runtime.testing import assert_no_leaks  # noqa: E402
 
 PY = sys.executable

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from actors.process import find_marked
-from runtime.loading import load_flow, load_flow_text
+from runtime.cli.yaml import load_flow, load_flow_text
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

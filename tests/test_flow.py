@@ -7,7 +7,7 @@ import functools
 import pytest
 
 from runtime import ExitRule, Flow, FlowError, FlowInput, OnError, Step
-from runtime.rules import ExpressionError, compile_when
+from runtime.flow.rules import ExpressionError, compile_when
 
 
 async def noop(ctx, inputs):

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runtime import loading
-from runtime.loading import (
+from runtime.cli import yaml as loading
+from runtime.cli.yaml import (
     DEFAULT_MAX_FLOW_BYTES,
     MAX_ALIAS_NODES,
     MAX_DEPTH,

@@ -9,7 +9,8 @@ import textwrap
 import pytest
 
 from runtime import ExitRule, Flow, OnError, Step
-from runtime.loading import FlowLoadError, flow_from_dict, flow_to_dict, load_flow, load_flow_text
+from runtime.cli.yaml import FlowLoadError, load_flow, load_flow_text
+from runtime.flow.codec import flow_from_dict, flow_to_dict
 
 GOOD = """\
 name: triage-fix-review

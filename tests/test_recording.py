@@ -49,7 +49,7 @@ async def test_build_spawn_wait_discard_with_recording_off_stays_flat(autojump_c
                 job = await rt.spawn(small_flow(i))  # record="off" is the default
                 stats = rt.stats()
                 assert stats.recorders == 0 and stats.recorded_bytes == 0
-                assert job._job.recorder is None and job._job.hub.sink is None  # nothing allocated per event
+                assert job._job.recording.recorder is None and job._job.hub.sink is None  # nothing allocated per event
                 await job.wait()
                 if i == 999:
                     gc.collect()
@@ -81,7 +81,7 @@ async def test_memory_ring_is_bounded_and_released(autojump_clock):
         await job.wait()
         stats = rt.stats()
         assert stats.recorders == 0 and stats.recorded_bytes == 0
-        assert job._job.recorder is None
+        assert job._job.recording.recorder is None
         assert_no_leaks(rt)
 
 
@@ -424,7 +424,7 @@ async def test_failed_store_write_fails_only_that_job(tmp_path, monkeypatch):
         job = await rt.spawn(flow, record="durable")
         while job._job.hub.next_seq < 5:
             await trio.sleep(0.01)
-        await job._job.recorder.flush()
+        await job._job.recording.recorder.flush()
         written = [r.seq for r in await rt.store.read_events(job.id)]
         original = rt.store._execute_batch
 

@@ -17,11 +17,12 @@ import trio
 from actors.log import get_logger
 from actors.process import find_marked, kill_tree
 
-from ..events import Event, JobPaused, JobResumed, Lagged, event_from_dict
+from ..core.events import Event, JobPaused, JobResumed, Lagged, event_from_dict
+from ..core.handle import JobView
+from ..core.runtime import RuntimeStats
+from ..core.states import JobExistsError, JobNotFound, JobResult, JobState
 from ..flow import Flow
-from ..job import JobExistsError, JobNotFound, JobResult, JobState, JobView
-from ..loading import flow_from_dict, flow_to_dict
-from ..runtime import RuntimeStats
+from ..flow.codec import flow_from_dict, flow_to_dict
 from ._log import EventLog
 
 log = get_logger(__name__)
@@ -319,6 +320,13 @@ class ClusterRuntime:
         """Stats summed over the live hosts, plus this controller's pending jobs and results
         (blocking Ray calls; from trio prefer :meth:`stats_async`)."""
         return self._with_controller(self._sum_hosts())
+
+    def leak_problems(self, *, allow_live_jobs: bool = False) -> list[str]:
+        """What finished jobs left on the controller, on every host and in this machine's process
+        table (blocking Ray calls; :func:`runtime.testing.assert_no_leaks` calls this)."""
+        from .testing import cluster_leaks
+
+        return cluster_leaks(self, allow_live_jobs=allow_live_jobs)
 
     def _sum_hosts(self) -> dict[str, int]:
         ray = self._ray_mod

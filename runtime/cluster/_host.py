@@ -13,10 +13,10 @@ import trio
 
 from actors.log import get_logger
 
-from ..events import JobFinished, event_to_dict
-from ..job import JobResult, JobStateError
-from ..loading import flow_from_dict
-from ..runtime import RuntimeStats, open_runtime
+from ..core.events import JobFinished, event_to_dict
+from ..core.runtime import RuntimeStats, open_runtime
+from ..core.states import JobResult, JobStateError
+from ..flow.codec import flow_from_dict
 from ._log import EventLog
 
 log = get_logger(__name__)

@@ -40,6 +40,9 @@ class MemoryStore:
     It may be opened again after it was closed; its contents stay.
     """
 
+    persistent = False
+    """In memory: gone with the process (records may hold the job's own dicts, no lease is held)."""
+
     def __init__(self, *, max_finished_jobs: int = 10_000) -> None:
         if max_finished_jobs < 0:
             raise ValueError("max_finished_jobs must be >= 0")

@@ -19,6 +19,12 @@ class Store(Protocol):
     closes it.  Every method but :meth:`stats` is async.  A write returns once it is committed.
     """
 
+    @property
+    def persistent(self) -> bool:
+        """Whether what is written outlives this process (a file, a server), so that records
+        must be JSON-safe copies, leases are held and dead runtimes are swept at start."""
+        ...
+
     async def __aenter__(self) -> Self:
         """Open the store."""
         ...

@@ -12,7 +12,9 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "INTERRUPTED",
     "JSON_FIELD",
+    "LIVE_STATES",
     "Checkpoint",
     "EventRow",
     "JobRecord",
@@ -27,6 +29,15 @@ JSON_FIELD = "json"
 
 
 _JSON = MappingProxyType({JSON_FIELD: True})
+
+INTERRUPTED = "interrupted"
+"""The record state of a job whose runtime died while it ran (found dead by
+:func:`~runtime.store.sweep_dead`); it stays so until a runtime resumes it (``resume=True``),
+which makes it ``running`` again."""
+
+LIVE_STATES = ("pending", "running", "paused", INTERRUPTED)
+"""Record states of jobs that have not ended (the non-terminal ``JobState`` values, and
+:data:`INTERRUPTED`): a resume looks at these."""
 
 
 @attrs.frozen(kw_only=True)

@@ -189,6 +189,9 @@ class SqliteStore:
     existing store, read and never written or migrated (writes raise :class:`StoreReadOnly`).
     """
 
+    persistent = True
+    """A file: records outlive the process, so the runtime holds a lease and sweeps dead ones."""
+
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0,
                  batch_max: int = 512, read_only: bool = False) -> None:
         if os.fspath(path) in ("", ":memory:"):

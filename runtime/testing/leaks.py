@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Protocol, runtime_checkable
 
 import psutil
 import trio
 
 from actors.process import find_marked
+from actors.tasks import walk_tasks
 
-if TYPE_CHECKING:
-    from ..cluster import ClusterRuntime
-    from ..runtime import Runtime
+from ..core.runtime import Runtime
 
-__all__ = ["LeakError", "WakeupCounter", "assert_no_leaks", "job_tasks", "marked_processes"]
+__all__ = ["LeakChecked", "LeakError", "WakeupCounter", "assert_no_leaks", "job_tasks", "marked_processes"]
 
 _TASK_PREFIXES = ("corral.job:", "corral.step:", "corral.task:")
 
@@ -23,26 +22,29 @@ class LeakError(AssertionError):
     """Something a finished job started is still alive."""
 
 
+@runtime_checkable
+class LeakChecked(Protocol):
+    """A runtime that checks itself (a cluster runtime checks its controller and every host)."""
+
+    @property
+    def id(self) -> str: ...
+
+    def leak_problems(self, *, allow_live_jobs: bool = False) -> list[str]:
+        """What finished jobs left, one problem per string (empty: nothing)."""
+        ...
+
+
 def job_tasks(job_ids: set[str] | None = None) -> list[str]:
     """Names of trio tasks that belong to jobs (all jobs, or those in ``job_ids``)."""
-    found: list[str] = []
-
-    def walk(task: trio.lowlevel.Task) -> None:
-        if task.name.startswith(_TASK_PREFIXES):
-            job_id = task.name.split(":", 2)[1]
-            if job_ids is None or job_id in job_ids:
-                found.append(task.name)
-        for nursery in task.child_nurseries:
-            for child in nursery.child_tasks:
-                walk(child)
-
-    walk(trio.lowlevel.current_root_task())
-    return found
+    return [task.name for task in walk_tasks(trio.lowlevel.current_root_task())
+            if task.name.startswith(_TASK_PREFIXES)
+            and (job_ids is None or task.name.split(":", 2)[1] in job_ids)]
 
 
-def marked_processes(rt: Any) -> list[psutil.Process]:
+def marked_processes(rt: Runtime | LeakChecked) -> list[psutil.Process]:
     """Live OS processes carrying ``rt``'s marker (zombies excluded)."""
-    return find_marked(lambda m: m.runtime_id == rt.id)
+    runtime_id = rt.id
+    return find_marked(lambda m: m.runtime_id == runtime_id)
 
 
 def _zombie_children() -> list[int]:
@@ -56,26 +58,23 @@ def _zombie_children() -> list[int]:
     return out
 
 
-def assert_no_leaks(rt: Runtime | ClusterRuntime, *, allow_live_jobs: bool = False) -> None:
+def assert_no_leaks(rt: Runtime | LeakChecked, *, allow_live_jobs: bool = False) -> None:
     """Assert that nothing of a finished job remains.
 
-    On a cluster runtime it checks the controller, runs this check inside every host and sweeps
-    this machine's process table for the hosts' markers (blocking Ray calls: from trio, prefer
-    ``await runtime.cluster.testing.assert_cluster_no_leaks(rt)``).
+    A runtime that is not this process's :class:`~runtime.Runtime` checks itself through
+    :class:`LeakChecked` (a cluster runtime checks its controller, runs this check inside every
+    host and sweeps this machine's process table for the hosts' markers -- blocking Ray calls:
+    from trio, prefer ``await runtime.cluster.testing.assert_cluster_no_leaks(rt)``).
 
     Checks ``rt.stats()`` (no live or pending jobs, and no tasks, processes, streams or recorders
     held by jobs), the runtime's root nursery, trio's whole task tree (no task of a job that is not
     live), the OS process table (no process carrying the runtime's marker) and zombies among this
     process's children.  Call it from inside the trio run, after the jobs you care about ended.
     """
-    from ..cluster._controller import ClusterRuntime  # no Ray import: that module imports it lazily
-
-    if isinstance(rt, ClusterRuntime):
-        from ..cluster.testing import cluster_leaks
-
-        problems = cluster_leaks(rt, allow_live_jobs=allow_live_jobs)
-        if problems:
-            raise LeakError("cluster leaks: " + "; ".join(problems))
+    if not isinstance(rt, Runtime):
+        found = rt.leak_problems(allow_live_jobs=allow_live_jobs)
+        if found:
+            raise LeakError("leaks: " + "; ".join(found))
         return
     stats = rt.stats()
     problems: list[str] = []

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ..runtime import Runtime, open_runtime
+from ..core.runtime import Runtime, open_runtime
 from .leaks import WakeupCounter, assert_no_leaks
 
 __all__ = ["corral_runtime", "wakeups"]

@@ -25,8 +25,8 @@ from actors.stream import (
     ToolResponseDelta,
 )
 
+from ..flow import Step, fill_template
 from .context import StepContext
-from .flow import Step, fill_template
 
 __all__ = ["CommandFailed", "executor_for", "run_agent", "run_command", "run_python"]
 

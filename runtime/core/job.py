@@ -14,121 +14,41 @@ a mailbox hop -- while the job's own task parks until the exit.
 from __future__ import annotations
 
 import contextlib
-import enum
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import attrs
 import trio
 
-from actors.actor import Actor, ActorStopped
+from actors.actor import ActorStopped
 from actors.log import get_logger
-from actors.process import find_marked
 
+from ..flow import ExitRule, ExpressionError, Flow, InputRef, Step
+from ..store import JobRecord, Restored
 from .context import StepContext
 from .events import (
-    Event,
     EventHub,
     ExitResolved,
     JobFinished,
     JobPaused,
     JobResumed,
     JobStarted,
-    Lagged,
     StepCancelled,
     StepCompleted,
     StepFailed,
     StepStarted,
+    jsonable,
 )
-from .flow import ExitRule, Flow, Step
-from .rules import ExpressionError
+from .executors import executor_for
+from .recording import Recording
+from .resources import JobResources
+from .services import JobServices
+from .states import JobResult, JobState, JobStateError, StepState, StepTimeout
 
-if TYPE_CHECKING:
-    from .persistence import Restored
-    from .runtime import Runtime
-
-__all__ = ["JobHandle", "JobResult", "JobState", "JobStateError", "StepState", "StepTimeout"]
+__all__ = ["Abandon", "Cancel", "Job", "Resume"]
 
 _log = get_logger("corral.job")
-
-
-class JobState(enum.Enum):
-    """The lifecycle of a job: ``PENDING → RUNNING ⇄ PAUSED → terminal``."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    PAUSED = "paused"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    ABANDONED = "abandoned"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in _TERMINAL
-
-
-_TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.ABANDONED, JobState.CANCELLED})
-
-
-class StepState(enum.Enum):
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"  # failed and routed with on_error=continue (or the job failed on it)
-    CANCELLED = "cancelled"
-
-
-class StepTimeout(Exception):
-    """A step ran longer than its ``timeout``."""
-
-
-class JobNotFound(KeyError):
-    """No job with this id: not live in this runtime and not in its store."""
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(job_id)
-        self.job_id = job_id
-
-    def __str__(self) -> str:
-        return f"no job {self.job_id!r}"
-
-
-class JobExistsError(ValueError):
-    """``spawn(job_id=...)`` of an id that is live or already stored: nothing is run or overwritten."""
-
-    def __init__(self, job_id: str, where: str) -> None:
-        super().__init__(f"job {job_id!r} already exists ({where}); a job id is never reused")
-        self.job_id = job_id
-
-
-class JobStateError(RuntimeError):
-    """The operation does not apply to the job's current state (e.g. resume a running job)."""
-
-
-@attrs.frozen
-class JobResult:
-    """What is kept of a finished job.
-
-    ``job_id`` is the job's id (``JobHandle.id``); ``flow`` the flow's name; ``state`` the terminal
-    state and ``reason`` why (an exit rule's name, ``step_failed:<step>``, ``timeout``, the reason
-    given to cancel/abandon, ``shutdown``); ``error`` the failure's text; ``outputs`` and ``steps``
-    each step's outputs and final state; ``inputs`` the job inputs (declared defaults filled in);
-    ``started_at``/``finished_at`` ``time.time()`` seconds.
-    """
-
-    job_id: str
-    flow: str
-    state: JobState
-    reason: str | None = None
-    outputs: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
-    error: str | None = None
-    steps: Mapping[str, StepState] = attrs.field(factory=dict)
-    inputs: Mapping[str, Any] = attrs.field(factory=dict)
-    started_at: float | None = None
-    finished_at: float | None = None
 
 
 # -- messages -------------------------------------------------------------------------
@@ -147,18 +67,27 @@ class _StepError:
 
 
 @attrs.frozen
-class _Cancel:
+class Cancel:
+    """End the job CANCELLED."""
+
     reason: str
 
 
 @attrs.frozen
-class _Abandon:
+class Abandon:
+    """End the job ABANDONED."""
+
     reason: str
 
 
 @attrs.frozen
-class _Resume:
+class Resume:
+    """Resume a PAUSED job with ``payload`` (``$resume``)."""
+
     payload: Any
+
+
+Control = Cancel | Abandon | Resume
 
 
 @attrs.define(eq=False)
@@ -169,27 +98,30 @@ class _StepRun:
     delay: float = 0.0
 
 
-Executor = Callable[[StepContext, Step, dict[str, Any]], Any]
 
 
-class Job(Actor):
-    """The job actor.  Users hold a :class:`JobHandle`, never the job."""
+class Job:
+    """The job actor.  Users hold a :class:`~runtime.core.handle.JobHandle`, never the job.
+
+    It reaches its runtime only through ``services`` (:class:`JobServices`); what its nursery
+    holds is counted in ``resources``; how it records is its ``recording`` strategy.
+    """
 
     __slots__ = (  # one per live job: no instance dict (~1.5 kB a job less)
-        "_done", "_early", "_iterations", "_loops", "_nursery", "_outcome", "_outputs", "_parked",
-        "_ready", "_resumed", "_running", "_started_at", "_steps", "_workspace", "adapters", "created_at", "deadline", "flow",
-        "hub", "id", "inputs", "process_groups", "record", "recorder", "restored", "result",
-        "resume_payload", "runtime", "state", "streams", "task",
+        "_done", "_early", "_iterations", "_loops", "_outcome", "_outputs", "_parked",
+        "_ready", "_resumed", "_running", "_started_at", "_steps", "created_at", "deadline", "flow",
+        "hub", "id", "inputs", "recording", "resources", "restored", "result",
+        "resume_payload", "services", "state", "task",
     )
 
-    def __init__(self, runtime: Runtime, flow: Flow, inputs: Mapping[str, Any], job_id: str,
+    def __init__(self, services: JobServices, flow: Flow, inputs: Mapping[str, Any], job_id: str,
                  *, record: str = "off", restored: Restored | None = None) -> None:
-        super().__init__()  # its mailbox is never made: messages are applied directly
-        self.runtime = runtime
+        self.services = services
         self.id = job_id
         self.flow = flow
         self.inputs = dict(inputs)
-        self.record = record
+        self.recording: Recording = services.recording(record, job_id, self.fail_on_store_error)
+        self.resources = JobResources(job_id, services)
         self.state = JobState.PENDING
         self.hub = EventHub(job_id, first_seq=restored.first_seq if restored else 0)
         self.resume_payload: Any = restored.resume_payload if restored else None
@@ -205,7 +137,6 @@ class Job(Actor):
         self.created_at = restored.created_at if restored else time.time()
         self.result: JobResult | None = None
         self.task: trio.lowlevel.Task | None = None
-        self._nursery: trio.Nursery | None = None
         self._done = trio.Event()
         self._outcome: tuple[JobState, str | None, str | None] | None = None
         self._steps: dict[str, StepState] = {s.name: StepState.PENDING for s in flow.steps}
@@ -216,87 +147,43 @@ class Job(Actor):
         self._started_at: float | None = None
         self._parked = False  # the job task waits in _serve_steps for _finish to wake it
         self._ready = False  # set once started: control messages before that wait in _early
-        self._early: list[Any] | None = None
-        self._workspace: Path | None = None
+        self._early: list[Control] | None = None
         if restored is not None:  # completed steps come from checkpoints and are not run again
             for name, outputs in restored.outputs.items():
                 self._steps[name] = StepState.COMPLETED
                 self._outputs[name] = outputs
             self._iterations.update(restored.iterations)
             self._loops.update(restored.loops)
-        # per-job resources; each is started in the job's nursery and gone with it
-        self.process_groups: set[Any] = set()
-        self.streams: set[Any] = set()
-        self.adapters: dict[Any, Any] = {}
-        self.recorder: Any = None
-
-    # -- structure ------------------------------------------------------------------------------
 
     @property
-    def nursery(self) -> trio.Nursery:
-        if self._nursery is None:
-            raise JobStateError(f"job {self.id} is not running")
-        return self._nursery
+    def record(self) -> str:
+        """The recording mode: ``off``, ``memory`` or ``durable``."""
+        return self.recording.mode
 
-    def track_stream(self, stream: Any) -> None:
-        """Count ``stream`` as open while its buffer runs (or until it is closed)."""
-        self.streams = {s for s in self.streams if not s.closed or (s.buffer is not None and s.buffer.running)}
-        self.streams.add(stream)
-
-    def open_streams(self) -> int:
-        return sum(1 for s in self.streams if not s.closed or (s.buffer is not None and s.buffer.running))
-
-    async def adapter_for(self, spec: Any) -> Any:
-        """The job's adapter for ``spec``: started on first use in the job's nursery, then shared."""
-        while True:
-            entry = self.adapters.get(spec)
-            if isinstance(entry, trio.Event):  # another step is starting it
-                await entry.wait()
-                continue
-            if entry is not None and entry.usable:
-                await trio.lowlevel.checkpoint()
-                return entry
-            starting = trio.Event()
-            self.adapters[spec] = starting
-            try:
-                adapter = self.runtime.make_adapter(self, spec)
-                await self.nursery.start(adapter.run)
-            except BaseException:
-                del self.adapters[spec]
-                raise
-            finally:
-                starting.set()
-            self.adapters[spec] = adapter
-            return adapter
-
-    def register_group(self, group: Any, live: bool) -> None:
-        if live:
-            self.process_groups.add(group)
-        else:
-            self.process_groups.discard(group)
-        self.runtime.group_changed(self, group, live)
-
-    def resolve_ref(self, ref: Any) -> Any:
+    def resolve_ref(self, ref: InputRef) -> Any:
+        """The value an input reference reads now."""
         return ref.resolve(self.inputs, self._outputs, self.resume_payload)
 
-    def live_processes(self) -> int:
-        """Live OS processes of this job's process groups, descendants and escapers included."""
-        if not self.process_groups:
-            return 0
-        return len(find_marked(lambda m: m.job_id == self.id and m.runtime_id == self.runtime.id))
-
-    def workspace(self) -> Path:
-        if self._workspace is None:
-            self._workspace = self.runtime.workspace_for(self.id)
-        return self._workspace
+    def to_record(self, state: JobState) -> JobRecord:
+        """The job's store record.  Data is made JSON-safe for a persistent store (an in-memory
+        store holds the job's own finished dicts as they are)."""
+        result = self.result
+        safe = jsonable if self.services.store.persistent else _same
+        return JobRecord(
+            job_id=self.id, flow_name=self.flow.name, flow=self.services.flow_dict(self.flow),
+            inputs=safe(self.inputs), state=state.value, reason=result.reason if result else None,
+            error=result.error if result else None, outputs=safe(dict(result.outputs)) if result else {},
+            record=self.record, runtime_id=self.services.runtime_id, created_at=self.created_at,
+            updated_at=time.time(), finished_at=result.finished_at if result else None,
+            next_seq=self.hub.next_seq, resume_payload=safe(self.resume_payload),
+        )
 
     async def run(self, *, task_status: trio.TaskStatus[Job] = trio.TASK_STATUS_IGNORED) -> None:
-        self._state = "running"
         self.task = trio.lowlevel.current_task()
         self._started_at = time.time()
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
+                self.resources.attach(nursery)
                 if self.deadline is None:
                     await self._serve_steps(task_status)
                 else:
@@ -309,7 +196,7 @@ class Job(Actor):
                 if nursery.child_tasks:  # the one exit: whatever is left dies with the nursery
                     nursery.cancel_scope.cancel()
         except BaseException as exc:
-            cancelled, errors = _split_cancelled(exc)
+            cancelled, errors = _split_cancelled(exc)  # TODO(merge): actors._groups.split_cancelled
             if errors is not None:
                 _log.error("job_crashed", job_id=self.id, error=repr(errors))
                 self._finish(JobState.FAILED, "crashed", repr(errors.exceptions[0]))
@@ -317,12 +204,11 @@ class Job(Actor):
                 self._finish(JobState.CANCELLED, "shutdown")
                 raise cancelled from None
         finally:
-            self._stopped()
-            self._nursery = None
+            self.resources.attach(None)
             await self._finalize()
 
     async def _serve_steps(self, task_status: trio.TaskStatus[Job]) -> None:
-        await self.runtime.start_job_resources(self)
+        await self.recording.start(self.resources.nursery, self.hub, lambda: self.to_record(JobState.RUNNING))
         self.state = JobState.RUNNING
         self.hub.publish(JobStarted, flow=self.flow.name, inputs=self.inputs, resumed=self.restored is not None,
                          deadline=self.deadline)
@@ -357,12 +243,11 @@ class Job(Actor):
             self._steps[name] = StepState.CANCELLED
             self.hub.publish(StepCancelled, step=name)
         self._running.clear()
-        self.stop()
         if self._parked:  # the job task returns from its park and closes the nursery
             self._parked = False
             assert self.task is not None
             trio.lowlevel.reschedule(self.task)
-        nursery = self._nursery
+        nursery = self.resources.current_nursery
         if nursery is not None:
             # Cancel now whatever else runs (sibling steps, adapters, streams, the recorder).  When
             # the only child is the task finishing the job (a step delivering its last result),
@@ -373,12 +258,10 @@ class Job(Actor):
 
     async def _finalize(self) -> None:
         assert self._outcome is not None
-        if self.recorder is not None and self.record == "durable":
-            # a durable job has completed only once its log is in the store
-            with trio.CancelScope(shield=True):
-                await self.recorder.flush()
-            if self.recorder.failed is not None and self._outcome[0] is JobState.COMPLETED:
-                self._outcome = (JobState.FAILED, "store_error", _describe(self.recorder.failed))
+        with trio.CancelScope(shield=True):
+            failed = await self.recording.flush()  # a durable job has completed only once its log is stored
+        if failed is not None and self._outcome[0] is JobState.COMPLETED:
+            self._outcome = (JobState.FAILED, "store_error", _describe(failed))
         state, reason, error = self._outcome
         self.state = state
         self.result = JobResult(
@@ -388,15 +271,13 @@ class Job(Actor):
         )
         self.hub.publish(JobFinished, state=state.value, reason=reason, error=error)
         try:
-            await self.runtime.job_finished(self)  # shields its own store writes
+            with trio.CancelScope(shield=True):  # a job cancelled by shutdown is still recorded
+                await self.recording.finish(self.to_record(state))
+            await self.services.finished(self.id, self.result)
         finally:
-            self.recorder = None
             self._done.set()
 
     # -- messages --------------------------------------------------------------------------------
-
-    async def handle(self, msg: Any) -> Any:
-        return self._on_message(msg)
 
     def _on_message(self, msg: Any) -> Any:
         """Apply one message to the job's state.  Synchronous: no other task of this trio run
@@ -408,18 +289,18 @@ class Job(Actor):
             case _StepError(run=run, error=error):
                 if self._running.get(run.step.name) is run:
                     self._step_failed(run, error)
-            case _Cancel(reason=reason):
+            case Cancel(reason=reason):
                 self._finish(JobState.CANCELLED, reason)
-            case _Abandon(reason=reason):
+            case Abandon(reason=reason):
                 self._finish(JobState.ABANDONED, reason)
-            case _Resume(payload=payload):
+            case Resume(payload=payload):
                 if self.state is not JobState.PAUSED:
                     return JobStateError(f"job {self.id} is {self.state.value}, not paused")
                 self.resume_payload = payload
                 self._resumed = True
                 self.state = JobState.RUNNING
                 self.hub.publish(JobResumed, payload=payload)
-                self.runtime.job_state_changed(self)
+                self.recording.state_changed(self.state, self.resume_payload)
         if self._outcome is None:
             self._advance()
         return None
@@ -447,13 +328,13 @@ class Job(Actor):
         elif waiting is not None:  # nothing else can run: the job waits for a human, as PAUSED
             self.state = JobState.PAUSED
             self.hub.publish(JobPaused, step=waiting.name, rule="$resume")
-            self.runtime.job_state_changed(self)
+            self.recording.state_changed(self.state, self.resume_payload)
 
     def _start_step(self, run: _StepRun) -> None:
         assert self._outcome is None, "no step starts after the job's outcome is decided"
         self._steps[run.step.name] = StepState.RUNNING
         self._running[run.step.name] = run
-        self.nursery.start_soon(self._step_task, run, name=f"corral.step:{self.id}:{run.step.name}")
+        self.resources.nursery.start_soon(self._step_task, run, name=f"corral.step:{self.id}:{run.step.name}")
 
     async def _step_task(self, run: _StepRun) -> None:
         step = run.step
@@ -468,7 +349,7 @@ class Job(Actor):
         try:
             inputs = self._resolve_inputs(step)
             ctx = StepContext(self, step.name, run.attempt, run.iteration, inputs)
-            executor = self.runtime.executor_for(step)
+            executor = executor_for(step)
             if step.timeout is None:
                 outputs = await executor(ctx, step, inputs)
             else:
@@ -484,7 +365,7 @@ class Job(Actor):
             msg: Any = _StepError(run, exc)
         else:
             msg = _StepDone(run, dict(outputs))
-        if self.running:  # else the job already ended and recorded this step CANCELLED
+        if self._outcome is None:  # else the job already ended and recorded this step CANCELLED
             self._on_message(msg)
 
     def _resolve_inputs(self, step: Step) -> dict[str, Any]:
@@ -505,7 +386,7 @@ class Job(Actor):
         self._steps[step.name] = StepState.COMPLETED
         self.hub.publish(StepCompleted, step=step.name, outputs=outputs, attempt=run.attempt,
                          iteration=run.iteration)
-        self.runtime.step_checkpoint(self, step.name, outputs, run.iteration, run.attempt)
+        self.recording.checkpoint(step.name, outputs, run.iteration, run.attempt)
         action = rule.action if rule else "advance"
         self.hub.publish(ExitResolved, step=step.name, rule=rule.name if rule else None, action=action)
         if rule is None or action == "advance":
@@ -515,7 +396,7 @@ class Job(Actor):
         elif action == "escalate":
             self.state = JobState.PAUSED
             self.hub.publish(JobPaused, step=step.name, rule=rule.name)
-            self.runtime.job_state_changed(self)
+            self.recording.state_changed(self.state, self.resume_payload)
         elif action == "loop":
             self._loop(step, rule)
 
@@ -573,7 +454,7 @@ class Job(Actor):
 
         Raises :class:`ActorStopped` when the job has already ended; else returns the reply.
         """
-        if self._outcome is not None or self._state == "stopped":
+        if self._outcome is not None:
             raise ActorStopped(f"job {self.id} has ended")
         if not self._ready:  # not started, or mid-start (its recorder, say): applied once started
             if self._early is None:
@@ -589,13 +470,22 @@ class Job(Actor):
     def cancel_nowait(self, reason: str) -> None:
         """Request cancellation without waiting (used by runtime shutdown)."""
         with contextlib.suppress(ActorStopped):
-            self.request_nowait(_Cancel(reason))
+            self.request_nowait(Cancel(reason))
 
     async def finish_unstarted(self, state: JobState, reason: str) -> None:
         """End a job that never started (it was still queued)."""
         self._outcome = (state, reason, None)
-        self._stopped()
         await self._finalize()
+
+    async def control(self, msg: Cancel | Abandon) -> None:
+        """Cancel or abandon: a queued job ends at once, a running one through its one exit."""
+        if self.task is None and self.services.unqueue(self.id):
+            state = JobState.CANCELLED if isinstance(msg, Cancel) else JobState.ABANDONED
+            await self.finish_unstarted(state, msg.reason)
+        elif self.result is None:
+            with contextlib.suppress(ActorStopped):
+                self.request_nowait(msg)
+        await trio.lowlevel.checkpoint()
 
     async def wait(self) -> JobResult:
         await self._done.wait()
@@ -609,6 +499,10 @@ def _describe(error: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 def _split_cancelled(exc: BaseException) -> tuple[BaseException | None, BaseExceptionGroup[Any] | None]:
     """Split an exception escaping the job nursery into (trio.Cancelled part, other errors)."""
     if isinstance(exc, trio.Cancelled):
@@ -617,142 +511,3 @@ def _split_cancelled(exc: BaseException) -> tuple[BaseException | None, BaseExce
         cancelled, rest = exc.split(trio.Cancelled)
         return cancelled, rest
     return None, BaseExceptionGroup("job crashed", [exc])
-
-
-class _EventIterator:
-    """``async for event in job.events()``; subscribed when created, so nothing is missed.
-
-    ``prefetch`` (durable replay) is awaited on first use: it returns the recorded events that came
-    before the subscription; live events with a seq already yielded are skipped.
-    """
-
-    def __init__(self, sub: Any, hub: EventHub,
-                 prefetch: Callable[[int], Awaitable[list[Event]]] | None = None) -> None:
-        self._sub = sub
-        self._hub = hub
-        self._it = sub.__aiter__()
-        self._prefetch = prefetch
-        self._first_live = hub.next_seq
-        self._backlog: list[Event] = []
-        self._last_seq = -1
-
-    def __aiter__(self) -> _EventIterator:
-        return self
-
-    async def __anext__(self) -> Event | Lagged:
-        if self._prefetch is not None:
-            prefetch, self._prefetch = self._prefetch, None
-            self._backlog = [e for e in await prefetch(self._first_live) if e.seq < self._first_live]
-        if self._backlog:
-            event = self._backlog.pop(0)
-            self._last_seq = event.seq
-            return event
-        try:
-            while True:
-                item = await self._it.__anext__()
-                if isinstance(item, Lagged) or item.seq > self._last_seq:
-                    if not isinstance(item, Lagged):
-                        self._last_seq = item.seq
-                    return item
-        except StopAsyncIteration:
-            self._hub.unsubscribe(self._sub)
-            raise
-
-    async def aclose(self) -> None:
-        self._hub.unsubscribe(self._sub)
-        await self._it.aclose()
-
-
-class JobView:
-    """What every job handle shows of its job: this runtime's, or one on a cluster host."""
-
-    __slots__ = ()
-    _job: Any  # set by the subclass: anything with id, state, flow and result
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.id} {self._job.flow.name} {self.state.value}>"
-
-    @property
-    def id(self) -> str:
-        """The job id: the ``job_id`` given to spawn, or a generated hex uuid (``JobResult.job_id``)."""
-        return self._job.id
-
-    @property
-    def state(self) -> JobState:
-        """The current state; terminal only once the nursery has closed (see :meth:`wait`)."""
-        return self._job.state
-
-    @property
-    def flow(self) -> Flow:
-        """The :class:`~runtime.Flow` the job runs."""
-        return self._job.flow
-
-    @property
-    def result(self) -> JobResult | None:
-        """The result once the job has ended and its nursery closed (on its host), else ``None``."""
-        return self._job.result
-
-
-class JobHandle(JobView):
-    """The user's handle to a job.  Cheap; holds no resources of its own.
-
-    Attributes: ``id``, ``state``, ``flow`` and ``result`` (``None`` until the job has ended).
-    """
-
-    __slots__ = ("_job",)
-
-    def __init__(self, job: Job) -> None:
-        self._job = job
-
-    async def wait(self) -> JobResult:
-        """Wait until the job has ended *and* its nursery closed (processes reaped)."""
-        return await self._job.wait()
-
-    async def cancel(self, reason: str = "cancelled") -> JobResult:
-        """End the job CANCELLED; returns once it is torn down."""
-        return await self._control(_Cancel(reason))
-
-    async def abandon(self, reason: str = "abandoned") -> JobResult:
-        """End the job ABANDONED; returns once it is torn down."""
-        return await self._control(_Abandon(reason))
-
-    async def _control(self, msg: _Cancel | _Abandon) -> JobResult:
-        job = self._job
-        if job.task is None and job.runtime.drop_pending(job):
-            state = JobState.CANCELLED if isinstance(msg, _Cancel) else JobState.ABANDONED
-            await job.finish_unstarted(state, msg.reason)
-        elif job.result is None:
-            with contextlib.suppress(ActorStopped):
-                job.request_nowait(msg)
-        return await job.wait()
-
-    async def resume(self, payload: Any = None) -> None:
-        """Resume a PAUSED job; ``payload`` is visible to later steps as ``$resume``.
-
-        Raises :class:`JobStateError` if the job is not paused, or if it has ended: a job's outcome
-        can be decided while it is paused (a sibling step fails, the flow times out), and ``state``
-        reads PAUSED until its nursery has closed and the terminal state is known.
-        """
-        if self._job.state is not JobState.PAUSED:
-            await trio.lowlevel.checkpoint()
-            raise JobStateError(f"job {self.id} is {self.state.value}, not paused")
-        await trio.lowlevel.checkpoint_if_cancelled()  # no schedule point between check and act
-        try:
-            error = self._job.request_nowait(_Resume(payload))
-        except ActorStopped:
-            raise JobStateError(f"job {self.id} has ended") from None
-        if error is not None:
-            raise error
-        await trio.lowlevel.cancel_shielded_checkpoint()  # resumed: a cancel now must not say otherwise
-
-    def events(self, *, replay: bool = False, maxlen: int | None = None) -> AsyncIterator[Event | Lagged]:
-        """Events from now on (``replay=True``: from seq 0, when the job records them).
-
-        The subscription starts when this is called, ends after :class:`JobFinished`, and buffers
-        at most ``maxlen`` events; a subscriber that falls behind gets a :class:`Lagged` marker.
-        """
-        job = self._job
-        if not replay:
-            return _EventIterator(job.hub.subscribe(None, maxlen), job.hub)
-        backlog, prefetch = job.runtime.replay_source(job)
-        return _EventIterator(job.hub.subscribe(backlog, maxlen), job.hub, prefetch)

@@ -24,7 +24,6 @@ import collections
 import json
 import math
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -38,16 +37,18 @@ import trio
 import actors.fake_agent
 from actors.process import find_marked
 from actors.stream import Delta, Done, Full, ReasoningContentDelta, TextDelta
+from actors.tasks import walk_tasks
 
-from .events import JobFinished, StepStarted, StepStream
-from .flow import AgentSpec, ExitRule, Flow, OnError, Step
-from .job import JobHandle, JobState
-from .runtime import Runtime, open_runtime
-from .store import SqliteStore
+from ..core.events import JobFinished, StepStarted, StepStream
+from ..core.handle import JobHandle
+from ..core.runtime import Runtime, open_runtime
+from ..core.states import JobState
+from ..flow import AgentSpec, ExitRule, Flow, OnError, Step
+from ..store import SqliteStore
+from .common import DEFAULT_STORE, Interrupts, interruptible
 
-__all__ = ["DEFAULT_STORE", "DemoReport", "demo_flow", "demo_inputs", "run_demo"]
+__all__ = ["DemoReport", "demo_flow", "demo_inputs", "run_demo"]
 
-DEFAULT_STORE = ".corral/corral.db"
 TOKEN_BUDGET = 25
 """Stream updates one step may publish before the demo's operator cancels its job."""
 
@@ -284,15 +285,7 @@ class _Display:
 
 def _tree_tasks(fragment: str) -> int:
     """Tasks anywhere in trio's task tree whose name contains ``fragment``."""
-    count = 0
-    todo = [trio.lowlevel.current_root_task()]
-    while todo:
-        task = todo.pop()
-        if fragment in task.name:
-            count += 1
-        for nursery in task.child_nurseries:
-            todo.extend(nursery.child_tasks)
-    return count
+    return sum(fragment in task.name for task in walk_tasks(trio.lowlevel.current_root_task()))
 
 
 def _count_initialize(log: Path) -> int:
@@ -333,12 +326,6 @@ async def _watch(handle: JobHandle, ticket: int, display: _Display, events: Any)
     await handle.wait()  # JobFinished comes first; then the store is written and the nursery closed
 
 
-async def _on_signal(signals: Any, interrupted: list[bool], cancel_scope: trio.CancelScope) -> None:
-    async for _sig in signals:
-        interrupted.append(True)
-        cancel_scope.cancel()
-        return
-
 
 async def run_demo(n_jobs: int = 200, store: str | Path = DEFAULT_STORE, *, max_running_jobs: int = 12,
                    out: TextIO | None = None, tty: bool | None = None) -> DemoReport:
@@ -346,20 +333,15 @@ async def run_demo(n_jobs: int = 200, store: str | Path = DEFAULT_STORE, *, max_
 
     Ctrl-C (SIGINT) or SIGTERM cancels the jobs still running; the report is printed anyway.
     """
-    # imported when the demo runs, not when the CLI starts (psutil-heavy leak checks)
-    from .testing import WakeupCounter, job_tasks, marked_processes
-
     out = out or sys.stdout
-    tty = out.isatty() if tty is None else tty
     store_path = Path(store)
     store_path.parent.mkdir(parents=True, exist_ok=True)
-    display = _Display(out, tty, n_jobs)
-    interrupted: list[bool] = []
+    display = _Display(out, out.isatty() if tty is None else tty, n_jobs)
     baseline_tasks = trio.lowlevel.current_statistics().tasks_living
     with tempfile.TemporaryDirectory(prefix="corral-demo-") as tmp:
         agent_log = Path(tmp) / "agents.jsonl"
         flow = demo_flow(demo_agent(agent_log))
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with interruptible() as interrupts:
             async with open_runtime(store=store_path, max_running_jobs=max_running_jobs,
                                     term_grace=1.0) as rt:
                 runtime_id = rt.id
@@ -367,39 +349,14 @@ async def run_demo(n_jobs: int = 200, store: str | Path = DEFAULT_STORE, *, max_
                 display.write(f"corral demo: {n_jobs} jobs of triage -> fix -> review, every step an agent "
                               f"(fake agent, --wrap 2); {max_running_jobs} at a time; runtime {rt.id}\n")
                 t0 = time.perf_counter()
-                all_done = trio.Event()
-                async with trio.open_nursery() as demo:
-                    demo.start_soon(_on_signal, signals, interrupted, demo.cancel_scope)
-                    demo.start_soon(display.run, all_done)
-                    async with trio.open_nursery() as watchers:
-                        for i in range(n_jobs):
-                            handle = await rt.spawn(flow, demo_inputs(i), record="durable")
-                            watchers.start_soon(_watch, handle, i, display, handle.events(maxlen=4096))
-                    all_done.set()
-                    demo.cancel_scope.cancel()  # the signal watcher; the display already returned
-                if interrupted:
-                    with trio.CancelScope(shield=True):
-                        async with trio.open_nursery() as n:
-                            for handle in rt.jobs():
-                                n.start_soon(handle.cancel, "interrupted")
+                await _run_jobs(rt, flow, n_jobs, display, interrupts)
                 elapsed = time.perf_counter() - t0
                 # every job has ended: measure with the runtime (and its store) still open
-                stats = rt.stats()
-                tasks_in = stats.tasks + rt.nursery_tasks + len(job_tasks())
-                streams = stats.streams + _tree_tasks("StreamBuffer")
-                recorders = stats.recorders + _tree_tasks("Recorder")
-                procs = len(await trio.to_thread.run_sync(marked_processes, rt))
-                me = trio.lowlevel.current_task()
-                counter = WakeupCounter(lambda task: task is not me)
-                trio.lowlevel.add_instrument(counter)
-                try:
-                    await trio.sleep(1.0)
-                finally:
-                    trio.lowlevel.remove_instrument(counter)
-                wakeups = counter.count / 1.0
-            # the runtime is closed
-            tasks_after = tasks_in + trio.lowlevel.current_statistics().tasks_living - baseline_tasks
-            procs += len(await trio.to_thread.run_sync(find_marked, lambda m: m.runtime_id == runtime_id))
+                left = await _measure(rt)
+        # the runtime is closed (and the signal watcher gone)
+        left["tasks"] += trio.lowlevel.current_statistics().tasks_living - baseline_tasks
+        left["processes"] += len(await trio.to_thread.run_sync(
+            find_marked, lambda m: m.runtime_id == runtime_id))
         adapters = _count_initialize(agent_log)
     async with SqliteStore(store_path) as st:
         records = await st.list_jobs(runtime_id=runtime_id)
@@ -407,6 +364,53 @@ async def run_demo(n_jobs: int = 200, store: str | Path = DEFAULT_STORE, *, max_
     unfinished = sum(n for s, n in states.items() if not JobState(s).terminal)
     return DemoReport(
         runtime_id=runtime_id, store=str(store_path), jobs=n_jobs, states=dict(states), adapters=adapters,
-        processes_after=procs, tasks_after=tasks_after, streams_after=streams, recorders_after=recorders,
-        unfinished_after=unfinished, idle_wakeups_per_s=wakeups, elapsed=elapsed, interrupted=bool(interrupted),
+        processes_after=int(left["processes"]), tasks_after=int(left["tasks"]), streams_after=int(left["streams"]),
+        recorders_after=int(left["recorders"]), unfinished_after=unfinished, idle_wakeups_per_s=left["wakeups"],
+        elapsed=elapsed, interrupted=interrupts.received,
     )
+
+
+async def _run_jobs(rt: Runtime, flow: Flow, n_jobs: int, display: _Display, interrupts: Interrupts) -> None:
+    """Spawn the jobs and show them until all have ended; a signal cancels those still running."""
+    all_done = trio.Event()
+    async with trio.open_nursery() as demo:
+
+        async def stop(_signal: str) -> None:
+            demo.cancel_scope.cancel()
+
+        interrupts.on_first = stop
+        demo.start_soon(display.run, all_done)
+        async with trio.open_nursery() as watchers:
+            for i in range(n_jobs):
+                handle = await rt.spawn(flow, demo_inputs(i), record="durable")
+                watchers.start_soon(_watch, handle, i, display, handle.events(maxlen=4096))
+        all_done.set()
+        demo.cancel_scope.cancel()  # the display already returned
+    if interrupts.received:
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as n:
+                for handle in rt.jobs():
+                    n.start_soon(handle.cancel, "interrupted")
+
+
+async def _measure(rt: Runtime) -> dict[str, float]:
+    """What the ended jobs left: tasks, streams, recorders, processes, and idle wakeups per second."""
+    # imported when the demo runs, not when the CLI starts (psutil-heavy leak checks)
+    from ..testing import WakeupCounter, job_tasks, marked_processes
+
+    stats = rt.stats()
+    left: dict[str, float] = {
+        "tasks": stats.tasks + rt.nursery_tasks + len(job_tasks()),
+        "streams": stats.streams + _tree_tasks("StreamBuffer"),
+        "recorders": stats.recorders + _tree_tasks("Recorder"),
+        "processes": len(await trio.to_thread.run_sync(marked_processes, rt)),
+    }
+    me = trio.lowlevel.current_task()
+    counter = WakeupCounter(lambda task: task is not me)
+    trio.lowlevel.add_instrument(counter)
+    try:
+        await trio.sleep(1.0)
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    left["wakeups"] = counter.count / 1.0
+    return left

@@ -143,7 +143,7 @@ EVENT_TYPES: Mapping[str, type[Event]] = {
 
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter()
-    conv.register_unstructure_hook(Any, lambda v: _jsonable(v))  # type: ignore[arg-type]
+    conv.register_unstructure_hook(Any, lambda v: jsonable(v))  # type: ignore[arg-type]
     conv.register_structure_hook(Any, lambda v, _t: v)  # type: ignore[arg-type]
     return conv
 
@@ -151,7 +151,7 @@ def _make_converter() -> cattrs.Converter:
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     cls = type(value)
     if cls in _PLAIN:  # the common case first: this runs for every value of every recorded event
         return value
@@ -159,12 +159,12 @@ def _jsonable(value: Any) -> Any:
     if fields is not None:
         out = {"type": cls.__name__}
         for field in fields:
-            out[field.name] = _jsonable(getattr(value, field.name))
+            out[field.name] = jsonable(getattr(value, field.name))
         return out
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return repr(value)
@@ -185,7 +185,7 @@ def event_from_dict(data: Mapping[str, Any]) -> Event:
     return _CONVERTER.structure(data, cls)
 
 
-class _Subscription:
+class Subscription:
     """One subscriber's bounded queue; parks on an event while empty."""
 
     __slots__ = ("closed", "dropped", "maxlen", "queue", "wakeup")
@@ -242,7 +242,7 @@ class EventHub:
         self.maxlen = maxlen
         self.sink = sink
         self.closed = False
-        self._subs: set[_Subscription] = set()
+        self._subs: set[Subscription] = set()
 
     def publish(self, cls: type[Event], **fields: Any) -> Event | None:
         """Build a ``cls`` event with the next seq and deliver it (the event, or ``None`` when
@@ -275,9 +275,9 @@ class EventHub:
     def subscribers(self) -> int:
         return len(self._subs)
 
-    def subscribe(self, backlog: list[Event] | None = None, maxlen: int | None = None) -> _Subscription:
+    def subscribe(self, backlog: list[Event] | None = None, maxlen: int | None = None) -> Subscription:
         """A new subscription, pre-filled with ``backlog`` (replayed events)."""
-        sub = _Subscription(maxlen or self.maxlen)
+        sub = Subscription(maxlen or self.maxlen)
         for event in backlog or ():
             sub.put(event)
         if self.closed:
@@ -286,5 +286,5 @@ class EventHub:
             self._subs.add(sub)
         return sub
 
-    def unsubscribe(self, sub: _Subscription) -> None:
+    def unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)

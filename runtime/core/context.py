@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from actors.acp import AgentAdapter
 from actors.actor import Actor
-from actors.log import get_logger
-from actors.process import ProcessGroup, open_process_group
-from actors.stream import Stream, StreamKind, StreamMode, open_stream
+from actors.log import Logger, get_logger
+from actors.process import ProcessGroup
+from actors.stream import Stream, StreamKind, StreamMode
 
-from .events import StepStream
-from .flow import AgentSpec, Step
+from ..flow import AgentSpec, InputRef, Step
+from .events import EventHub, StepStream
+from .resources import JobResources
 
-if TYPE_CHECKING:
-    from .job import Job
-
-__all__ = ["StepContext"]
+__all__ = ["StepContext", "StepHost"]
 
 A = TypeVar("A", bound=Actor)
+
+
+class StepHost(Protocol):
+    """What a step context reads of its job (the job actor satisfies it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def hub(self) -> EventHub: ...
+    @property
+    def resources(self) -> JobResources: ...
+    @property
+    def resume_payload(self) -> Any: ...
+    def resolve_ref(self, ref: InputRef) -> Any: ...
 
 
 class StepContext:
@@ -34,7 +46,7 @@ class StepContext:
 
     __slots__ = ("_job", "_log", "attempt", "inputs", "iteration", "job_id", "step")
 
-    def __init__(self, job: Job, step: str, attempt: int, iteration: int,
+    def __init__(self, job: StepHost, step: str, attempt: int, iteration: int,
                  inputs: Mapping[str, Any]) -> None:
         self._job = job
         self.job_id = job.id
@@ -42,10 +54,10 @@ class StepContext:
         self.attempt = attempt
         self.iteration = iteration
         self.inputs = inputs
-        self._log: Any = None
+        self._log: Logger | None = None
 
     @property
-    def log(self) -> Any:
+    def log(self) -> Logger:
         """A structlog logger bound to ``job_id`` and ``step``."""
         if self._log is None:
             self._log = get_logger("corral.step").bind(job_id=self.job_id, step=self.step)
@@ -58,54 +70,42 @@ class StepContext:
     @property
     def workspace(self) -> Path:
         """The job's workspace directory (created on first use); agents' file access is confined to it."""
-        return self._job.workspace()
+        return self._job.resources.workspace()
 
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: str | None = None) -> None:
         """Start a task in the job's nursery: it outlives this step and dies with the job."""
-        self._job.nursery.start_soon(fn, *args, name=name or f"corral.task:{self.job_id}:{self.step}")
+        self._job.resources.nursery.start_soon(fn, *args, name=name or f"corral.task:{self.job_id}:{self.step}")
 
     async def start(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """``nursery.start`` in the job's nursery; returns the value passed to ``task_status.started``."""
-        return await self._job.nursery.start(fn, *args)
+        return await self._job.resources.nursery.start(fn, *args)
 
     async def start_actor(self, actor: A) -> A:
         """Start ``actor`` in the job's nursery; it lives and dies with the job."""
-        await self._job.nursery.start(actor.run)
+        await self._job.resources.nursery.start(actor.run)
         return actor
 
-    @asynccontextmanager
-    async def open_process(self, command: Sequence[str], *, env: Mapping[str, str] | None = None,
-                           cwd: str | Path | None = None, **kw: Any) -> AsyncIterator[ProcessGroup]:
-        """A contained process group (own session, job marker, bounded teardown) for the body."""
-        job = self._job
-        async with open_process_group(
-            command, marker=job.runtime.marker(job.id), env=env,
-            cwd=cwd if cwd is not None else job.workspace(), **{**job.runtime.process_options, **kw},
-        ) as group:
-            job.register_group(group, True)
-            try:
-                yield group
-            finally:
-                job.register_group(group, False)
+    def open_process(self, command: Sequence[str], *, env: Mapping[str, str] | None = None,
+                     cwd: str | Path | None = None, **kw: Any) -> AbstractAsyncContextManager[ProcessGroup]:
+        """A contained process group (own session, job marker, bounded teardown) for the body:
+        ``async with ctx.open_process([...]) as group``.  ``cwd`` defaults to the workspace."""
+        return self._job.resources.open_process(command, env=env, cwd=cwd, **kw)
 
     def stream(self, kind: StreamKind = "text", index: int | None = None,
                mode: StreamMode = "coalesced", **kw: Any) -> Stream:
         """A stream context (``async with ctx.stream() as s``) whose updates become job events."""
-        job = self._job
+        hub = self._job.hub
         step = self.step
-        hub = job.hub
 
         def publish(update: Any) -> None:
             if not hub.closed:
                 hub.publish(StepStream, step=step, update=update)
 
-        stream = open_stream(job.nursery, publish, kind=kind, index=index, mode=mode, **kw)
-        job.track_stream(stream)
-        return stream
+        return self._job.resources.stream(publish, kind, index, mode, **kw)
 
     async def agent(self, spec: AgentSpec) -> AgentAdapter:
         """The job's adapter for ``spec`` (started on first use; shared within the job only)."""
-        return await self._job.adapter_for(spec)
+        return await self._job.resources.adapter(spec)
 
     def template_lookup(self, step: Step, inputs: Mapping[str, Any]) -> Callable[[str], Any]:
         """Resolve a prompt placeholder: a local input (with a dotted path) or an input reference."""

@@ -6,32 +6,19 @@ at construction, naming the field and what is wrong, so nothing invalid can ever
 
 from __future__ import annotations
 
-import difflib
-import enum
 import inspect
 import math
-import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 
+from .errors import FlowError, suggest
+from .inputs import FlowInput, InputError, InputRef, input_decls, parse_input
 from .rules import Expression, ExpressionError, compile_when
+from .templates import template_fields
 
-__all__ = [
-    "ACTIONS",
-    "ERROR_ACTIONS",
-    "AgentSpec",
-    "ExitRule",
-    "Flow",
-    "FlowError",
-    "FlowInput",
-    "InputError",
-    "InputRef",
-    "OnError",
-    "Step",
-]
+__all__ = ["ACTIONS", "ERROR_ACTIONS", "AgentSpec", "ExitRule", "Flow", "OnError", "Step"]
 
 ACTIONS = ("advance", "loop", "escalate", "abandon")
 ERROR_ACTIONS = ("fail", "retry", "abandon", "continue")
@@ -39,55 +26,6 @@ PERMISSION_MODES = ("reject", "allow", "allow_always")
 
 StepFn = Callable[[Any, dict[str, Any]], Awaitable[Mapping[str, Any] | None]]
 WhenFn = Callable[[Mapping[str, Any]], Any]
-
-
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
-
-
-def template_fields(template: str) -> list[str]:
-    """The placeholders of a prompt template: ``"{triage.summary}"`` -> ``["triage.summary"]``.
-
-    ``{{`` and ``}}`` stand for literal braces.  Nothing is evaluated: a placeholder is a name or a
-    dotted path, looked up in the step's inputs or, failing that, read as an input reference.
-    """
-    fields = []
-    for match in _PLACEHOLDER.finditer(template):
-        if match.group(1) is not None:
-            name = match.group(1).strip()
-            if not name or not all(part.strip() and part.replace("_", "a").replace("$", "a").isalnum()
-                                   for part in name.split(".")):
-                raise ValueError(f"placeholder {{{match.group(1)}}} is not a name or dotted path")
-            fields.append(name)
-    return fields
-
-
-def fill_template(template: str, lookup: Callable[[str], Any]) -> str:
-    """Replace every placeholder with ``str(lookup(name))``; ``{{``/``}}`` become braces."""
-
-    def sub(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
-        value = lookup(match.group(1).strip())
-        return value if isinstance(value, str) else str(value)
-
-    return _PLACEHOLDER.sub(sub, template)
-
-
-class FlowError(ValueError):
-    """An invalid flow definition.  ``field`` names the offending field (e.g. ``steps.fix.after``)."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
-
-
-def _suggest(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _positive_or_none(field: str) -> Callable[[Any, Any, Any], None]:
@@ -101,148 +39,6 @@ def _positive_or_none(field: str) -> Callable[[Any, Any, Any], None]:
             raise FlowError(where, f"must be a positive, finite number of seconds, got {value!r}")
 
     return check
-
-
-@attrs.frozen
-class InputRef:
-    """A parsed input reference: ``$job.x``, ``$resume.x`` or ``$step.x`` (``path`` may be empty)."""
-
-    source: Literal["job", "resume", "step"]
-    step: str | None
-    path: tuple[str, ...]
-
-    @classmethod
-    def parse(cls, text: str) -> InputRef:
-        """Parse ``$job.x``, ``$resume.x`` or ``$step.field``; raise ``ValueError`` if malformed."""
-        if not text.startswith("$") or text.startswith("$$"):
-            raise ValueError(f"{text!r} is not a reference (a reference starts with one '$')")
-        parts = text[1:].split(".")
-        if any(not p for p in parts):
-            raise ValueError(f"malformed reference {text!r}")
-        head, path = parts[0], tuple(parts[1:])
-        if head == "job":
-            return cls("job", None, path)
-        if head == "resume":
-            return cls("resume", None, path)
-        if not head.replace("_", "a").replace("-", "a").isalnum():
-            raise ValueError(f"unknown reference {text!r} (use $job.x, $resume.x or $step.x)")
-        return cls("step", head, path)
-
-    def __str__(self) -> str:
-        head = self.step if self.source == "step" else self.source
-        return "$" + ".".join((str(head), *self.path))
-
-    def resolve(self, job_inputs: Mapping[str, Any], outputs: Mapping[str, Mapping[str, Any]],
-                resume: Any) -> Any:
-        """The referenced value; ``KeyError`` naming the reference if a key is missing."""
-        if self.source == "job":
-            value: Any = job_inputs
-        elif self.source == "resume":
-            value = resume
-        else:
-            value = outputs[self.step]  # type: ignore[index]
-        for i, key in enumerate(self.path):
-            if not isinstance(value, Mapping) or key not in value:
-                head = self.step if self.source == "step" else self.source
-                where = "$" + ".".join((str(head), *self.path[: i + 1]))
-                raise KeyError(f"input {where!r} is missing")
-            value = value[key]
-        return value
-
-
-def parse_input(value: Any) -> tuple[InputRef | None, Any]:
-    """Read one ``inputs`` value: ``(ref, None)`` for ``"$..."``, else ``(None, literal)``.
-
-    A string starting with ``$`` is a reference; ``$$`` escapes a literal dollar (``"$$5"`` is the
-    string ``"$5"``); everything else, strings included, is a literal value.
-    """
-    if isinstance(value, str) and value.startswith("$"):
-        if value.startswith("$$"):
-            return None, value[1:]
-        return InputRef.parse(value), None
-    return None, value
-
-
-class _NoDefault(enum.Enum):
-    NO_DEFAULT = "no default"
-
-
-NO_DEFAULT = _NoDefault.NO_DEFAULT
-"""The ``default`` of a :class:`FlowInput` that spawn must be given."""
-
-_INPUT_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool,
-                                 "list": list, "dict": dict, "any": object}
-
-
-@attrs.frozen
-class FlowInput:
-    """A declared job input: its ``type`` (``str``, ``int``, ``float``, ``bool``, ``list``,
-    ``dict`` or ``object`` for any) and an optional ``default`` used when spawn omits it."""
-
-    type: type = object
-    default: Any = NO_DEFAULT
-
-    def __attrs_post_init__(self) -> None:
-        if self.type not in _INPUT_TYPES.values():
-            raise FlowError("inputs", f"type {self.type!r} is not one of {', '.join(_INPUT_TYPES)}")
-        if self.has_default and (wrong := self.check(self.default)) is not None:
-            raise FlowError("inputs", f"the default {wrong}")
-
-    @property
-    def has_default(self) -> bool:
-        """Whether spawn may omit this input."""
-        return self.default is not NO_DEFAULT
-
-    @property
-    def type_name(self) -> str:
-        """The type's name as YAML spells it (``any`` for ``object``)."""
-        return next(name for name, tp in _INPUT_TYPES.items() if tp is self.type)
-
-    def check(self, value: Any) -> str | None:
-        """``None`` if ``value`` has this input's type, else what is wrong."""
-        tp = self.type
-        if tp is object:
-            return None
-        ok = isinstance(value, tp) and not (isinstance(value, bool) and tp is not bool)
-        if tp is float and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        return None if ok else f"must be {self.type_name}, got {type(value).__name__} {value!r}"
-
-    @staticmethod
-    def type_named(name: str) -> type:
-        """The type YAML names ``name``; ``KeyError`` if there is none."""
-        return _INPUT_TYPES[name]
-
-
-def _input_decls(value: Mapping[str, Any] | None) -> Mapping[str, FlowInput] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise FlowError("inputs", f"must be a mapping of input name -> type, got {type(value).__name__}")
-    out = {}
-    for name, decl in value.items():
-        if not isinstance(name, str) or not name.isidentifier():
-            raise FlowError("inputs", f"invalid input name {name!r}")
-        if isinstance(decl, FlowInput):
-            out[name] = decl
-        elif isinstance(decl, type):
-            try:
-                out[name] = FlowInput(decl)
-            except FlowError as exc:
-                raise FlowError(f"inputs.{name}", exc.problem) from None
-        else:
-            raise FlowError(f"inputs.{name}", f"must be a type or a FlowInput, got {decl!r}")
-    return MappingProxyType(out)
-
-
-class InputError(ValueError):
-    """``spawn()`` inputs that do not fit the flow: ``problems`` maps each input name to what is wrong."""
-
-    def __init__(self, flow: str, problems: Mapping[str, str]) -> None:
-        self.flow = flow
-        self.problems = dict(problems)
-        text = "; ".join(f"{name}: {problem}" for name, problem in self.problems.items())
-        super().__init__(f"inputs of flow {flow!r}: {text}")
 
 
 @attrs.frozen
@@ -261,7 +57,7 @@ class OnError:
     def __attrs_post_init__(self) -> None:
         if self.action not in ERROR_ACTIONS:
             raise FlowError("on_error.action", f"{self.action!r} is not one of {', '.join(ERROR_ACTIONS)}"
-                            + _suggest(str(self.action), ERROR_ACTIONS))
+                            + suggest(str(self.action), ERROR_ACTIONS))
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise FlowError("on_error.max_attempts", f"must be an integer >= 1, got {self.max_attempts!r}")
         if not callable(self.backoff) and (not isinstance(self.backoff, int | float) or self.backoff < 0):
@@ -295,7 +91,7 @@ class ExitRule:
             raise FlowError("exits.name", "an exit rule needs a non-empty name")
         if self.action not in ACTIONS:
             raise FlowError(f"{where}.action",
-                            f"{self.action!r} is not one of {', '.join(ACTIONS)}" + _suggest(str(self.action), ACTIONS))
+                            f"{self.action!r} is not one of {', '.join(ACTIONS)}" + suggest(str(self.action), ACTIONS))
         if isinstance(self.when, str):
             try:
                 object.__setattr__(self, "_expr", compile_when(self.when))
@@ -491,7 +287,7 @@ class Flow:
     name: str
     steps: tuple[Step, ...] = attrs.field(converter=tuple)
     timeout: float | None = attrs.field(default=None, validator=_positive_or_none("timeout"))
-    inputs: Mapping[str, FlowInput] | None = attrs.field(default=None, converter=_input_decls)
+    inputs: Mapping[str, FlowInput] | None = attrs.field(default=None, converter=input_decls)
     _deps: Mapping[str, frozenset[str]] = attrs.field(init=False, factory=dict, repr=False, eq=False)
     _by_name: Mapping[str, Step] = attrs.field(init=False, factory=dict, repr=False, eq=False)
     _job_refs: tuple[tuple[str, InputRef], ...] = attrs.field(init=False, factory=tuple, repr=False, eq=False)
@@ -512,7 +308,7 @@ class Flow:
             for dep in step.after:
                 if dep not in by_name:
                     raise FlowError(f"steps.{step.name}.after",
-                                    f"unknown step {dep!r}" + _suggest(dep, by_name))
+                                    f"unknown step {dep!r}" + suggest(dep, by_name))
                 if dep == step.name:
                     raise FlowError(f"steps.{step.name}.after", "a step cannot wait for itself")
             checks = [(f"steps.{step.name}.inputs.{local}", ref) for local, ref in step.refs.items()]
@@ -520,13 +316,13 @@ class Flow:
             for field, ref in checks:
                 if ref.step is not None and ref.step not in by_name:
                     raise FlowError(field, f"unknown step {ref.step!r} in {ref}"
-                                    + _suggest(ref.step, [*by_name, "job", "resume"]))
+                                    + suggest(ref.step, [*by_name, "job", "resume"]))
                 if ref.step == step.name:
                     raise FlowError(field, "a step cannot read its own outputs")
                 if ref.source == "job" and self.inputs is not None and ref.path \
                         and ref.path[0] not in self.inputs:
                     raise FlowError(field, f"{ref} reads an undeclared input {ref.path[0]!r}"
-                                    + _suggest(ref.path[0], self.inputs))
+                                    + suggest(ref.path[0], self.inputs))
             for local, literal in step.literals.items():
                 head = literal.split(".")[0] if isinstance(literal, str) and "." in literal else None
                 if head in by_name:
@@ -553,7 +349,7 @@ class Flow:
                     continue
                 field = f"steps.{step.name}.exits[{rule.name!r}].target"
                 if rule.target not in by_name:
-                    raise FlowError(field, f"unknown step {rule.target!r}" + _suggest(str(rule.target), by_name))
+                    raise FlowError(field, f"unknown step {rule.target!r}" + suggest(str(rule.target), by_name))
                 if rule.target != step.name and rule.target not in self.ancestors(step.name):
                     raise FlowError(field, f"{rule.target!r} must be {step.name!r} itself or a step it depends on")
 
@@ -573,7 +369,7 @@ class Flow:
         if self.inputs is not None:
             for name in inputs:
                 if name not in self.inputs:
-                    problems[str(name)] = "unknown input" + _suggest(str(name), self.inputs)
+                    problems[str(name)] = "unknown input" + suggest(str(name), self.inputs)
             for name, decl in self.inputs.items():
                 if name not in inputs:
                     if decl.has_default:

@@ -1,0 +1,133 @@
+"""What a job's nursery holds: its process groups, streams, agent adapters and workspace.
+
+Each is started in the job's nursery and gone with it; :class:`JobResources` only keeps count
+(``stats()`` and the leak checks read these counts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from actors.acp import AgentAdapter
+from actors.process import ProcessGroup, find_marked, open_process_group
+from actors.stream import Stream, StreamKind, StreamMode, open_stream
+
+from ..flow import AgentSpec
+from .services import JobServices
+from .states import JobStateError
+
+__all__ = ["JobResources"]
+
+
+class JobResources:
+    """The resources of one job, in its nursery (set while the job runs)."""
+
+    __slots__ = ("_job_id", "_nursery", "_services", "_workspace", "adapters", "process_groups", "streams")
+
+    def __init__(self, job_id: str, services: JobServices) -> None:
+        self._job_id = job_id
+        self._services = services
+        self._nursery: trio.Nursery | None = None
+        self._workspace: Path | None = None
+        self.process_groups: set[ProcessGroup] = set()
+        self.streams: set[Stream] = set()
+        self.adapters: dict[AgentSpec, AgentAdapter | trio.Event] = {}
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        """The job's nursery; :class:`JobStateError` when the job is not running."""
+        if self._nursery is None:
+            raise JobStateError(f"job {self._job_id} is not running")
+        return self._nursery
+
+    @property
+    def current_nursery(self) -> trio.Nursery | None:
+        """The job's nursery while it runs, else ``None``."""
+        return self._nursery
+
+    def attach(self, nursery: trio.Nursery | None) -> None:
+        """The job's nursery opened (or, with ``None``, closed)."""
+        self._nursery = nursery
+
+    def workspace(self) -> Path:
+        """The job's workspace directory, created on first use."""
+        if self._workspace is None:
+            self._workspace = self._services.workspace(self._job_id)
+        return self._workspace
+
+    # -- processes ------------------------------------------------------------------------------
+
+    def register_group(self, group: ProcessGroup, live: bool) -> None:
+        """A process group of the job started (``live``) or ended."""
+        if live:
+            self.process_groups.add(group)
+        else:
+            self.process_groups.discard(group)
+        self._services.group_changed(self._job_id, group, live)
+
+    @asynccontextmanager
+    async def open_process(self, command: Sequence[str], *, env: Mapping[str, str] | None = None,
+                           cwd: str | Path | None = None, **kw: Any) -> AsyncIterator[ProcessGroup]:
+        """A contained process group (own session, the job's marker, bounded teardown)."""
+        options: dict[str, Any] = {"stdin_grace": self._services.process.stdin_grace,
+                                   "term_grace": self._services.process.term_grace, **kw}
+        async with open_process_group(command, marker=self._services.marker(self._job_id), env=env,
+                                      cwd=cwd if cwd is not None else self.workspace(), **options) as group:
+            self.register_group(group, True)
+            try:
+                yield group
+            finally:
+                self.register_group(group, False)
+
+    def live_processes(self) -> int:
+        """Live OS processes of the job's process groups, descendants and escapers included."""
+        if not self.process_groups:
+            return 0
+        runtime_id, job_id = self._services.runtime_id, self._job_id
+        return len(find_marked(lambda m: m.job_id == job_id and m.runtime_id == runtime_id))
+
+    async def adapter(self, spec: AgentSpec) -> AgentAdapter:
+        """The job's adapter for ``spec``: started on first use in the job's nursery, then shared."""
+        while True:
+            entry = self.adapters.get(spec)
+            if isinstance(entry, trio.Event):  # another step is starting it
+                await entry.wait()
+                continue
+            if entry is not None and entry.usable:
+                await trio.lowlevel.checkpoint()
+                return entry
+            starting = trio.Event()
+            self.adapters[spec] = starting
+            try:
+                adapter = self._services.adapter(self._job_id, spec, self.workspace(), self.register_group)
+                await self.nursery.start(adapter.run)
+            except BaseException:
+                del self.adapters[spec]
+                raise
+            finally:
+                starting.set()
+            self.adapters[spec] = adapter
+            return adapter
+
+    # -- streams --------------------------------------------------------------------------------
+
+    def stream(self, publish: Callable[[Any], None], kind: StreamKind, index: int | None,
+               mode: StreamMode, **kw: Any) -> Stream:
+        """A stream in the job's nursery whose updates go to ``publish``, counted while open."""
+        stream = open_stream(self.nursery, publish, kind=kind, index=index, mode=mode, **kw)
+        self.streams = {s for s in self.streams if _open(s)}
+        self.streams.add(stream)
+        return stream
+
+    def open_streams(self) -> int:
+        """Streams not yet closed, or whose buffer still runs."""
+        return sum(1 for s in self.streams if _open(s))
+
+
+def _open(stream: Stream) -> bool:
+    return not stream.closed or (stream.buffer is not None and stream.buffer.running)

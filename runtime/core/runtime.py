@@ -1,0 +1,372 @@
+"""The runtime: a root nursery that holds job actors and nothing else.
+
+``async with open_runtime() as rt`` opens the root nursery.  ``rt.spawn(flow)`` starts a job actor
+in it (or queues it, first in first out, beyond ``max_running_jobs``).  The live-job index holds
+live jobs only; a finished job leaves behind its :class:`~runtime.JobResult` in a bounded LRU.
+Leaving the block cancels every live job with reason ``"shutdown"`` and waits for their nurseries
+to close.  Jobs reach the runtime only through their :class:`~runtime.core.services.JobServices`.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import psutil
+import trio
+
+from actors._groups import lone_exception
+from actors.log import get_logger
+from actors.process import find_marked
+from actors.tasks import walk_tasks
+
+from ..flow import Flow, FlowError
+from ..store import (
+    LIVE_STATES,
+    MemoryStore,
+    SqliteStore,
+    Store,
+    StoreError,
+    new_lease,
+    restore,
+    resumable,
+    sweep_dead,
+)
+from .events import Event, event_from_dict
+from .handle import JobHandle
+from .job import Job
+from .recording import RECORD_MODES, RecordLimits, RecordMode, recording_for
+from .services import GroupOp, JobServices, ProcessOptions
+from .states import JobExistsError, JobNotFound, JobResult, JobState, JobStateError
+
+__all__ = ["RECORD_MODES", "RecordMode", "Runtime", "RuntimeStats", "open_runtime"]
+
+_log = get_logger("corral.runtime")
+
+
+@attrs.frozen
+class RuntimeStats:
+    """A snapshot of what the runtime holds, counted from the live objects themselves."""
+
+    live_jobs: int
+    pending_jobs: int
+    tasks: int
+    processes: int
+    streams: int
+    recorders: int
+    recorded_bytes: int
+    results: int
+
+
+class Runtime:
+    """Spawn, find and count jobs.  Create with :func:`open_runtime`."""
+
+    def __init__(self, store: Store, *, max_running_jobs: int | None, max_results: int,
+                 workspace: Path | None, stdin_grace: float = 0.5, term_grace: float = 2.0,
+                 record_max_events: int = 1000, record_max_bytes: int = 1 << 20) -> None:
+        if max_running_jobs is not None and max_running_jobs < 1:
+            raise ValueError("max_running_jobs must be >= 1 or None")
+        self.id = uuid.uuid4().hex
+        """This runtime's id: every process its jobs start carries it in its marker."""
+        self.max_running_jobs = max_running_jobs
+        self.max_results = max_results
+        self.store = store
+        self._nursery: trio.Nursery | None = None  # set by open_runtime
+        self._live: dict[str, Job] = {}
+        self._pending: collections.deque[Job] = collections.deque()
+        self._running = 0
+        self._results: collections.OrderedDict[str, JobResult] = collections.OrderedDict()
+        self._closing = False
+        pid = os.getpid()
+        self._services = JobServices(
+            runtime_id=self.id, pid=pid, started=psutil.Process(pid).create_time(), store=store,
+            process=ProcessOptions(stdin_grace=stdin_grace, term_grace=term_grace),
+            limits=RecordLimits(max_events=record_max_events, max_bytes=record_max_bytes),
+            workspace_root=workspace, finished=self._job_finished, unqueue=self._unqueue,
+        )
+
+    # -- public API -------------------------------------------------------------------------------
+
+    async def spawn(self, flow: Flow, inputs: Mapping[str, Any] | None = None, *,
+                    record: RecordMode = "off", job_id: str | None = None) -> JobHandle:
+        """Start a job of ``flow`` (or queue it as PENDING when ``max_running_jobs`` are running).
+
+        ``inputs`` must fit the flow (see :meth:`Flow.bind_inputs`), else :class:`InputError` is
+        raised before anything runs or is stored.  ``job_id`` is an idempotency key: an id that is
+        live, among the kept results, or in the store raises :class:`JobExistsError` and leaves
+        what is stored untouched.
+
+        The job's first event is published after the caller's next checkpoint, so iterating
+        ``handle.events()`` right away sees every event.
+        """
+        await trio.lowlevel.checkpoint()
+        if self._closing:
+            raise RuntimeError("the runtime is shutting down")
+        if not isinstance(flow, Flow):
+            raise TypeError(f"spawn() needs a Flow, got {type(flow).__name__}")
+        recording_for(record)  # a ValueError naming the modes, before anything is stored
+        bound = flow.bind_inputs(inputs)
+        if job_id is None:
+            job_id = uuid.uuid4().hex
+        else:
+            if not isinstance(job_id, str) or not job_id:
+                raise ValueError(f"job_id must be a non-empty string, got {job_id!r}")
+            self._refuse_existing(job_id)
+            if await self.store.get_job(job_id) is not None:
+                raise JobExistsError(job_id, "in the store")
+            self._refuse_existing(job_id)  # spawned by another task while the store was read
+        job = Job(self._services, flow, bound, job_id, record=record)
+        self._admit(job)
+        return JobHandle(job)
+
+    def _admit(self, job: Job) -> None:
+        """Index ``job`` as live and start it, or queue it behind ``max_running_jobs``."""
+        self._live[job.id] = job
+        if self._has_room():
+            self._launch(job)
+        else:
+            self._pending.append(job)
+
+    def _has_room(self) -> bool:
+        return self.max_running_jobs is None or self._running < self.max_running_jobs
+
+    def _refuse_existing(self, job_id: str) -> None:
+        if job_id in self._live:
+            raise JobExistsError(job_id, "live in this runtime")
+        if job_id in self._results:
+            raise JobExistsError(job_id, "finished in this runtime")
+
+    def get(self, job_id: str) -> JobHandle | None:
+        """The handle of a live (pending, running or paused) job, else ``None``."""
+        job = self._live.get(job_id)
+        return None if job is None else JobHandle(job)
+
+    def jobs(self) -> list[JobHandle]:
+        """Handles of every live job, in spawn order."""
+        return [JobHandle(j) for j in self._live.values()]
+
+    async def result(self, job_id: str) -> JobResult | None:
+        """The result of a finished job: from memory, else from the store; ``None`` while the job
+        has not ended.  Raises :class:`JobNotFound` (a ``KeyError``) for an unknown id."""
+        res = self._results.get(job_id)
+        if res is not None:
+            self._results.move_to_end(job_id)
+            await trio.lowlevel.checkpoint()
+            return res
+        rec = await self.store.get_job(job_id)
+        if rec is None:
+            if job_id in self._live:
+                return None
+            raise JobNotFound(job_id)
+        if rec.state in LIVE_STATES or job_id in self._live:
+            return None
+        return JobResult(job_id=rec.job_id, flow=rec.flow_name, state=JobState(rec.state), reason=rec.reason,
+                         outputs=rec.outputs, error=rec.error, inputs=rec.inputs,
+                         started_at=rec.created_at, finished_at=rec.finished_at)
+
+    async def events(self, job_id: str, from_seq: int = 0) -> AsyncIterator[Event]:
+        """Replay a job's recorded events from the store, in seq order (durable jobs).
+
+        Raises :class:`JobNotFound` for an unknown id, and :class:`JobStateError` for a job that
+        was not recorded durably (its events were never stored: use ``handle.events()``).
+        """
+        rec = await self.store.get_job(job_id)
+        if rec is None:
+            live = self._live.get(job_id)
+            if live is None and job_id not in self._results:
+                raise JobNotFound(job_id)
+            raise JobStateError(f"job {job_id!r} was not recorded (record={live.record if live else 'off'!r}): "
+                                "its events are not in the store; spawn it with record='durable'")
+        if rec.record != "durable":
+            raise JobStateError(f"job {job_id!r} was not recorded (record={rec.record!r}): its events "
+                                "are not in the store; spawn it with record='durable'")
+        for row in await self.store.read_events(job_id, from_seq):
+            yield event_from_dict(row.payload)
+
+    def stats(self) -> RuntimeStats:
+        """Count what live jobs hold: trio tasks, processes, streams, recorders."""
+        tasks = streams = recorders = recorded = 0
+        with_processes = False
+        for job in self._live.values():
+            if job.task is not None and job.result is None:
+                tasks += sum(1 for _ in walk_tasks(job.task))
+            with_processes = with_processes or bool(job.resources.process_groups)
+            streams += job.resources.open_streams()
+            recorder = job.recording.recorder
+            if recorder is not None:
+                recorders += 1
+                recorded += recorder.bytes
+        # one scan of the process table for all jobs: every live process carrying our marker
+        runtime_id = self.id
+        processes = len(find_marked(lambda m: m.runtime_id == runtime_id)) if with_processes else 0
+        return RuntimeStats(
+            live_jobs=len(self._live) - len(self._pending), pending_jobs=len(self._pending),
+            tasks=tasks, processes=processes, streams=streams, recorders=recorders,
+            recorded_bytes=recorded, results=len(self._results),
+        )
+
+    @property
+    def nursery_tasks(self) -> int:
+        """Tasks directly in the root nursery: one per running job, nothing else."""
+        return 0 if self._nursery is None else len(self._nursery.child_tasks)
+
+    # -- the jobs' lifecycle ------------------------------------------------------------------------
+
+    def _launch(self, job: Job) -> None:
+        assert self._nursery is not None
+        self._running += 1
+        self._nursery.start_soon(job.run, name=f"corral.job:{job.id}")
+
+    async def _job_finished(self, job_id: str, result: JobResult) -> None:
+        """Forget a finished job: keep only its result (bounded LRU); start queued jobs.  No
+        schedule point: whoever saw JobFinished next sees the job gone from the live index."""
+        job = self._live.pop(job_id, None)
+        if job is None:
+            return
+        if job.task is not None:
+            self._running -= 1
+        self._results[job_id] = result
+        while len(self._results) > self.max_results:
+            self._results.popitem(last=False)
+        while self._pending and self._has_room() and not self._closing:
+            self._launch(self._pending.popleft())
+
+    def _unqueue(self, job_id: str) -> bool:
+        """Remove a queued job before it starts; False if it is not queued."""
+        job = self._live.get(job_id)
+        if job is None or job not in self._pending:
+            return False
+        self._pending.remove(job)
+        return True
+
+    async def _write_groups(self, receive: trio.MemoryReceiveChannel[GroupOp]) -> None:
+        async with receive:
+            async for op, value in receive:
+                try:
+                    if isinstance(value, str):
+                        await self.store.delete_process_group(value)
+                    else:
+                        await self.store.put_process_group(value)
+                except StoreError as exc:
+                    _log.warning("process_group_row_failed", op=op, error=str(exc))
+
+    async def _shutdown(self) -> None:
+        self._closing = True
+        while self._pending:
+            await self._pending.popleft().finish_unstarted(JobState.CANCELLED, "shutdown")
+        for job in list(self._live.values()):
+            job.cancel_nowait("shutdown")
+
+    async def _open(self, services: trio.Nursery) -> trio.MemorySendChannel[GroupOp] | None:
+        """With a persistent store: hold a lease, sweep dead runtimes, record process groups."""
+        if not self.store.persistent:
+            await trio.lowlevel.checkpoint()
+            return None
+        await self.store.put_lease(new_lease(self.id))
+        await sweep_dead(self.store, self._services.process.term_grace)
+        send, receive = trio.open_memory_channel[GroupOp](math.inf)
+        self._services.record_groups(send)
+        services.start_soon(self._write_groups, receive)
+        return send
+
+    async def _resume(self) -> None:
+        """Re-spawn durable jobs whose runtime is dead; completed steps come from checkpoints."""
+        live = {lease.runtime_id for lease in await self.store.list_leases()}
+        for rec in await resumable(self.store, live):
+            try:
+                flow, restored = await restore(self.store, rec)
+            except FlowError as exc:
+                _log.error("resume_failed", job_id=rec.job_id, error=str(exc))
+                await self.store.update_job(rec.job_id, state=JobState.FAILED.value, reason="resume_failed",
+                                            error=str(exc), finished_at=time.time())
+                continue
+            await self.store.update_job(rec.job_id, runtime_id=self.id)
+            job = Job(self._services, flow, rec.inputs, rec.job_id, record="durable", restored=restored)
+            self._admit(job)
+            _log.info("job_resumed", job_id=job.id, completed=sorted(restored.outputs), first_seq=restored.first_seq)
+
+    async def _aclose(self, group_ops: trio.MemorySendChannel[GroupOp] | None) -> None:
+        if group_ops is not None:
+            group_ops.close()
+        if self.store.persistent:
+            try:
+                await self.store.delete_lease(self.id)
+            except StoreError as exc:
+                _log.warning("lease_release_failed", error=str(exc))
+        own = self._services.take_own_workspace()
+        if own is not None:
+            await trio.to_thread.run_sync(shutil.rmtree, own, True)
+
+
+@asynccontextmanager
+async def open_runtime(*, max_running_jobs: int | None = None, max_results: int = 10_000,
+                       store: str | os.PathLike[str] | Store | None = None, resume: bool = False,
+                       workspace: str | os.PathLike[str] | None = None, stdin_grace: float = 0.5,
+                       term_grace: float = 2.0, record_max_events: int = 1000,
+                       record_max_bytes: int = 1 << 20) -> AsyncIterator[Runtime]:
+    """Open a runtime: the root nursery of every job it spawns.
+
+    ``store``: a path (an embedded :class:`~runtime.store.SqliteStore`), a
+    :class:`~runtime.store.Store`, or ``None`` for a bounded :class:`~runtime.store.MemoryStore`.
+    With a persistent store the runtime holds a lease in it, and at start kills the processes of
+    runtimes whose lease is dead (the orphan sweep); ``resume=True`` also re-spawns their durable
+    jobs that were RUNNING, PAUSED or PENDING.
+
+    ``workspace``: the directory under which each job gets ``<job_id>/`` (default: a temporary
+    directory removed when the runtime closes).  ``stdin_grace``/``term_grace``: how long a process
+    group gets after stdin closes, then after SIGTERM, before SIGKILL.  ``record_max_events`` /
+    ``record_max_bytes`` bound each recording job's in-memory ring.
+
+    Jobs on Ray hosts, with the same API: :func:`runtime.cluster.open_cluster_runtime`.
+
+    Leaving the block cancels every live job (state CANCELLED, reason ``"shutdown"``) and returns
+    once all their nurseries have closed.
+    """
+    store_obj = _store_of(store)
+    rt = Runtime(store_obj, max_running_jobs=max_running_jobs, max_results=max_results,
+                 workspace=None if workspace is None else Path(workspace),
+                 stdin_grace=stdin_grace, term_grace=term_grace,
+                 record_max_events=record_max_events, record_max_bytes=record_max_bytes)
+    body_error: BaseException | None = None
+    try:
+        async with store_obj, trio.open_nursery() as services:
+            group_ops = await rt._open(services)
+            try:
+                async with trio.open_nursery() as nursery:
+                    rt._nursery = nursery
+                    if resume:
+                        await rt._resume()
+                    try:
+                        yield rt
+                    except BaseException as exc:
+                        body_error = exc
+                        raise
+                    finally:
+                        with trio.CancelScope(shield=True):
+                            await rt._shutdown()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await rt._aclose(group_ops)
+    except BaseExceptionGroup as group:
+        # Jobs never let errors escape into the root nursery, so a group here only wraps what the
+        # body of the ``async with`` raised: hand that back unwrapped.
+        if body_error is not None and lone_exception(group) is body_error:
+            raise body_error from None
+        raise
+
+
+def _store_of(store: str | os.PathLike[str] | Store | None) -> Store:
+    if store is None:
+        return MemoryStore()
+    if isinstance(store, str | os.PathLike):
+        return SqliteStore(store)
+    return store
