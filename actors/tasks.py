@@ -9,8 +9,13 @@ import trio
 __all__ = ["walk_tasks"]
 
 
-def walk_tasks(root: trio.lowlevel.Task) -> Iterator[trio.lowlevel.Task]:
-    """``root`` and every task below it in trio's task tree (depth first, no recursion)."""
+def walk_tasks(root: trio.lowlevel.Task | None = None) -> Iterator[trio.lowlevel.Task]:
+    """``root`` (default: the run's root task) and every task below it in trio's task tree
+    (depth first, no recursion)."""
+    if root is None:
+        root = trio.lowlevel.current_root_task()
+        if root is None:
+            raise RuntimeError("walk_tasks() needs a trio run")
     todo = [root]
     while todo:
         task = todo.pop()

@@ -37,7 +37,8 @@ verbose_option = click.option("-v", "--verbose", count=True, help="Log to stderr
 def verbosity(verbose: int) -> int:
     """A command's ``-v`` count, or the group's (``corral -v run ...``) if that is higher."""
     ctx = click.get_current_context()
-    return max(verbose, (ctx.obj or {}).get("verbose", 0))
+    group_verbose: int = (ctx.obj or {}).get("verbose", 0)
+    return max(verbose, group_verbose)
 
 
 class Interrupts:

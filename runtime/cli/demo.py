@@ -285,7 +285,7 @@ class _Display:
 
 def _tree_tasks(fragment: str) -> int:
     """Tasks anywhere in trio's task tree whose name contains ``fragment``."""
-    return sum(fragment in task.name for task in walk_tasks(trio.lowlevel.current_root_task()))
+    return sum(fragment in task.name for task in walk_tasks())
 
 
 def _count_initialize(log: Path) -> int:

@@ -26,7 +26,7 @@ from actors.process import sweep_dead_runtimes
 
 from ..core.events import JobPaused, JobStarted
 from ..core.handle import JobHandle
-from ..core.recording import RECORD_MODES
+from ..core.recording import RECORD_MODES, RecordMode
 from ..core.runtime import open_runtime
 from ..core.states import JobState
 from ..flow import InputError
@@ -118,7 +118,7 @@ def demo(jobs: int, concurrency: int, store: str, verbose: int) -> None:
               envvar="CORRAL_MAX_FLOW_BYTES", metavar="N",
               help="Refuse a flow file larger than this, before parsing it (env CORRAL_MAX_FLOW_BYTES).")
 @verbose_option
-def run(flow_file: str, pairs: tuple[str, ...], store: str, record: str, as_json: bool,
+def run(flow_file: str, pairs: tuple[str, ...], store: str, record: RecordMode, as_json: bool,
         resume_payload: str | None, max_flow_bytes: int, verbose: int) -> None:
     """Run one flow and show its events live; exit 0 only if the job COMPLETED.
 

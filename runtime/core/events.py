@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -143,8 +143,8 @@ EVENT_TYPES: Mapping[str, type[Event]] = {
 
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter()
-    conv.register_unstructure_hook(Any, lambda v: jsonable(v))  # type: ignore[arg-type]
-    conv.register_structure_hook(Any, lambda v, _t: v)  # type: ignore[arg-type]
+    conv.register_unstructure_hook(Any, lambda v: jsonable(v))
+    conv.register_structure_hook(Any, lambda v, _t: v)
     return conv
 
 
@@ -213,7 +213,7 @@ class Subscription:
             self.wakeup.set()
             self.wakeup = None
 
-    async def __aiter__(self) -> AsyncIterator[Event | Lagged]:
+    async def __aiter__(self) -> AsyncGenerator[Event | Lagged, None]:
         while True:
             if self.dropped:
                 n, self.dropped = self.dropped, 0

@@ -56,7 +56,7 @@ async def run_python(ctx: StepContext, step: Step, inputs: dict[str, Any]) -> Ma
 async def run_command(ctx: StepContext, step: Step, inputs: dict[str, Any]) -> Mapping[str, Any]:
     assert step.command is not None
     payload = json.dumps(inputs, default=str).encode() + b"\n"
-    chunks: list[bytes] = []
+    chunks: list[bytes | bytearray] = []
     size = 0
     async with ctx.open_process(step.command) as group:
         async with trio.open_nursery() as nursery:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -11,12 +11,10 @@ from actors.actor import ActorStopped
 
 from ..flow import Flow
 from .events import Event, EventHub, Lagged, Subscription
-from .job import Abandon, Cancel, Resume
+from .job import Job
+from .messages import Abandon, Cancel, Resume
 from .recording import Prefetch
 from .states import JobResult, JobState, JobStateError
-
-if TYPE_CHECKING:
-    from .job import Job
 
 __all__ = ["EventIterator", "JobHandle", "JobView"]
 
@@ -114,6 +112,7 @@ class JobHandle(JobView):
     """
 
     __slots__ = ("_job",)
+    _job: Job
 
     def __init__(self, job: Job) -> None:
         self._job = job

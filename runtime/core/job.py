@@ -18,13 +18,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
 import trio
 
 from actors.actor import ActorStopped
 from actors.log import get_logger
 
-from ..flow import ExitRule, ExpressionError, Flow, InputRef, Step
+from ..flow import ExpressionError, Flow, InputRef
 from ..store import JobRecord, Restored
 from .context import StepContext
 from .events import (
@@ -41,63 +40,16 @@ from .events import (
     jsonable,
 )
 from .executors import executor_for
+from .messages import Abandon, Cancel, Control, Message, Resume, StepDone, StepError
 from .recording import Recording
 from .resources import JobResources
 from .services import JobServices
-from .states import JobResult, JobState, JobStateError, StepState, StepTimeout
+from .states import JobResult, JobState, JobStateError, StepTimeout
+from .steps import StepRun, StepTable
 
-__all__ = ["Abandon", "Cancel", "Job", "Resume"]
+__all__ = ["Job"]
 
 _log = get_logger("corral.job")
-
-
-# -- messages -------------------------------------------------------------------------
-
-
-@attrs.frozen(eq=False)
-class _StepDone:
-    run: _StepRun
-    outputs: Mapping[str, Any]
-
-
-@attrs.frozen(eq=False)
-class _StepError:
-    run: _StepRun
-    error: BaseException
-
-
-@attrs.frozen
-class Cancel:
-    """End the job CANCELLED."""
-
-    reason: str
-
-
-@attrs.frozen
-class Abandon:
-    """End the job ABANDONED."""
-
-    reason: str
-
-
-@attrs.frozen
-class Resume:
-    """Resume a PAUSED job with ``payload`` (``$resume``)."""
-
-    payload: Any
-
-
-Control = Cancel | Abandon | Resume
-
-
-@attrs.define(eq=False)
-class _StepRun:
-    step: Step
-    attempt: int
-    iteration: int
-    delay: float = 0.0
-
-
 
 
 class Job:
@@ -108,8 +60,8 @@ class Job:
     """
 
     __slots__ = (  # one per live job: no instance dict (~1.5 kB a job less)
-        "_done", "_early", "_iterations", "_loops", "_outcome", "_outputs", "_parked",
-        "_ready", "_resumed", "_running", "_started_at", "_steps", "created_at", "deadline", "flow",
+        "_done", "_early", "_outcome", "_parked", "_ready", "_resumed", "_started_at", "_steps",
+        "created_at", "deadline", "flow",
         "hub", "id", "inputs", "recording", "resources", "restored", "result",
         "resume_payload", "services", "state", "task",
     )
@@ -139,21 +91,11 @@ class Job:
         self.task: trio.lowlevel.Task | None = None
         self._done = trio.Event()
         self._outcome: tuple[JobState, str | None, str | None] | None = None
-        self._steps: dict[str, StepState] = {s.name: StepState.PENDING for s in flow.steps}
-        self._outputs: dict[str, Mapping[str, Any]] = {}
-        self._running: dict[str, _StepRun] = {}
-        self._iterations: dict[str, int] = {}
-        self._loops: dict[tuple[str, str], int] = {}
+        self._steps = StepTable(flow, restored)
         self._started_at: float | None = None
         self._parked = False  # the job task waits in _serve_steps for _finish to wake it
         self._ready = False  # set once started: control messages before that wait in _early
         self._early: list[Control] | None = None
-        if restored is not None:  # completed steps come from checkpoints and are not run again
-            for name, outputs in restored.outputs.items():
-                self._steps[name] = StepState.COMPLETED
-                self._outputs[name] = outputs
-            self._iterations.update(restored.iterations)
-            self._loops.update(restored.loops)
 
     @property
     def record(self) -> str:
@@ -162,7 +104,7 @@ class Job:
 
     def resolve_ref(self, ref: InputRef) -> Any:
         """The value an input reference reads now."""
-        return ref.resolve(self.inputs, self._outputs, self.resume_payload)
+        return self._steps.resolve_ref(ref, self.inputs, self.resume_payload)
 
     def to_record(self, state: JobState) -> JobRecord:
         """The job's store record.  Data is made JSON-safe for a persistent store (an in-memory
@@ -239,10 +181,8 @@ class Job:
         if self._outcome is not None:
             return
         self._outcome = (state, reason, error)
-        for name in list(self._running):
-            self._steps[name] = StepState.CANCELLED
+        for name in self._steps.cancel_running():
             self.hub.publish(StepCancelled, step=name)
-        self._running.clear()
         if self._parked:  # the job task returns from its park and closes the nursery
             self._parked = False
             assert self.task is not None
@@ -266,7 +206,7 @@ class Job:
         self.state = state
         self.result = JobResult(
             job_id=self.id, flow=self.flow.name, state=state, reason=reason,
-            outputs=dict(self._outputs), error=error, steps=dict(self._steps),
+            outputs=dict(self._steps.outputs), error=error, steps=dict(self._steps.states),
             inputs=self.inputs, started_at=self._started_at, finished_at=time.time(),
         )
         self.hub.publish(JobFinished, state=state.value, reason=reason, error=error)
@@ -279,15 +219,15 @@ class Job:
 
     # -- messages --------------------------------------------------------------------------------
 
-    def _on_message(self, msg: Any) -> Any:
+    def _on_message(self, msg: Message) -> JobStateError | None:
         """Apply one message to the job's state.  Synchronous: no other task of this trio run
         interleaves, so a step task may deliver its own result here directly (no mailbox hop)."""
         match msg:
-            case _StepDone(run=run, outputs=outputs):
-                if self._running.get(run.step.name) is run:
+            case StepDone(run=run, outputs=outputs):
+                if self._steps.is_current(run):
                     self._step_completed(run, outputs)
-            case _StepError(run=run, error=error):
-                if self._running.get(run.step.name) is run:
+            case StepError(run=run, error=error):
+                if self._steps.is_current(run):
                     self._step_failed(run, error)
             case Cancel(reason=reason):
                 self._finish(JobState.CANCELLED, reason)
@@ -311,43 +251,35 @@ class Job:
         """Start every ready step; finish the job when nothing is left to do."""
         if self.state is JobState.PAUSED or self._outcome is not None:
             return
-        done = (StepState.COMPLETED, StepState.FAILED)
-        waiting: Step | None = None  # a ready step that reads $resume before any resume
-        for step in self.flow.steps:
-            if self._steps[step.name] is not StepState.PENDING:
-                continue
-            if all(self._steps[d] in done for d in self.flow.deps[step.name]):
-                if step.reads_resume and not self._resumed:
-                    waiting = waiting or step
-                    continue
-                self._start_step(_StepRun(step, attempt=1, iteration=self._iterations.get(step.name, 0)))
-        if self._running:
+        runs, waiting = self._steps.ready(self._resumed)
+        for run in runs:
+            self._start_step(run)
+        if self._steps.running:
             return
-        if all(s in done for s in self._steps.values()):
+        if self._steps.all_done:
             self._finish(JobState.COMPLETED, None)
         elif waiting is not None:  # nothing else can run: the job waits for a human, as PAUSED
             self.state = JobState.PAUSED
             self.hub.publish(JobPaused, step=waiting.name, rule="$resume")
             self.recording.state_changed(self.state, self.resume_payload)
 
-    def _start_step(self, run: _StepRun) -> None:
+    def _start_step(self, run: StepRun) -> None:
         assert self._outcome is None, "no step starts after the job's outcome is decided"
-        self._steps[run.step.name] = StepState.RUNNING
-        self._running[run.step.name] = run
+        self._steps.start(run)
         self.resources.nursery.start_soon(self._step_task, run, name=f"corral.step:{self.id}:{run.step.name}")
 
-    async def _step_task(self, run: _StepRun) -> None:
+    async def _step_task(self, run: StepRun) -> None:
         step = run.step
         if run.delay:
             await trio.sleep(run.delay)
-        if self._running.get(step.name) is not run:
+        if not self._steps.is_current(run):
             # The job's outcome was decided after this task was scheduled and before it ran (a
             # sibling failed in the same instant): one exit means nothing after it, so no
             # StepStarted and no user code.
             return
         self.hub.publish(StepStarted, step=step.name, attempt=run.attempt, iteration=run.iteration)
         try:
-            inputs = self._resolve_inputs(step)
+            inputs = self._steps.inputs_of(step, self.inputs, self.resume_payload)
             ctx = StepContext(self, step.name, run.attempt, run.iteration, inputs)
             executor = executor_for(step)
             if step.timeout is None:
@@ -362,28 +294,20 @@ class Job:
             if not isinstance(outputs, Mapping):
                 raise TypeError(f"step {step.name!r} returned {type(outputs).__name__}, expected a dict")
         except Exception as exc:
-            msg: Any = _StepError(run, exc)
+            msg: Message = StepError(run, exc)
         else:
-            msg = _StepDone(run, dict(outputs))
+            msg = StepDone(run, dict(outputs))
         if self._outcome is None:  # else the job already ended and recorded this step CANCELLED
             self._on_message(msg)
 
-    def _resolve_inputs(self, step: Step) -> dict[str, Any]:
-        resolved: dict[str, Any] = dict(step.literals)
-        for local, ref in step.refs.items():
-            resolved[local] = ref.resolve(self.inputs, self._outputs, self.resume_payload)
-        return {local: resolved[local] for local in step.inputs}  # in the order they were declared
-
-    def _step_completed(self, run: _StepRun, outputs: Mapping[str, Any]) -> None:
+    def _step_completed(self, run: StepRun, outputs: Mapping[str, Any]) -> None:
         step = run.step
         try:
-            rule = self._match_rule(step, run, outputs)
+            rule = self._steps.match_rule(run, outputs, self.inputs, self.resume_payload)
         except ExpressionError as exc:
             self._step_failed(run, exc)
             return
-        del self._running[step.name]
-        self._outputs[step.name] = outputs
-        self._steps[step.name] = StepState.COMPLETED
+        self._steps.completed(run, outputs)
         self.hub.publish(StepCompleted, step=step.name, outputs=outputs, attempt=run.attempt,
                          iteration=run.iteration)
         self.recording.checkpoint(step.name, outputs, run.iteration, run.attempt)
@@ -397,59 +321,33 @@ class Job:
             self.state = JobState.PAUSED
             self.hub.publish(JobPaused, step=step.name, rule=rule.name)
             self.recording.state_changed(self.state, self.resume_payload)
-        elif action == "loop":
-            self._loop(step, rule)
-
-    def _match_rule(self, step: Step, run: _StepRun, outputs: Mapping[str, Any]) -> ExitRule | None:
-        inputs = None
-        for rule in step.exits:
-            if inputs is None:
-                try:
-                    inputs = self._resolve_inputs(step)
-                except KeyError:
-                    inputs = {}
-            if rule.matches(outputs, inputs, run.attempt, run.iteration):
-                return rule
-        return None
-
-    def _loop(self, step: Step, rule: ExitRule) -> None:
-        key = (step.name, rule.name)
-        count = self._loops.get(key, 0)
-        if count >= (rule.max_iterations or 0):
+        elif action == "loop" and not self._steps.loop(step, rule):
             self._finish(JobState.FAILED, f"max_iterations:{rule.name}",
                          f"loop rule {rule.name!r} on step {step.name!r} matched more than "
                          f"{rule.max_iterations} times")
-            return
-        self._loops[key] = count + 1
-        assert rule.target is not None
-        for name in self.flow.loop_span(step.name, rule.target):
-            self._steps[name] = StepState.PENDING
-            self._iterations[name] = self._iterations.get(name, 0) + 1
 
-    def _step_failed(self, run: _StepRun, error: BaseException) -> None:
+    def _step_failed(self, run: StepRun, error: BaseException) -> None:
         step = run.step
         policy = step.on_error
         text = _describe(error)
-        del self._running[step.name]
+        self._steps.stopped(run)
         if policy.action == "retry" and run.attempt < policy.max_attempts:
             self.hub.publish(StepFailed, step=step.name, error=text, attempt=run.attempt, action="retry")
-            self._start_step(_StepRun(step, run.attempt + 1, run.iteration, policy.delay(run.attempt)))
+            self._start_step(StepRun(step, run.attempt + 1, run.iteration, policy.delay(run.attempt)))
             return
         action = "fail" if policy.action == "retry" else policy.action
-        self._steps[step.name] = StepState.FAILED
+        self._steps.failed(step, {"error": text} if action == "continue" else None)
         self.hub.publish(StepFailed, step=step.name, error=text, attempt=run.attempt, action=action)
         _log.warning("step_failed", job_id=self.id, step=step.name, attempt=run.attempt, error=text,
                      action=action)
-        if action == "continue":
-            self._outputs[step.name] = {"error": text}
-        elif action == "abandon":
+        if action == "abandon":
             self._finish(JobState.ABANDONED, f"on_error:{step.name}", text)
-        else:
+        elif action != "continue":
             self._finish(JobState.FAILED, f"step_failed:{step.name}", text)
 
     # -- outside requests -------------------------------------------------
 
-    def request_nowait(self, msg: Any) -> Any:
+    def request_nowait(self, msg: Control) -> JobStateError | None:
         """Apply a control message now (trio runs one task at a time, so this is atomic).
 
         Raises :class:`ActorStopped` when the job has already ended; else returns the reply.
@@ -485,7 +383,6 @@ class Job:
         elif self.result is None:
             with contextlib.suppress(ActorStopped):
                 self.request_nowait(msg)
-        await trio.lowlevel.checkpoint()
 
     async def wait(self) -> JobResult:
         await self._done.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import enum
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -120,7 +121,7 @@ class FlowInput:
         return None if ok else f"must be {self.type_name}, got {type(value).__name__} {value!r}"
 
     @staticmethod
-    def type_named(name: str) -> type:
+    def type_named(name: str) -> builtins.type:
         """The type YAML names ``name``; ``KeyError`` if there is none."""
         return _INPUT_TYPES[name]
 

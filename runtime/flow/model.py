@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import inspect
 import math
+import typing
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -22,7 +23,8 @@ __all__ = ["ACTIONS", "ERROR_ACTIONS", "AgentSpec", "ExitRule", "Flow", "OnError
 
 ACTIONS = ("advance", "loop", "escalate", "abandon")
 ERROR_ACTIONS = ("fail", "retry", "abandon", "continue")
-PERMISSION_MODES = ("reject", "allow", "allow_always")
+PermissionMode = Literal["reject", "allow", "allow_always"]
+PERMISSION_MODES: tuple[PermissionMode, ...] = typing.get_args(PermissionMode)
 
 StepFn = Callable[[Any, dict[str, Any]], Awaitable[Mapping[str, Any] | None]]
 WhenFn = Callable[[Mapping[str, Any]], Any]
@@ -39,6 +41,25 @@ def _positive_or_none(field: str) -> Callable[[Any, Any, Any], None]:
             raise FlowError(where, f"must be a positive, finite number of seconds, got {value!r}")
 
     return check
+
+
+def _permission_mode(value: str) -> PermissionMode:
+    for mode in PERMISSION_MODES:
+        if value == mode:
+            return mode
+    raise FlowError("agent.permissions", f"{value!r} is not one of {', '.join(PERMISSION_MODES)}")
+
+
+def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _rule_tuple(value: Iterable[ExitRule]) -> tuple[ExitRule, ...]:
+    return tuple(value)
+
+
+def _step_tuple(value: Iterable[Step]) -> tuple[Step, ...]:
+    return tuple(value)
 
 
 @attrs.frozen
@@ -67,7 +88,7 @@ class OnError:
         """Seconds to wait after failed attempt ``attempt`` (1-based)."""
         if callable(self.backoff):
             return float(self.backoff(attempt))
-        return float(self.backoff) * 2 ** (attempt - 1)
+        return float(self.backoff * 2 ** (attempt - 1))
 
 
 @attrs.frozen
@@ -127,16 +148,13 @@ def _env_tuple(env: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> tup
 class AgentSpec:
     """How to start an ACP agent adapter.  Equal specs within one job share one adapter process."""
 
-    command: tuple[str, ...] = attrs.field(converter=tuple)
+    command: tuple[str, ...] = attrs.field(converter=_str_tuple)
     env: tuple[tuple[str, str], ...] = attrs.field(factory=tuple, converter=_env_tuple)
-    permissions: str = "reject"
+    permissions: PermissionMode = attrs.field(default="reject", converter=_permission_mode)
 
     def __attrs_post_init__(self) -> None:
         if not self.command or not all(isinstance(c, str) for c in self.command):
             raise FlowError("agent.command", "must be a non-empty list of strings")
-        if self.permissions not in PERMISSION_MODES:
-            raise FlowError("agent.permissions",
-                            f"{self.permissions!r} is not one of {', '.join(PERMISSION_MODES)}")
 
 
 def _opt_tuple(value: Iterable[str] | None) -> tuple[str, ...] | None:
@@ -152,9 +170,9 @@ class Step:
     command: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_tuple)
     agent: AgentSpec | None = None
     prompt: str | None = None
-    after: tuple[str, ...] = attrs.field(factory=tuple, converter=tuple)
+    after: tuple[str, ...] = attrs.field(factory=tuple, converter=_str_tuple)
     inputs: Mapping[str, Any] = attrs.field(factory=dict)
-    exits: tuple[ExitRule, ...] = attrs.field(factory=tuple, converter=tuple)
+    exits: tuple[ExitRule, ...] = attrs.field(factory=tuple, converter=_rule_tuple)
     on_error: OnError = attrs.field(factory=OnError)
     timeout: float | None = attrs.field(default=None, validator=_positive_or_none("timeout"))
     _refs: Mapping[str, InputRef] = attrs.field(init=False, factory=dict, repr=False, eq=False)
@@ -285,7 +303,7 @@ class Flow:
     """
 
     name: str
-    steps: tuple[Step, ...] = attrs.field(converter=tuple)
+    steps: tuple[Step, ...] = attrs.field(converter=_step_tuple)
     timeout: float | None = attrs.field(default=None, validator=_positive_or_none("timeout"))
     inputs: Mapping[str, FlowInput] | None = attrs.field(default=None, converter=input_decls)
     _deps: Mapping[str, frozenset[str]] = attrs.field(init=False, factory=dict, repr=False, eq=False)

@@ -73,9 +73,9 @@ def _check(node: ast.AST) -> None:
             _check(left)
             _check(right)
         case ast.Compare(left=left, ops=ops, comparators=comps):
-            for op in ops:
-                if type(op) not in _CMPOPS:
-                    raise _refuse(node, f"comparison {type(op).__name__} is not allowed")
+            for cmp in ops:
+                if type(cmp) not in _CMPOPS:
+                    raise _refuse(node, f"comparison {type(cmp).__name__} is not allowed")
             _check(left)
             for c in comps:
                 _check(c)
@@ -156,9 +156,9 @@ def _eval(node: ast.AST, env: Mapping[str, Any]) -> Any:
             return _BINOPS[type(op)](a, b)
         case ast.Compare(left=left, ops=ops, comparators=comps):
             a = _eval(left, env)
-            for op, c in zip(ops, comps, strict=True):
+            for cmp, c in zip(ops, comps, strict=True):
                 b = _eval(c, env)
-                if not _CMPOPS[type(op)](a, b):
+                if not _CMPOPS[type(cmp)](a, b):
                     return False
                 a = b
             return True

@@ -52,12 +52,12 @@ class JobRecord:
 
     job_id: str
     flow_name: str
-    flow: dict = attrs.field(metadata=_JSON)
-    inputs: dict = attrs.field(metadata=_JSON)
+    flow: dict[str, Any] = attrs.field(metadata=_JSON)
+    inputs: dict[str, Any] = attrs.field(metadata=_JSON)
     state: str
     reason: str | None = None
     error: str | None = None
-    outputs: dict = attrs.field(factory=dict, metadata=_JSON)
+    outputs: dict[str, Any] = attrs.field(factory=dict, metadata=_JSON)
     record: str = "off"
     runtime_id: str | None = None
     created_at: float
@@ -75,7 +75,7 @@ class EventRow:
     seq: int
     type: str
     ts: float
-    payload: dict = attrs.field(metadata=_JSON)
+    payload: dict[str, Any] = attrs.field(metadata=_JSON)
 
 
 @attrs.frozen
@@ -84,7 +84,7 @@ class Checkpoint:
 
     job_id: str
     step: str
-    outputs: dict = attrs.field(metadata=_JSON)
+    outputs: dict[str, Any] = attrs.field(metadata=_JSON)
     iteration: int
     attempt: int = 1
 

@@ -642,7 +642,7 @@ class SqliteStore:
         try:
             tables = sorted(r[0] for r in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'"))
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             marked = "corral_meta" in tables and conn.execute(
                 "SELECT value FROM corral_meta WHERE key = ?", (_MARKER_KEY,)).fetchone() == (
                 _MARKER_VALUE,)

@@ -36,7 +36,7 @@ class LeakChecked(Protocol):
 
 def job_tasks(job_ids: set[str] | None = None) -> list[str]:
     """Names of trio tasks that belong to jobs (all jobs, or those in ``job_ids``)."""
-    return [task.name for task in walk_tasks(trio.lowlevel.current_root_task())
+    return [task.name for task in walk_tasks()
             if task.name.startswith(_TASK_PREFIXES)
             and (job_ids is None or task.name.split(":", 2)[1] in job_ids)]
 
@@ -121,3 +121,4 @@ class WakeupCounter(trio.abc.Instrument):
     def reset(self) -> None:
         self.count = 0
         self.names.clear()
+
