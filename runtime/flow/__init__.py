@@ -5,8 +5,10 @@ the CLI; no YAML)::
 
     errors, templates, rules    FlowError; prompt placeholders; the safe ``when`` language
     inputs                      input references ($job.x, $resume.x, $step.x) and declared inputs
-    model                       Flow, Step, ExitRule, OnError, AgentSpec
-    codec                       flow <-> dict (cattrs): the YAML document model and stored flows
+    step                        Step, ExitRule, OnError, AgentSpec
+    model                       Flow: a DAG of steps
+    document                    the plain-data model of a flow (what YAML and the store hold)
+    codec                       flow <-> data (cattrs)
 """
 
 from .errors import FlowError as FlowError
@@ -14,10 +16,10 @@ from .inputs import NO_DEFAULT as NO_DEFAULT
 from .inputs import FlowInput as FlowInput
 from .inputs import InputError as InputError
 from .inputs import InputRef as InputRef
-from .model import AgentSpec as AgentSpec
-from .model import ExitRule as ExitRule
 from .model import Flow as Flow
-from .model import OnError as OnError
-from .model import Step as Step
 from .rules import ExpressionError as ExpressionError
+from .step import AgentSpec as AgentSpec
+from .step import ExitRule as ExitRule
+from .step import OnError as OnError
+from .step import Step as Step
 from .templates import fill_template as fill_template

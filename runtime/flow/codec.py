@@ -31,7 +31,8 @@ from .document import (
 )
 from .errors import FlowError
 from .inputs import NO_DEFAULT, FlowInput
-from .model import AgentSpec, ExitRule, Flow, OnError, Step
+from .model import Flow
+from .step import AgentSpec, ExitRule, OnError, Step
 
 __all__ = ["DataPath", "FlowDataError", "field_name", "flow_from_data", "flow_from_dict", "flow_to_dict"]
 

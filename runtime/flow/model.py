@@ -1,273 +1,28 @@
-"""Flow definitions: frozen attrs classes, validated when they are built.
+"""Flows: a DAG of :class:`~runtime.flow.Step` s, validated when built.
 
-A :class:`Flow` is a DAG of :class:`Step` s.  Every invalid definition raises :class:`FlowError`
-at construction, naming the field and what is wrong, so nothing invalid can ever run.
+Every invalid definition raises :class:`~runtime.flow.FlowError` at construction, naming the
+field and what is wrong, so nothing invalid can ever run.
 """
 
 from __future__ import annotations
 
-import inspect
-import math
-import typing
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 
 from .errors import FlowError, suggest
-from .inputs import FlowInput, InputError, InputRef, input_decls, parse_input
-from .rules import Expression, ExpressionError, compile_when
-from .templates import template_fields
+from .inputs import FlowInput, InputError, InputRef, input_decls
+from .step import (
+    Step,
+    positive_seconds_or_none,
+)
 
-__all__ = ["ACTIONS", "ERROR_ACTIONS", "AgentSpec", "ExitRule", "Flow", "OnError", "Step"]
-
-ACTIONS = ("advance", "loop", "escalate", "abandon")
-ERROR_ACTIONS = ("fail", "retry", "abandon", "continue")
-PermissionMode = Literal["reject", "allow", "allow_always"]
-PERMISSION_MODES: tuple[PermissionMode, ...] = typing.get_args(PermissionMode)
-
-StepFn = Callable[[Any, dict[str, Any]], Awaitable[Mapping[str, Any] | None]]
-WhenFn = Callable[[Mapping[str, Any]], Any]
-
-
-def _positive_or_none(field: str) -> Callable[[Any, Any, Any], None]:
-    def check(inst: Any, _attr: Any, value: Any) -> None:
-        if value is None:
-            return
-        where = f"steps.{inst.name}.{field}" if isinstance(inst, Step) else field
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise FlowError(where, f"must be a number of seconds, got {type(value).__name__} {value!r}")
-        if not math.isfinite(value) or value <= 0:
-            raise FlowError(where, f"must be a positive, finite number of seconds, got {value!r}")
-
-    return check
-
-
-def _permission_mode(value: str) -> PermissionMode:
-    for mode in PERMISSION_MODES:
-        if value == mode:
-            return mode
-    raise FlowError("agent.permissions", f"{value!r} is not one of {', '.join(PERMISSION_MODES)}")
-
-
-def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
-
-
-def _rule_tuple(value: Iterable[ExitRule]) -> tuple[ExitRule, ...]:
-    return tuple(value)
+__all__ = ["Flow"]
 
 
 def _step_tuple(value: Iterable[Step]) -> tuple[Step, ...]:
     return tuple(value)
-
-
-@attrs.frozen
-class OnError:
-    """How a step failure (exception, non-zero exit, timeout) is routed.
-
-    ``retry`` runs the step again up to ``max_attempts`` attempts in all, sleeping
-    ``backoff * 2 ** (attempt - 1)`` seconds before attempt ``attempt + 1`` (or ``backoff(attempt)``
-    when it is a callable), then fails the job.
-    """
-
-    action: str = "fail"
-    max_attempts: int = 3
-    backoff: float | Callable[[int], float] = 0.1
-
-    def __attrs_post_init__(self) -> None:
-        if self.action not in ERROR_ACTIONS:
-            raise FlowError("on_error.action", f"{self.action!r} is not one of {', '.join(ERROR_ACTIONS)}"
-                            + suggest(str(self.action), ERROR_ACTIONS))
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise FlowError("on_error.max_attempts", f"must be an integer >= 1, got {self.max_attempts!r}")
-        if not callable(self.backoff) and (not isinstance(self.backoff, int | float) or self.backoff < 0):
-            raise FlowError("on_error.backoff", f"must be seconds >= 0 or a callable, got {self.backoff!r}")
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt ``attempt`` (1-based)."""
-        if callable(self.backoff):
-            return float(self.backoff(attempt))
-        return float(self.backoff * 2 ** (attempt - 1))
-
-
-@attrs.frozen
-class ExitRule:
-    """Tried in order when a step completes: if ``when`` holds, ``action`` is taken.
-
-    ``when`` is a callable over the step's outputs, a safe expression string over ``outputs``,
-    ``inputs``, ``attempt`` and ``iteration`` (see :mod:`runtime.rules`), or ``None`` (always).
-    """
-
-    name: str
-    when: WhenFn | str | None = None
-    action: str = "advance"
-    target: str | None = None
-    max_iterations: int | None = None
-    _expr: Expression | None = attrs.field(init=False, default=None, repr=False, eq=False)
-
-    def __attrs_post_init__(self) -> None:
-        where = f"exits[{self.name!r}]"
-        if not isinstance(self.name, str) or not self.name:
-            raise FlowError("exits.name", "an exit rule needs a non-empty name")
-        if self.action not in ACTIONS:
-            raise FlowError(f"{where}.action",
-                            f"{self.action!r} is not one of {', '.join(ACTIONS)}" + suggest(str(self.action), ACTIONS))
-        if isinstance(self.when, str):
-            try:
-                object.__setattr__(self, "_expr", compile_when(self.when))
-            except ExpressionError as exc:
-                raise FlowError(f"{where}.when", str(exc)) from None
-        elif self.when is not None and not callable(self.when):
-            raise FlowError(f"{where}.when", f"must be a string expression or a callable, got {type(self.when).__name__}")
-        if self.action == "loop":
-            if not self.target:
-                raise FlowError(f"{where}.target", "a loop rule needs a target step")
-            if not isinstance(self.max_iterations, int) or self.max_iterations < 1:
-                raise FlowError(f"{where}.max_iterations",
-                                f"a loop rule needs max_iterations >= 1, got {self.max_iterations!r}")
-        elif self.target is not None:
-            raise FlowError(f"{where}.target", f"only a loop rule takes a target (action is {self.action!r})")
-
-    def matches(self, outputs: Mapping[str, Any], inputs: Mapping[str, Any], attempt: int,
-                iteration: int) -> bool:
-        """Evaluate ``when``; raise :class:`~runtime.rules.ExpressionError` if it cannot be."""
-        if self._expr is not None:
-            return self._expr(outputs=outputs, inputs=inputs, attempt=attempt, iteration=iteration)
-        if self.when is None:
-            return True
-        return bool(self.when(outputs))  # type: ignore[operator]
-
-
-def _env_tuple(env: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> tuple[tuple[str, str], ...]:
-    items = env.items() if isinstance(env, Mapping) else (env or ())
-    return tuple(sorted((str(k), str(v)) for k, v in items))
-
-
-@attrs.frozen
-class AgentSpec:
-    """How to start an ACP agent adapter.  Equal specs within one job share one adapter process."""
-
-    command: tuple[str, ...] = attrs.field(converter=_str_tuple)
-    env: tuple[tuple[str, str], ...] = attrs.field(factory=tuple, converter=_env_tuple)
-    permissions: PermissionMode = attrs.field(default="reject", converter=_permission_mode)
-
-    def __attrs_post_init__(self) -> None:
-        if not self.command or not all(isinstance(c, str) for c in self.command):
-            raise FlowError("agent.command", "must be a non-empty list of strings")
-
-
-def _opt_tuple(value: Iterable[str] | None) -> tuple[str, ...] | None:
-    return None if value is None else tuple(value)
-
-
-@attrs.frozen
-class Step:
-    """One node of a flow: exactly one of ``run`` (python), ``command`` or ``agent``."""
-
-    name: str
-    run: StepFn | None = None
-    command: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_tuple)
-    agent: AgentSpec | None = None
-    prompt: str | None = None
-    after: tuple[str, ...] = attrs.field(factory=tuple, converter=_str_tuple)
-    inputs: Mapping[str, Any] = attrs.field(factory=dict)
-    exits: tuple[ExitRule, ...] = attrs.field(factory=tuple, converter=_rule_tuple)
-    on_error: OnError = attrs.field(factory=OnError)
-    timeout: float | None = attrs.field(default=None, validator=_positive_or_none("timeout"))
-    _refs: Mapping[str, InputRef] = attrs.field(init=False, factory=dict, repr=False, eq=False)
-    _prompt_refs: Mapping[str, InputRef] = attrs.field(init=False, factory=dict, repr=False, eq=False)
-    _literals: Mapping[str, Any] = attrs.field(init=False, factory=dict, repr=False, eq=False)
-    _reads_resume: bool = attrs.field(init=False, default=False, repr=False, eq=False)
-
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name or "." in self.name or self.name.startswith("$"):
-            raise FlowError("steps.name", f"invalid step name {self.name!r} (non-empty, no '.', no leading '$')")
-        here = f"steps.{self.name}"
-        kinds = [k for k in ("run", "command", "agent") if getattr(self, k) is not None]
-        if len(kinds) != 1:
-            raise FlowError(here, "needs exactly one of run, command or agent"
-                            + (f" (got {', '.join(kinds)})" if kinds else ""))
-        if self.run is not None and not _is_async_callable(self.run):
-            got = "a lambda" if getattr(self.run, "__name__", "") == "<lambda>" else (
-                "a plain function" if callable(self.run) else type(self.run).__name__)
-            raise FlowError(f"{here}.run", f"must be an async def function (ctx, inputs) -> dict, got {got}")
-        if self.command is not None and (not self.command or not all(isinstance(c, str) for c in self.command)):
-            raise FlowError(f"{here}.command", "must be a non-empty list of strings")
-        if self.agent is not None and not isinstance(self.agent, AgentSpec):
-            raise FlowError(f"{here}.agent", "must be an AgentSpec")
-        if self.agent is not None and self.prompt is None:
-            raise FlowError(f"{here}.prompt", "an agent step needs a prompt")
-        if self.agent is None and self.prompt is not None:
-            raise FlowError(f"{here}.prompt", "only an agent step takes a prompt")
-        if not isinstance(self.inputs, Mapping):
-            raise FlowError(f"{here}.inputs", "must be a mapping of local name -> '$reference' or literal")
-        refs, literals = {}, {}
-        for local, value in self.inputs.items():
-            try:
-                ref, literal = parse_input(value)
-            except ValueError as exc:
-                raise FlowError(f"{here}.inputs.{local}", str(exc)) from None
-            if ref is None:
-                literals[local] = literal
-            else:
-                refs[local] = ref
-        prompt_refs = {}
-        if self.prompt is not None:
-            try:  # every placeholder is a lookup, so its '$' is optional: {triage.summary}
-                for name in template_fields(self.prompt):
-                    if name.split(".")[0] not in self.inputs:
-                        prompt_refs[name] = InputRef.parse(name if name.startswith("$") else "$" + name)
-            except ValueError as exc:
-                raise FlowError(f"{here}.prompt", str(exc)) from None
-        object.__setattr__(self, "_refs", refs)
-        object.__setattr__(self, "_literals", literals)
-        object.__setattr__(self, "_reads_resume", any(
-            r.source == "resume" for r in (*refs.values(), *prompt_refs.values())))
-        object.__setattr__(self, "_prompt_refs", prompt_refs)
-        names = [r.name for r in self.exits]
-        for i, rule in enumerate(self.exits):
-            if not isinstance(rule, ExitRule):
-                raise FlowError(f"{here}.exits[{i}]", "must be an ExitRule")
-            if names.count(rule.name) > 1:
-                raise FlowError(f"{here}.exits", f"duplicate exit rule name {rule.name!r}")
-
-    @property
-    def kind(self) -> str:
-        """``python``, ``command`` or ``agent``."""
-        return "python" if self.run is not None else "command" if self.command is not None else "agent"
-
-    @property
-    def refs(self) -> Mapping[str, InputRef]:
-        """Parsed input references by local name (literal, non-string inputs are not listed)."""
-        return self._refs
-
-    @property
-    def prompt_refs(self) -> Mapping[str, InputRef]:
-        """Prompt placeholders that are input references (not local input names)."""
-        return self._prompt_refs
-
-    @property
-    def literals(self) -> Mapping[str, Any]:
-        """Literal inputs by local name, ``$$`` escapes already undone."""
-        return self._literals
-
-    @property
-    def reads_resume(self) -> bool:
-        """Whether an input or the prompt reads ``$resume``: the step waits for a resume."""
-        return self._reads_resume
-
-    def depends_on(self) -> frozenset[str]:
-        """Steps this one waits for: ``after`` plus every step its inputs or prompt read."""
-        refs = (*self._refs.values(), *self._prompt_refs.values())
-        return frozenset(self.after) | {r.step for r in refs if r.step is not None}
-
-
-def _is_async_callable(fn: Any) -> bool:
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(type(fn), "__call__", None)  # noqa: B004  (an object whose __call__ is async)
-    return not inspect.isfunction(fn) and not inspect.ismethod(fn) and inspect.iscoroutinefunction(call)
 
 
 def _find_cycle(deps: Mapping[str, frozenset[str]]) -> list[str] | None:
@@ -304,7 +59,7 @@ class Flow:
 
     name: str
     steps: tuple[Step, ...] = attrs.field(converter=_step_tuple)
-    timeout: float | None = attrs.field(default=None, validator=_positive_or_none("timeout"))
+    timeout: float | None = attrs.field(default=None, validator=positive_seconds_or_none("timeout"))
     inputs: Mapping[str, FlowInput] | None = attrs.field(default=None, converter=input_decls)
     _deps: Mapping[str, frozenset[str]] = attrs.field(init=False, factory=dict, repr=False, eq=False)
     _by_name: Mapping[str, Step] = attrs.field(init=False, factory=dict, repr=False, eq=False)

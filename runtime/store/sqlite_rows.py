@@ -1,0 +1,77 @@
+"""Records <-> SQLite rows: each record class is one table whose columns are its fields; fields
+marked JSON (``metadata={"json": True}``) are stored as JSON text."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+import cattrs
+
+from .records import JSON_FIELD, Checkpoint, EventRow, JobRecord, Lease, ProcessGroupRow
+
+__all__ = ["CHECKPOINTS", "EVENTS", "GROUPS", "JOBS", "LEASES", "Rows", "Table"]
+
+
+@attrs.frozen
+class Table:
+    """A record class stored in one table whose columns are the class's fields."""
+
+    name: str
+    cls: type
+    columns: tuple[str, ...]
+    json_columns: frozenset[str]
+    upsert: str
+    select: str
+
+
+def _table(name: str, cls: type, keys: tuple[str, ...]) -> Table:
+    fields = attrs.fields(cls)
+    columns = tuple(f.name for f in fields)
+    cols = ", ".join(f'"{c}"' for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c not in keys)
+    upsert = (f"INSERT INTO {name} ({cols}) VALUES ({marks}) "
+              f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}")
+    return Table(name, cls, columns, frozenset(f.name for f in fields if f.metadata.get(JSON_FIELD)),
+                  upsert, f"SELECT {cols} FROM {name}")
+
+
+JOBS = _table("jobs", JobRecord, ("job_id",))
+EVENTS = _table("events", EventRow, ("job_id", "seq"))
+CHECKPOINTS = _table("checkpoints", Checkpoint, ("job_id", "step"))
+LEASES = _table("leases", Lease, ("runtime_id",))
+GROUPS = _table("process_groups", ProcessGroupRow, ("marker",))
+
+
+class Rows:
+    """Converts records to query parameters and rows back to records."""
+
+    def __init__(self) -> None:
+        self._conv = _make_converter()
+
+    def column_value(self, table: Table, column: str, value: Any) -> Any:
+        """``value`` as stored in ``column`` (JSON text for a JSON column)."""
+        plain = self._conv.unstructure(value)
+        return json.dumps(plain, separators=(",", ":")) if column in table.json_columns else plain
+
+    def params(self, table: Table, rec: Any) -> tuple[Any, ...]:
+        """The upsert parameters of ``rec``, in ``table.columns`` order."""
+        data = self._conv.unstructure(rec)
+        return tuple(json.dumps(data[c], separators=(",", ":")) if c in table.json_columns
+                     else data[c] for c in table.columns)
+
+    def record(self, table: Table, row: tuple[Any, ...]) -> Any:
+        """The record a selected ``row`` of ``table`` holds."""
+        data = {c: json.loads(v) if c in table.json_columns else v
+                for c, v in zip(table.columns, row, strict=True)}
+        return self._conv.structure(data, table.cls)
+
+
+def _make_converter() -> cattrs.Converter:
+    """Records <-> row dicts.  JSON fields hold data already unstructured by the caller: their
+    dicts pass through as they are (``json.dumps`` checks them), not walked value by value."""
+    conv = cattrs.Converter()
+    conv.register_unstructure_hook(dict, lambda value: value)
+    return conv

@@ -1,0 +1,150 @@
+"""The SQLite store's writer: callers' rows batched into one transaction at a time.
+
+A write call enqueues its rows and waits for the commit of the batch that holds them.  One
+flusher task (:meth:`BatchWriter.run`, in the store's nursery) drains the queue into one
+transaction per batch of at most ``batch_max`` rows, on one writer connection reached only
+through ``trio.to_thread`` with a limiter of one; it parks on an event while there is nothing to
+write.  A started transaction always finishes (shielded, bounded by the busy timeout).
+"""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from actors.log import get_logger
+
+from .errors import StoreWriteFailed
+from .sqlite_open import describe
+
+__all__ = ["BatchWriter", "Write"]
+
+_log = get_logger("runtime.store.sqlite")
+
+
+@attrs.define(eq=False)
+class Write:
+    """One write call waiting in the queue: ``params`` for one ``executemany`` of ``sql``."""
+
+    sql: str
+    params: list[tuple[Any, ...]]
+    nbytes: int
+    want_rowcount: bool = False
+    done: trio.Event = attrs.Factory(trio.Event)
+    rowcount: int = -1
+    committed: bool = False
+    error: BaseException | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.params)
+
+
+def _nbytes(params: Iterable[tuple[Any, ...]]) -> int:
+    return sum(len(v) if isinstance(v, str | bytes) else 8 for p in params for v in p)
+
+
+class BatchWriter:
+    """Batches of writes, one transaction each, run by ``execute`` in a worker thread."""
+
+    def __init__(self, path: Path, batch_max: int, execute: Callable[[list[Write]], list[int]],
+                 on_stopped: Callable[[], None]) -> None:
+        self.path = path
+        self.batch_max = batch_max
+        self._execute = execute
+        self._on_stopped = on_stopped
+        self.limiter = trio.CapacityLimiter(1)
+        self.closing = False
+        self._queue: collections.deque[Write] = collections.deque()
+        self._wake = trio.Event()
+        self.transactions = 0
+        self.rows_written = 0
+        self.pending_rows = 0
+        self.bytes_written = 0
+
+    def close(self) -> None:
+        """Commit what is queued, then let :meth:`run` return."""
+        self.closing = True
+        self._wake.set()
+
+    async def write(self, sql: str, params: list[tuple[Any, ...]], *, want_rowcount: bool = False) -> int:
+        """Enqueue one write and wait for the commit of its batch; returns its rowcount."""
+        op = Write(sql, params, _nbytes(params), want_rowcount)
+        self._queue.append(op)
+        self.pending_rows += op.rows
+        self._wake.set()
+        await op.done.wait()
+        if op.error is not None:
+            raise StoreWriteFailed(
+                self.path, f"write transaction failed: {describe(op.error)}") from op.error
+        return op.rowcount
+
+    async def run(self) -> None:
+        """Drain the queue one batch (one transaction) at a time; park while it is empty."""
+        try:
+            while True:
+                if not self._queue:
+                    if self.closing:
+                        return
+                    self._wake = trio.Event()
+                    await self._wake.wait()
+                    continue
+                await self._flush_batch()
+        finally:
+            # gone (cancelled, or closing): refuse new writes, fail any left (none in practice)
+            self.closing = True
+            self._on_stopped()
+            while self._queue:
+                op = self._queue.popleft()
+                self.pending_rows -= op.rows
+                op.error = RuntimeError("the store closed before this write was committed")
+                op.done.set()
+
+    async def _flush_batch(self) -> None:
+        batch: list[Write] = []
+        rows = 0
+        while self._queue and (not batch or rows + self._queue[0].rows <= self.batch_max):
+            op = self._queue.popleft()
+            batch.append(op)
+            rows += op.rows
+        try:
+            error = await self._commit(batch)
+            if error is not None and len(batch) > 1 and not isinstance(error, sqlite3.OperationalError):
+                # a call's own bad data (constraint, unsupported value): retry each call alone so
+                # one caller's mistake does not fail its batch-mates
+                for op in batch:
+                    op.error = None
+                    await self._commit([op])
+        finally:
+            self.pending_rows -= rows
+            for op in batch:
+                if not op.committed and op.error is None:
+                    op.error = RuntimeError("the write was interrupted before it was committed")
+                op.done.set()
+
+    async def _commit(self, batch: list[Write]) -> BaseException | None:
+        """Run ``batch`` as one transaction; record the outcome on its calls; return the error."""
+        try:
+            # a started transaction always finishes (bounded by busy_timeout): never half-known
+            with trio.CancelScope(shield=True):
+                counts = await trio.to_thread.run_sync(self._execute, batch, limiter=self.limiter)
+        except Exception as exc:
+            _log.warning("store_write_failed", path=str(self.path), calls=len(batch),
+                         rows=sum(op.rows for op in batch), error=describe(exc))
+            for op in batch:
+                op.error = exc
+            return exc
+        self.transactions += 1
+        self.rows_written += sum(op.rows for op in batch)
+        self.bytes_written += sum(op.nbytes for op in batch)
+        for op, count in zip(batch, counts, strict=True):
+            op.rowcount = count
+            op.committed = True
+        return None
+
