@@ -128,81 +128,26 @@ def _compose(loader: Any) -> yaml.Node | None:
     fast as PyYAML's C composer, which calls back into Python for every node.)
     """
     ev = yaml.events
-    get, resolve = loader.get_event, loader.resolve
+    get = loader.get_event
     get()  # StreamStart
     if loader.check_event(ev.StreamEndEvent):
         get()
         return None
     get()  # DocumentStart
-    anchors: dict[str, yaml.Node] = {}
-    sizes: dict[int, tuple[int, int]] = {}  # id(collection) -> (nodes, depth) once it has ended
-    # per open collection: [node, its value list, pending mapping key or None, nodes, depth below]
-    stack: list[list[Any]] = []
-    root: list[yaml.Node] = []
-    added = 0  # nodes aliases add beyond the written ones
-    scalar_node, sequence_node, mapping_node = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
-
-    def place(node: yaml.Node, nodes: int, depth: int) -> None:
-        if not stack:
-            root.append(node)
-            return
-        top = stack[-1]
-        top[3] += nodes
-        if depth >= top[4]:
-            top[4] = depth + 1
-        if top[0].__class__ is sequence_node:
-            top[1].append(node)
-        elif top[2] is None:
-            top[2] = node
-        else:
-            top[1].append((top[2], node))
-            top[2] = None
-
+    composer = _Composer(loader.resolve)
     while True:
         event = get()
         kind = event.__class__
         if kind is ev.ScalarEvent:
-            tag = event.tag
-            if tag is None or tag == "!":
-                tag = resolve(scalar_node, event.value, event.implicit)
-            node: yaml.Node = scalar_node(tag, event.value, event.start_mark, event.end_mark, style=event.style)
-            if event.anchor is not None:
-                anchors[event.anchor] = node
-            place(node, 1, 0)
-        elif kind is ev.MappingStartEvent or kind is ev.SequenceStartEvent:
-            cls = mapping_node if kind is ev.MappingStartEvent else sequence_node
-            tag = event.tag
-            if tag is None or tag == "!":
-                tag = resolve(cls, None, event.implicit)
-            node = cls(tag, [], event.start_mark, None, flow_style=event.flow_style)
-            if event.anchor is not None:
-                anchors[event.anchor] = node
-            if len(stack) >= MAX_DEPTH:
-                raise _YamlRefused(event.start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
-            stack.append([node, node.value, None, 1, 1])
+            composer.scalar(event)
+        elif kind is ev.MappingStartEvent:
+            composer.start(event, yaml.MappingNode)
+        elif kind is ev.SequenceStartEvent:
+            composer.start(event, yaml.SequenceNode)
         elif kind is ev.MappingEndEvent or kind is ev.SequenceEndEvent:
-            done, _value, _key, nodes, depth = stack.pop()
-            done.end_mark = event.end_mark
-            sizes[id(done)] = (nodes, depth)
-            place(done, nodes, depth)
+            composer.end(event)
         elif kind is ev.AliasEvent:
-            line = event.start_mark.line + 1
-            target = anchors.get(event.anchor)
-            if target is None:
-                raise _YamlRefused(line, f"found undefined alias {event.anchor!r}")
-            if target.__class__ is scalar_node:
-                nodes, depth = 1, 0
-            elif id(target) in sizes:
-                nodes, depth = sizes[id(target)]
-            else:
-                raise _YamlRefused(line, f"alias {event.anchor!r} refers to a collection that contains it")
-            added += nodes
-            if added > MAX_ALIAS_NODES:
-                raise _YamlRefused(line, f"aliases expand the document by more than {MAX_ALIAS_NODES} nodes "
-                                         "(refused: an alias bomb?)")
-            if len(stack) + depth > MAX_DEPTH:
-                raise _YamlRefused(line, f"nested deeper than {MAX_DEPTH} levels")
-            place(target, nodes, depth)
+            composer.alias(event)
         elif kind is ev.DocumentEndEvent:
             break
         else:  # pragma: no cover - the parser emits nothing else inside a document
@@ -211,7 +156,83 @@ def _compose(loader: Any) -> yaml.Node | None:
         mark = loader.peek_event().start_mark
         raise _YamlRefused(mark.line + 1, "expected a single YAML document, found another")
     get()
-    return root[0]
+    return composer.root[0]
+
+
+class _Composer:
+    """Nodes from parser events, with the document's nesting depth and alias growth bounded."""
+
+    __slots__ = ("added", "anchors", "resolve", "root", "sizes", "stack")
+
+    def __init__(self, resolve: Any) -> None:
+        self.resolve = resolve
+        self.anchors: dict[str, yaml.Node] = {}
+        self.sizes: dict[int, tuple[int, int]] = {}  # id(collection) -> (nodes, depth) once it has ended
+        # per open collection: [node, its value list, pending mapping key or None, nodes, depth below]
+        self.stack: list[list[Any]] = []
+        self.root: list[yaml.Node] = []
+        self.added = 0  # nodes aliases add beyond the written ones
+
+    def scalar(self, event: Any) -> None:
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.resolve(yaml.ScalarNode, event.value, event.implicit)
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+        if event.anchor is not None:
+            self.anchors[event.anchor] = node
+        self._place(node, 1, 0)
+
+    def start(self, event: Any, cls: type[yaml.MappingNode] | type[yaml.SequenceNode]) -> None:
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.resolve(cls, None, event.implicit)
+        node = cls(tag, [], event.start_mark, None, flow_style=event.flow_style)
+        if event.anchor is not None:
+            self.anchors[event.anchor] = node
+        if len(self.stack) >= MAX_DEPTH:
+            raise _YamlRefused(event.start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
+        self.stack.append([node, node.value, None, 1, 1])
+
+    def end(self, event: Any) -> None:
+        done, _value, _key, nodes, depth = self.stack.pop()
+        done.end_mark = event.end_mark
+        self.sizes[id(done)] = (nodes, depth)
+        self._place(done, nodes, depth)
+
+    def alias(self, event: Any) -> None:
+        line = event.start_mark.line + 1
+        target = self.anchors.get(event.anchor)
+        if target is None:
+            raise _YamlRefused(line, f"found undefined alias {event.anchor!r}")
+        if target.__class__ is yaml.ScalarNode:
+            nodes, depth = 1, 0
+        elif id(target) in self.sizes:
+            nodes, depth = self.sizes[id(target)]
+        else:
+            raise _YamlRefused(line, f"alias {event.anchor!r} refers to a collection that contains it")
+        self.added += nodes
+        if self.added > MAX_ALIAS_NODES:
+            raise _YamlRefused(line, f"aliases expand the document by more than {MAX_ALIAS_NODES} nodes "
+                                     "(refused: an alias bomb?)")
+        if len(self.stack) + depth > MAX_DEPTH:
+            raise _YamlRefused(line, f"nested deeper than {MAX_DEPTH} levels")
+        self._place(target, nodes, depth)
+
+    def _place(self, node: yaml.Node, nodes: int, depth: int) -> None:
+        if not self.stack:
+            self.root.append(node)
+            return
+        top = self.stack[-1]
+        top[3] += nodes
+        if depth >= top[4]:
+            top[4] = depth + 1
+        if top[0].__class__ is yaml.SequenceNode:
+            top[1].append(node)
+        elif top[2] is None:
+            top[2] = node
+        else:
+            top[1].append((top[2], node))
+            top[2] = None
 
 
 def _parse(text: str, file: str) -> tuple[_Lines | None, Any]:

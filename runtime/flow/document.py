@@ -130,21 +130,52 @@ def _number(value: Any, _type: Any) -> float:
     return float(value)
 
 
+def _int(value: Any, _type: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _items(hook: Any, what: str) -> Any:
+    def structure(value: Any, _t: Any) -> list[Any]:
+        value = _named_items(value, what)
+        if not isinstance(value, list):
+            raise TypeError(f"expected a mapping or a list of {what}s, got {type(value).__name__}")
+        errors, out = [], []
+        for i, item in enumerate(value):
+            try:
+                if not isinstance(item, Mapping):
+                    raise TypeError(f"a {what} must be a mapping, got {type(item).__name__}")
+                out.append(hook(item, None))
+            except Exception as exc:
+                exc.__notes__ = [*getattr(exc, "__notes__", []),
+                                 cattrs.IterableValidationNote(f"@ index {i}", i, Any)]
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError(f"invalid {what}s", errors, list)
+        return out
+
+    return structure
+
+def _mapping_of(hook: Any, what: str) -> Any:
+    def structure(value: Any, _t: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a mapping for {what}, got {type(value).__name__}")
+        return hook(value, None)
+
+    return structure
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
 
     def on(tp: Any, hook: Any) -> None:
         conv.register_structure_hook_func(lambda t: t == tp, hook)
 
-    def int_hook(value: Any, _t: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"expected an integer, got {type(value).__name__}")
-        return value
-
     # str, int and float have class hooks in cattrs' single dispatch, which wins over predicate
     # hooks: register these as class hooks too, or '5' would pass as a number and 5 as a string
     conv.register_structure_hook(str, _strict(str))
-    conv.register_structure_hook(int, int_hook)
+    conv.register_structure_hook(int, _int)
     conv.register_structure_hook(float, _number)
     on(list[str], _str_list)
     generated: dict[type, Any] = {}
@@ -161,41 +192,12 @@ def _make_converter() -> cattrs.Converter:
     steps_hook, exits_hook = attrs_hook(StepDoc), attrs_hook(ExitDoc)
     on_error_hook, agent_hook = attrs_hook(OnErrorDoc), attrs_hook(AgentDoc)
 
-    def items(hook: Any, what: str) -> Any:
-        def structure(value: Any, _t: Any) -> list[Any]:
-            value = _named_items(value, what)
-            if not isinstance(value, list):
-                raise TypeError(f"expected a mapping or a list of {what}s, got {type(value).__name__}")
-            errors, out = [], []
-            for i, item in enumerate(value):
-                try:
-                    if not isinstance(item, Mapping):
-                        raise TypeError(f"a {what} must be a mapping, got {type(item).__name__}")
-                    out.append(hook(item, None))
-                except Exception as exc:
-                    exc.__notes__ = [*getattr(exc, "__notes__", []),
-                                     cattrs.IterableValidationNote(f"@ index {i}", i, Any)]
-                    errors.append(exc)
-            if errors:
-                raise IterableValidationError(f"invalid {what}s", errors, list)
-            return out
-
-        return structure
-
-    def mapping_of(hook: Any, what: str) -> Any:
-        def structure(value: Any, _t: Any) -> Any:
-            if not isinstance(value, Mapping):
-                raise TypeError(f"expected a mapping for {what}, got {type(value).__name__}")
-            return hook(value, None)
-
-        return structure
-
-    on(list[StepDoc], items(steps_hook, "step"))
-    on(list[ExitDoc], items(exits_hook, "exit rule"))
-    on(OnErrorDoc, lambda v, t: mapping_of(on_error_hook, "on_error")({"action": v} if isinstance(v, str) else v, t))
-    on(AgentDoc, lambda v, t: mapping_of(agent_hook, "agent")({"command": v} if isinstance(v, str | list) else v, t))
-    on(dict[str, Any], lambda v, t: dict(mapping_of(lambda x, _: x, "inputs")(v, t)))
-    on(dict[str, str], lambda v, t: {str(k): str(x) for k, x in mapping_of(lambda x, _: x, "env")(v, t).items()})
+    on(list[StepDoc], _items(steps_hook, "step"))
+    on(list[ExitDoc], _items(exits_hook, "exit rule"))
+    on(OnErrorDoc, lambda v, t: _mapping_of(on_error_hook, "on_error")({"action": v} if isinstance(v, str) else v, t))
+    on(AgentDoc, lambda v, t: _mapping_of(agent_hook, "agent")({"command": v} if isinstance(v, str | list) else v, t))
+    on(dict[str, Any], lambda v, t: dict(_mapping_of(lambda x, _: x, "inputs")(v, t)))
+    on(dict[str, str], lambda v, t: {str(k): str(x) for k, x in _mapping_of(lambda x, _: x, "env")(v, t).items()})
     return conv
 
 
