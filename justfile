@@ -4,10 +4,12 @@
 test *ARGS:
     python -m pytest {{ARGS}}
 
-# lint with ruff and check the import contracts (.importlinter)
+# lint: ruff, the import contracts (.importlinter), mypy (strict), module/function sizes
 lint:
     ruff check .
     lint-imports
+    mypy
+    python .ci/sizes.py
 
 # the main job: the demo on the embedded SQLite default
 demo *ARGS:

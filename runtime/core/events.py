@@ -18,6 +18,9 @@ import attrs
 import cattrs
 import trio
 
+from ..flow import ErrorAction, ExitAction
+from .states import TerminalState
+
 __all__ = [
     "EVENT_TYPES",
     "Event",
@@ -80,7 +83,7 @@ class StepFailed(Event):
     step: str
     error: str
     attempt: int = 1
-    action: str = "fail"  # what on_error decided: fail, retry, abandon, continue
+    action: ErrorAction = "fail"  # what on_error decided
 
 
 @attrs.frozen(kw_only=True)
@@ -94,7 +97,7 @@ class ExitResolved(Event):
     type: ClassVar[str] = "exit_resolved"
     step: str
     rule: str | None  # None: no rule matched, the step advances
-    action: str
+    action: ExitAction
 
 
 @attrs.frozen(kw_only=True)
@@ -122,7 +125,7 @@ class StepStream(Event):
 @attrs.frozen(kw_only=True)
 class JobFinished(Event):
     type: ClassVar[str] = "job_finished"
-    state: str
+    state: TerminalState
     reason: str | None = None
     error: str | None = None
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
-__all__ = ["JobExistsError", "JobNotFound", "JobResult", "JobState", "JobStateError", "StepState", "StepTimeout"]
+__all__ = ["JobExistsError", "JobNotFound", "JobResult", "JobState", "JobStateError", "StepState", "StepTimeout", "TerminalState"]
 
 
 class JobState(enum.Enum):
@@ -28,6 +28,10 @@ class JobState(enum.Enum):
 
 
 _TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.ABANDONED, JobState.CANCELLED})
+
+
+TerminalState = Literal["completed", "failed", "abandoned", "cancelled"]
+"""The value of a terminal :class:`JobState` (as :class:`~runtime.JobFinished` carries it)."""
 
 
 class StepState(enum.Enum):

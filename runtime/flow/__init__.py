@@ -19,6 +19,8 @@ from .inputs import InputRef as InputRef
 from .model import Flow as Flow
 from .rules import ExpressionError as ExpressionError
 from .step import AgentSpec as AgentSpec
+from .step import ErrorAction as ErrorAction
+from .step import ExitAction as ExitAction
 from .step import ExitRule as ExitRule
 from .step import OnError as OnError
 from .step import Step as Step

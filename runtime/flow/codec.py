@@ -13,7 +13,7 @@ import importlib
 import sys
 import traceback
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from .document import (
     RULE_FIELD,
@@ -32,7 +32,7 @@ from .document import (
 from .errors import FlowError
 from .inputs import NO_DEFAULT, FlowInput
 from .model import Flow
-from .step import AgentSpec, ExitRule, OnError, Step
+from .step import AgentSpec, ErrorAction, ExitAction, ExitRule, OnError, Step
 
 __all__ = ["DataPath", "FlowDataError", "field_name", "flow_from_data", "flow_from_dict", "flow_to_dict"]
 
@@ -112,14 +112,16 @@ def _build_step(sd: StepDoc, base: DataPath, fail: Fail) -> Step:
     exits = []
     for j, ed in enumerate(sd.exits):
         try:
-            exits.append(ExitRule(ed.name or f"exit{j}", when=ed.when, action=ed.action, target=ed.target,
-                                  max_iterations=ed.max_iterations))
+            # the document holds any string; ExitRule and OnError refuse one that is not an action
+            exits.append(ExitRule(ed.name or f"exit{j}", when=ed.when, action=cast(ExitAction, ed.action),
+                                  target=ed.target, max_iterations=ed.max_iterations))
         except FlowError as exc:
             fail((*base, "exits", j, exc.field.rsplit(".", 1)[-1]), exc.problem)
     on_error = OnError()
     if sd.on_error is not None:
         try:
-            on_error = OnError(sd.on_error.action, sd.on_error.max_attempts, sd.on_error.backoff)
+            on_error = OnError(cast(ErrorAction, sd.on_error.action), sd.on_error.max_attempts,
+                               sd.on_error.backoff)
         except FlowError as exc:
             fail((*base, "on_error", exc.field.rsplit(".", 1)[-1]), exc.problem)
     run = None

@@ -19,11 +19,16 @@ from .inputs import InputRef, parse_input
 from .rules import Expression, ExpressionError, compile_when
 from .templates import template_fields
 
-__all__ = ["ACTIONS", "ERROR_ACTIONS", "PERMISSION_MODES", "AgentSpec", "ExitRule", "OnError", "PermissionMode",
+__all__ = ["ACTIONS", "ERROR_ACTIONS", "PERMISSION_MODES", "AgentSpec", "ErrorAction", "ExitAction", "ExitRule",
+           "OnError", "PermissionMode",
            "Step", "StepFn", "WhenFn", "positive_seconds_or_none"]
 
-ACTIONS = ("advance", "loop", "escalate", "abandon")
-ERROR_ACTIONS = ("fail", "retry", "abandon", "continue")
+ExitAction = Literal["advance", "loop", "escalate", "abandon"]
+"""What an exit rule does when its ``when`` holds."""
+ErrorAction = Literal["fail", "retry", "abandon", "continue"]
+"""How a step failure is routed (``on_error``)."""
+ACTIONS: tuple[ExitAction, ...] = typing.get_args(ExitAction)
+ERROR_ACTIONS: tuple[ErrorAction, ...] = typing.get_args(ErrorAction)
 PermissionMode = Literal["reject", "allow", "allow_always"]
 PERMISSION_MODES: tuple[PermissionMode, ...] = typing.get_args(PermissionMode)
 
@@ -68,7 +73,7 @@ class OnError:
     when it is a callable), then fails the job.
     """
 
-    action: str = "fail"
+    action: ErrorAction = "fail"
     max_attempts: int = 3
     backoff: float | Callable[[int], float] = 0.1
 
@@ -98,7 +103,7 @@ class ExitRule:
 
     name: str
     when: WhenFn | str | None = None
-    action: str = "advance"
+    action: ExitAction = "advance"
     target: str | None = None
     max_iterations: int | None = None
     _expr: Expression | None = attrs.field(init=False, default=None, repr=False, eq=False)
