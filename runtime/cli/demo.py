@@ -44,6 +44,7 @@ from ..core.runtime import Runtime, open_runtime
 from ..core.states import JobState
 from ..flow import AgentSpec, ExitRule, Flow, OnError, Step
 from ..store import SqliteStore
+from ..testing import WakeupCounter, job_tasks, marked_processes
 from .common import DEFAULT_STORE, Interrupts, interruptible
 from .demo_display import Display, delta_text
 
@@ -279,9 +280,6 @@ async def _run_jobs(rt: Runtime, flow: Flow, n_jobs: int, display: Display, inte
 
 async def _measure(rt: Runtime) -> dict[str, float]:
     """What the ended jobs left: tasks, streams, recorders, processes, and idle wakeups per second."""
-    # imported when the demo runs, not when the CLI starts (psutil-heavy leak checks)
-    from ..testing import WakeupCounter, job_tasks, marked_processes
-
     stats = rt.stats()
     left: dict[str, float] = {
         "tasks": stats.tasks + rt.nursery_tasks + len(job_tasks()),
