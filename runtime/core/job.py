@@ -41,7 +41,7 @@ from .events import (
 )
 from .executors import executor_for
 from .messages import Abandon, Cancel, Control, Message, Resume, StepDone, StepError
-from .recording import Recording
+from .recording import Recording, RecordMode
 from .resources import JobResources
 from .services import JobServices
 from .states import JobResult, JobState, JobStateError, StepTimeout
@@ -67,7 +67,7 @@ class Job:
     )
 
     def __init__(self, services: JobServices, flow: Flow, inputs: Mapping[str, Any], job_id: str,
-                 *, record: str = "off", restored: Restored | None = None) -> None:
+                 *, record: RecordMode = "off", restored: Restored | None = None) -> None:
         self.services = services
         self.id = job_id
         self.flow = flow
@@ -98,7 +98,7 @@ class Job:
         self._early: list[Control] | None = None
 
     @property
-    def record(self) -> str:
+    def record(self) -> RecordMode:
         """The recording mode: ``off``, ``memory`` or ``durable``."""
         return self.recording.mode
 

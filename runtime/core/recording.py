@@ -52,6 +52,8 @@ class Recording:
     """Recording ``off``: no recorder, no log; the base of the other modes."""
 
     mode: ClassVar[RecordMode] = "off"
+    stores_events: ClassVar[bool] = False
+    """Whether the job's events are in the store (``Runtime.events()`` replays them)."""
     __slots__ = ("_limits", "_on_error", "_store", "job_id", "recorder")
 
     def __init__(self, job_id: str, store: Store, limits: RecordLimits,
@@ -136,6 +138,7 @@ class _DurableRecording(_MemoryRecording):
     """Recording ``durable``: the ring, and the job's log, checkpoints and record in the store."""
 
     mode: ClassVar[RecordMode] = "durable"
+    stores_events: ClassVar[bool] = True
     __slots__ = ()
 
     def _recorder(self) -> Recorder:

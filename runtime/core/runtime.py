@@ -186,7 +186,7 @@ class Runtime:
                 raise JobNotFound(job_id)
             raise JobStateError(f"job {job_id!r} was not recorded (record={live.record if live else 'off'!r}): "
                                 "its events are not in the store; spawn it with record='durable'")
-        if rec.record != "durable":
+        if not recording_for(rec.record).stores_events:
             raise JobStateError(f"job {job_id!r} was not recorded (record={rec.record!r}): its events "
                                 "are not in the store; spawn it with record='durable'")
         for row in await self.store.read_events(job_id, from_seq):
