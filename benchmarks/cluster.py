@@ -43,7 +43,7 @@ async def per_event(rt) -> float:
     h = await rt.spawn(flow())
     await h.wait()
     elapsed = time.perf_counter() - t0
-    events = [e async for e in h.events()]
+    events = [e async for e in h.events(replay=True)]
     return elapsed / len(events) * 1e6
 
 

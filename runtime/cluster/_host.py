@@ -7,19 +7,66 @@ import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
 import trio
 
 from actors.log import get_logger
+from runtime import (
+    Event,
+    JobFinished,
+    JobHandle,
+    JobResult,
+    JobStateError,
+    Lagged,
+    RecordMode,
+    Runtime,
+    RuntimeStats,
+    event_to_dict,
+    open_runtime,
+)
+from runtime.flow.codec import flow_from_dict
+from runtime.testing import assert_no_leaks
 
-from ..core.events import JobFinished, event_to_dict
-from ..core.runtime import RuntimeStats, open_runtime
-from ..core.states import JobResult, JobStateError
-from ..flow.codec import flow_from_dict
 from ._log import EventLog
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
+
+
+class HostOptions(TypedDict, total=False):
+    """What each host passes to its ``open_runtime()`` (see :func:`open_cluster_runtime`)."""
+
+    max_results: int
+    store: str | None
+    workspace: str | None
+    stdin_grace: float
+    term_grace: float
+    record_max_events: int
+    record_max_bytes: int
+
+
+class HostInfo(TypedDict):
+    """A host's process and its embedded runtime's id (the marker of every process it starts)."""
+
+    pid: int
+    runtime_id: str
+
+
+class HostJob(TypedDict):
+    """What a host keeps of each job it was given: enough for another controller to follow it."""
+
+    job_id: str
+    flow: dict[str, Any]  # flow_to_dict's output
+    inputs: dict[str, Any]
+    record: RecordMode
+
+
+class AdoptedJob(HostJob):
+    """A job a host still holds, with its state there (a :class:`runtime.JobState` value)."""
+
+    state: str
 
 
 class Host:
@@ -31,18 +78,20 @@ class Host:
     keeps a numbered event log here (``events(job_id, from_seq)`` streams it).
     """
 
-    def __init__(self, runtime_kw: dict[str, Any] | None = None, max_log_events: int = 100_000) -> None:
-        self._kw = dict(runtime_kw or {})
+    # set in the trio thread before ``__init__`` returns (it raises if the trio run failed to start)
+    _token: trio.lowlevel.TrioToken
+    _rt: Runtime
+    _nursery: trio.Nursery
+    _stop: trio.CancelScope
+
+    def __init__(self, options: HostOptions | None = None, max_log_events: int = 100_000) -> None:
+        self._options = HostOptions(**options) if options else HostOptions()
         self._max_log_events = max_log_events
         self._cond = threading.Condition()
         self._logs: dict[str, EventLog[dict[str, Any]]] = {}
-        self._specs: dict[str, dict[str, Any]] = {}
+        self._specs: dict[str, HostJob] = {}
         self._results: dict[str, JobResult] = {}
         self._ready = threading.Event()
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._rt: Any = None
-        self._nursery: trio.Nursery | None = None
-        self._stop: trio.CancelScope | None = None
         self._error: BaseException | None = None
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="corral-host-call")
@@ -63,7 +112,7 @@ class Host:
             self._ready.set()
 
     async def _trio_main(self) -> None:
-        async with open_runtime(**self._kw) as rt, trio.open_nursery() as nursery:
+        async with open_runtime(**self._options) as rt, trio.open_nursery() as nursery:
             self._rt, self._nursery = rt, nursery
             self._token = trio.lowlevel.current_trio_token()
             with trio.CancelScope() as stop:
@@ -75,16 +124,17 @@ class Host:
                     for handle in rt.jobs():
                         cancels.start_soon(handle.cancel, "shutdown")
 
-    async def _spawn(self, flow_data: dict[str, Any], inputs: dict[str, Any], job_id: str, record: str) -> None:
+    async def _spawn(self, flow_data: dict[str, Any], inputs: dict[str, Any], job_id: str,
+                     record: RecordMode) -> None:
         handle = await self._rt.spawn(flow_from_dict(flow_data), inputs, job_id=job_id, record=record)
         events = handle.events(maxlen=1 << 20)  # subscribed before the first event is published
         self._nursery.start_soon(self._pump, handle, events, name=f"corral.host-pump:{job_id}")
 
-    async def _pump(self, handle: Any, events: Any) -> None:
+    async def _pump(self, handle: JobHandle, events: AsyncIterator[Event | Lagged]) -> None:
         job_log = self._logs[handle.id]
         with trio.CancelScope(shield=True):
             async for event in events:
-                if not hasattr(event, "seq"):
+                if isinstance(event, Lagged):
                     continue
                 with self._cond:
                     job_log.append(event_to_dict(event))
@@ -114,21 +164,21 @@ class Host:
                 self._waiters.append((loop, fut))
             await fut
 
-    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+    async def _call(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
 
     # -- Ray methods ----------------------------------------------------------------------------------
 
-    async def info(self) -> dict[str, Any]:
+    async def info(self) -> HostInfo:
         """This host's pid and its embedded runtime's id (the marker the controller sweeps)."""
-        return {"pid": os.getpid(), "runtime_id": self._rt.id}
+        return HostInfo(pid=os.getpid(), runtime_id=self._rt.id)
 
     async def spawn(self, flow_data: dict[str, Any], inputs: dict[str, Any], job_id: str,
-                    record: str = "off") -> str:
+                    record: RecordMode = "off") -> str:
         """Start a job in this host's runtime."""
         with self._cond:
             self._logs[job_id] = EventLog(self._max_log_events, _seq)
-            self._specs[job_id] = {"job_id": job_id, "flow": flow_data, "inputs": inputs, "record": record}
+            self._specs[job_id] = HostJob(job_id=job_id, flow=flow_data, inputs=inputs, record=record)
         try:
             await self._call(lambda: trio.from_thread.run(self._spawn, flow_data, inputs, job_id, record,
                                                           trio_token=self._token))
@@ -145,10 +195,12 @@ class Host:
         no duplicates, and no gap that is not announced by a ``{"lagged": n}`` entry (events that
         fell out of the bounded log); ends after the job's result is known."""
         next_seq = from_seq
+
+        def ready() -> bool:
+            return job_id not in self._logs or job_id in self._results or self._logs[job_id].last_seq >= next_seq
         try:
             while True:
-                await self._until(lambda s=next_seq: job_id not in self._logs or job_id in self._results
-                                  or self._logs[job_id].last_seq >= s)
+                await self._until(ready)
                 with self._cond:
                     job_log = self._logs.get(job_id)
                     if job_log is None:
@@ -177,14 +229,14 @@ class Host:
                 self._results.pop(job_id, None)
                 self._specs.pop(job_id, None)
 
-    async def adopt(self) -> list[dict[str, Any]]:
+    async def adopt(self) -> list[AdoptedJob]:
         """Every job this host still holds (running, or ended and not yet forgotten), in spawn order:
         what a controller that attaches to a named host needs to follow them."""
         def states() -> dict[str, str]:
             return {h.id: h.state.value for h in self._rt.jobs()}
         live = await self._call(lambda: trio.from_thread.run_sync(states, trio_token=self._token))
         with self._cond:
-            return [{**spec, "state": live.get(job_id, "running")} for job_id, spec in self._specs.items()]
+            return [AdoptedJob(**spec, state=live.get(job_id, "running")) for job_id, spec in self._specs.items()]
 
     async def control(self, job_id: str, action: str, reason: str) -> None:
         """Cancel or abandon a job; returns once it is torn down here."""
@@ -210,8 +262,6 @@ class Host:
 
     async def check_leaks(self, allow_live_jobs: bool = False) -> str | None:
         """Run ``assert_no_leaks`` inside this host's trio run; the problem, or ``None``."""
-        from ..testing import assert_no_leaks
-
         def check() -> str | None:
             try:
                 assert_no_leaks(self._rt, allow_live_jobs=allow_live_jobs)
@@ -231,7 +281,8 @@ class Host:
 
 
 def _seq(entry: dict[str, Any]) -> int:
-    return entry["seq"]
+    seq: int = entry["seq"]
+    return seq
 
 
 def _wake(fut: asyncio.Future[None]) -> None:

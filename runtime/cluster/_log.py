@@ -46,3 +46,8 @@ class EventLog(Generic[T]):
         batch = self._entries[i:]
         missing = self._seq(batch[0]) - seq if batch and self._seq(batch[0]) > seq else 0
         return missing, batch
+
+    def first_from(self, seq: int) -> T | None:
+        """The oldest entry with seq >= ``seq`` still held, ``None`` if there is none."""
+        i = bisect.bisect_left(self._entries, seq, key=self._seq)
+        return self._entries[i] if i < len(self._entries) else None

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtime import StepContext
 
-async def noop(ctx: Any, inputs: Any) -> dict[str, Any]:
+
+async def noop(ctx: StepContext, inputs: dict[str, Any]) -> dict[str, Any]:
     """A no-op step: ``{"ok": True}``."""
     return {"ok": True}
 
 
-async def echo(ctx: Any, inputs: Any) -> dict[str, Any]:
+async def echo(ctx: StepContext, inputs: dict[str, Any]) -> dict[str, Any]:
     """Return the step's inputs as ``{"echo": inputs}``."""
     return {"echo": dict(inputs)}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import trio
 
 from actors.process import find_marked
 
-from ._controller import ClusterRuntime
+if TYPE_CHECKING:
+    from ._runtime import ClusterRuntime
 
 __all__ = ["assert_cluster_no_leaks", "cluster_leaks"]
 
@@ -18,7 +21,7 @@ def cluster_leaks(rt: ClusterRuntime, *, allow_live_jobs: bool = False) -> list[
     ``assert_no_leaks`` run inside its trio run, and the OS process table of this machine (no
     process carrying any host's marker, lost hosts included).
     """
-    ray = rt._ray_mod
+    ray = rt._calls.ray
     problems: list[str] = []
     if not allow_live_jobs:
         if rt.jobs():
@@ -26,7 +29,7 @@ def cluster_leaks(rt: ClusterRuntime, *, allow_live_jobs: bool = False) -> list[
         if rt.nursery_tasks:
             problems.append(f"{rt.nursery_tasks} tasks in the controller's nursery")
     alive = [h for h in rt.hosts if h.alive]
-    found = ray.get([h.actor.check_leaks.remote(allow_live_jobs) for h in alive])
+    found: list[str | None] = ray.get([h.actor.check_leaks.remote(allow_live_jobs) for h in alive])
     problems += [f"host {h.pid}: {problem}" for h, problem in zip(alive, found, strict=True) if problem]
     if not allow_live_jobs:
         ids = {h.runtime_id for h in rt.hosts}
