@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 import attrs
 import trio
 
+from ._groups import innermost
 from .log import get_logger
 
 __all__ = ["Actor", "ActorStopped", "RestartIntensityExceeded", "Supervisor"]
@@ -230,9 +231,7 @@ class Supervisor(Generic[A]):
                         task_status.started(self)
                 return
             except Exception as caught:
-                exc = caught
-                while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
-                    exc = exc.exceptions[0]
+                exc = innermost(caught)
                 now = trio.current_time()
                 crashes.append(now)
                 while crashes and crashes[0] < now - self.window:

@@ -29,6 +29,7 @@ from typing import Any, Literal, TypeAlias
 import attrs
 import trio
 
+from ._groups import is_cancellation
 from .log import get_logger
 
 __all__ = [
@@ -763,7 +764,7 @@ class Stream:
     def _synthesized(self, exc: BaseException | None) -> Done:
         if exc is None:
             return Done(index=self._index)
-        if _is_cancellation(exc):
+        if is_cancellation(exc):
             return Done(index=self._index, metadata={"cancelled": True})
         return Done(index=self._index, metadata={"error": type(exc).__name__})
 
@@ -853,15 +854,6 @@ def _parse_json(raw: str, *, strict: bool) -> Any:
         if strict:
             raise
         return raw
-
-
-def _is_cancellation(exc: BaseException) -> bool:
-    if isinstance(exc, trio.Cancelled):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        _, rest = exc.split(trio.Cancelled)
-        return rest is None
-    return False
 
 
 def open_stream(

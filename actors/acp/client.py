@@ -29,7 +29,7 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from .._groups import lone_exception
+from .._groups import raise_lone
 from ..log import get_logger
 from .jsonrpc import (
     INTERNAL_ERROR,
@@ -228,17 +228,12 @@ class AcpClient:
                     answer.append(result)
 
         try:
-            try:
+            with raise_lone():
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(send_prompt)
                     with updates_receive:
                         async for update in updates_receive:
                             await _call(on_update, update)
-            except BaseExceptionGroup as group:
-                lone = lone_exception(group)
-                if lone is None:
-                    raise
-                raise lone from None
         finally:
             if self._turns.get(session_id) is updates_send:
                 del self._turns[session_id]
