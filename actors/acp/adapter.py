@@ -17,8 +17,9 @@ import trio
 
 from .._groups import raise_lone
 from ..process import Marker, ProcessGroup
-from .client import AcpClient, PermissionPolicy, UpdateCallback
-from .jsonrpc import ProtocolError
+from .client import AcpClient, UpdateCallback
+from .errors import ProtocolError
+from .permissions import PermissionPolicy
 
 __all__ = ["AgentAdapter"]
 
