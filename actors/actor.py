@@ -15,7 +15,7 @@ from __future__ import annotations
 import collections
 import math
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import attrs
 import trio
@@ -95,7 +95,7 @@ class Actor:
         """Process one message.  The return value is the reply to an :meth:`ask`."""
         raise NotImplementedError
 
-    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[Self] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the mailbox until :meth:`stop`; pass to ``nursery.start``."""
         self._state = "running"
         try:

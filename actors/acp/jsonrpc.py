@@ -146,7 +146,7 @@ class JsonRpcConnection:
     async def request(
         self,
         method: str,
-        params: Any = None,
+        params: Params = None,
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - abandons the id, not just a deadline
     ) -> Any:
@@ -193,7 +193,7 @@ class JsonRpcConnection:
             raise pending.error
         return pending.result
 
-    async def notify(self, method: str, params: Any = None) -> None:
+    async def notify(self, method: str, params: Params = None) -> None:
         """Send a notification (no answer expected).
 
         Returns once the writer has taken the line. Raises :class:`ProtocolError`
