@@ -22,7 +22,7 @@ import trio.lowlevel
 from actors.acp import AcpClient, PermissionPolicy
 from actors.acp.jsonrpc import ProtocolError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAKE_AGENT = [sys.executable, "-m", "actors.fake_agent"]
 SDK_AGENT = [sys.executable, str(ROOT / "tests" / "sdk_agent.py")]
 # A bound against hangs only; every test finishes far sooner.
