@@ -16,6 +16,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import TypedDict, Unpack
 
 import psutil
 import trio
@@ -27,12 +28,23 @@ from .spawn import spawn_in_session
 from .stdout import GroupStdout
 from .sweep import KILL_WAIT
 
-__all__ = ["ProcessGroup", "open_process_group"]
+__all__ = ["GroupOptions", "ProcessGroup", "open_process_group"]
 
 _SCAN_BOUND = 2.0  # extra time allowed for the process-table scans of the graceful stage
 _DRAIN_WAIT = 0.5  # bound on reading the rest of stderr once the tree is dead
 _KILL_ROUNDS = 3  # rescans for escapers that forked while being killed
 _CHUNK = 65536
+
+
+class GroupOptions(TypedDict, total=False):
+    """The keywords of :class:`ProcessGroup` besides ``marker`` (for :func:`open_process_group`)."""
+
+    env: Mapping[str, str] | None
+    cwd: str | os.PathLike[str] | None
+    stdin_grace: float
+    term_grace: float
+    lifeline: bool
+    capture_stderr_tail: int
 
 
 class ProcessGroup:
@@ -325,15 +337,7 @@ class ProcessGroup:
 
 @asynccontextmanager
 async def open_process_group(
-    command: Sequence[str],
-    *,
-    marker: Marker,
-    env: Mapping[str, str] | None = None,
-    cwd: str | os.PathLike[str] | None = None,
-    stdin_grace: float = 0.5,
-    term_grace: float = 2.0,
-    lifeline: bool = True,
-    capture_stderr_tail: int = 8192,
+    command: Sequence[str], *, marker: Marker, **options: Unpack[GroupOptions]
 ) -> AsyncIterator[ProcessGroup]:
     """Run a :class:`ProcessGroup` (same arguments) for the body of an ``async with``.
 
@@ -342,10 +346,7 @@ async def open_process_group(
     (bounded) and waits for it. The body's exception propagates unchanged,
     never wrapped in an exception group and never swallowed.
     """
-    group = ProcessGroup(
-        command, marker=marker, env=env, cwd=cwd, stdin_grace=stdin_grace, term_grace=term_grace,
-        lifeline=lifeline, capture_stderr_tail=capture_stderr_tail,
-    )
+    group = ProcessGroup(command, marker=marker, **options)
     own: list[BaseException] = []
     unwrap: BaseException | None = None
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, TypedDict, Unpack
 
 import trio
 
@@ -19,7 +19,7 @@ from .buffer import StreamBuffer
 from .content import KINDS, Content, StreamKind
 from .parts import Delta, DeltaPart, Done, Full, Part, Start, StreamClosed, Update
 
-__all__ = ["Stream", "StreamKind", "StreamMode", "open_stream"]
+__all__ = ["Stream", "StreamKind", "StreamMode", "StreamOptions", "open_stream"]
 
 StreamMode: TypeAlias = Literal["coalesced", "per_token", "off"]
 """How a stream publishes deltas: coalesced by a :class:`StreamBuffer`, one by one, or not at all."""
@@ -33,6 +33,17 @@ class _Default(enum.Enum):
 
 _STREAM_INDEX: Final = _Default.INDEX
 """The default ``index`` of :meth:`Stream.full` and :meth:`Stream.done`: the stream's own."""
+
+
+class StreamOptions(TypedDict, total=False):
+    """The keywords of :class:`Stream` (for :func:`open_stream`); defaults as there."""
+
+    kind: StreamKind
+    index: int | None
+    mode: StreamMode
+    max_buffered_chars: int
+    flush_interval: float
+    metadata: Mapping[str, Any] | None
 
 
 class Stream:
@@ -278,15 +289,7 @@ class Stream:
 
 
 def open_stream(
-    nursery: trio.Nursery,
-    publish: Callable[[Update], None],
-    *,
-    kind: StreamKind = "text",
-    index: int | None = None,
-    mode: StreamMode = "coalesced",
-    max_buffered_chars: int = 128,
-    flush_interval: float = 0.05,
-    metadata: Mapping[str, Any] | None = None,
+    nursery: trio.Nursery, publish: Callable[[Update], None], **options: Unpack[StreamOptions]
 ) -> Stream:
     """An async context manager for one streamed message; ``async with`` yields the :class:`Stream`.
 
@@ -302,13 +305,4 @@ def open_stream(
         flush_interval: coalesced mode: publish this many seconds after the first buffered delta.
         metadata: carried by the ``Start`` update.
     """
-    return Stream(
-        nursery,
-        publish,
-        kind=kind,
-        index=index,
-        mode=mode,
-        max_buffered_chars=max_buffered_chars,
-        flush_interval=flush_interval,
-        metadata=metadata,
-    )
+    return Stream(nursery, publish, **options)

@@ -100,26 +100,28 @@ class DataDelta(Part):
 
 
 @attrs.frozen
-class ToolRequestDelta(Part):
-    """A piece of a tool call's JSON arguments. ``name`` may be given on the first piece only."""
+class _ToolPart(Part):
+    """A piece of one tool call's channel: its id, and its name (on the first piece only)."""
 
-    _CHUNK: ClassVar[str] = "arguments_delta"
     _CHANNEL: ClassVar[str | None] = "tool_call_id"
     _NAME: ClassVar[str | None] = "name"
     tool_call_id: str
     name: str | None
+
+
+@attrs.frozen
+class ToolRequestDelta(_ToolPart):
+    """A piece of a tool call's JSON arguments. ``name`` may be given on the first piece only."""
+
+    _CHUNK: ClassVar[str] = "arguments_delta"
     arguments_delta: str
 
 
 @attrs.frozen
-class ToolResponseDelta(Part):
+class ToolResponseDelta(_ToolPart):
     """A piece of a tool call's response content."""
 
     _CHUNK: ClassVar[str] = "content_delta"
-    _CHANNEL: ClassVar[str | None] = "tool_call_id"
-    _NAME: ClassVar[str | None] = "name"
-    tool_call_id: str
-    name: str | None
     content_delta: str
 
 
