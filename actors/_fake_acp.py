@@ -173,7 +173,10 @@ class FakeAgent:
             params = {}
         if method is None:
             with self._state_lock:
-                waiter = self._waiting.pop(message.get("id"), None)  # type: ignore[arg-type]
+                response_id = message.get("id")
+                waiter = (
+                    self._waiting.pop(response_id, None) if isinstance(response_id, int) else None
+                )
             if waiter is not None:
                 waiter[1].append(message)
                 waiter[0].set()
