@@ -15,11 +15,12 @@ from __future__ import annotations
 import collections
 import math
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import attrs
 import trio
 
+from ._groups import innermost
 from .log import get_logger
 
 __all__ = ["Actor", "ActorStopped", "RestartIntensityExceeded", "Supervisor"]
@@ -94,7 +95,7 @@ class Actor:
         """Process one message.  The return value is the reply to an :meth:`ask`."""
         raise NotImplementedError
 
-    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[Self] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the mailbox until :meth:`stop`; pass to ``nursery.start``."""
         self._state = "running"
         try:
@@ -230,9 +231,7 @@ class Supervisor(Generic[A]):
                         task_status.started(self)
                 return
             except Exception as caught:
-                exc = caught
-                while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
-                    exc = exc.exceptions[0]
+                exc = innermost(caught)
                 now = trio.current_time()
                 crashes.append(now)
                 while crashes and crashes[0] < now - self.window:

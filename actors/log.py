@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
-__all__ = ["Logger", "get_logger"]
+__all__ = ["EventLogger", "Logger", "get_logger"]
 
 
 def _stdlib_processors() -> list[Any]:
@@ -30,6 +30,15 @@ def _stdlib_processors() -> list[Any]:
         structlog.processors.format_exc_info,
         structlog.processors.KeyValueRenderer(key_order=["event"], drop_missing=True),
     ]
+
+
+class EventLogger(Protocol):
+    """What corral logs through: a :class:`Logger`, or any structlog bound logger."""
+
+    def debug(self, event: str, **fields: Any) -> object: ...
+    def info(self, event: str, **fields: Any) -> object: ...
+    def warning(self, event: str, **fields: Any) -> object: ...
+    def error(self, event: str, **fields: Any) -> object: ...
 
 
 class Logger:

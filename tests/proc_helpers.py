@@ -1,4 +1,4 @@
-"""Small programs that tests/test_process.py runs as real subprocesses.
+"""Small programs that tests/actors/test_process_trees_are_contained.py runs as real subprocesses.
 
 Run as ``python tests/proc_helpers.py MODE ARGS...``. Every process prints
 ``<role> <pid>`` lines on stdout (flushed) so the test can find it, then parks

@@ -2,16 +2,31 @@
 
 Layers, each importing only those before it::
 
-    jsonrpc    newline-delimited JSON-RPC 2.0 over a pair of trio streams
-    client     the ACP client side (initialize, sessions, prompts, permission requests)
-    adapter    an agent subprocess in its own process group, with a client on its stdio
+    errors       ProtocolError (the peer is broken), RemoteError / MethodNotFound (one request)
+    messages     one JSON-RPC 2.0 message per line: parsed whole or refused whole
+    jsonrpc      newline-delimited JSON-RPC 2.0 over a pair of trio streams
+    permissions  how session/request_permission is answered
+    workspace    fs/read_text_file and fs/write_text_file, confined to one directory
+    client       the ACP client side (initialize, sessions, prompts, the agent's requests)
+    adapter      an agent subprocess in its own process group, with a client on its stdio
 """
 
 from .adapter import AgentAdapter as AgentAdapter
 from .client import AcpClient as AcpClient
-from .client import PermissionPolicy as PermissionPolicy
 from .client import UpdateCallback as UpdateCallback
+from .errors import MethodNotFound as MethodNotFound
+from .errors import ProtocolError as ProtocolError
+from .errors import RemoteError as RemoteError
 from .jsonrpc import JsonRpcConnection as JsonRpcConnection
-from .jsonrpc import MethodNotFound as MethodNotFound
-from .jsonrpc import ProtocolError as ProtocolError
-from .jsonrpc import RemoteError as RemoteError
+from .permissions import PermissionPolicy as PermissionPolicy
+
+__all__ = [
+    "AcpClient",
+    "AgentAdapter",
+    "JsonRpcConnection",
+    "MethodNotFound",
+    "PermissionPolicy",
+    "ProtocolError",
+    "RemoteError",
+    "UpdateCallback",
+]

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import trio
 
-from .._groups import lone_exception
+from .._groups import raise_lone
 from ..process import Marker, ProcessGroup
-from .client import AcpClient, PermissionPolicy, UpdateCallback
-from .jsonrpc import ProtocolError
+from .client import AcpClient, UpdateCallback
+from .errors import ProtocolError
+from .permissions import PermissionPolicy
 
 __all__ = ["AgentAdapter"]
 
@@ -79,13 +80,8 @@ class AgentAdapter:
 
     async def run(self, *, task_status: trio.TaskStatus[AgentAdapter] = trio.TASK_STATUS_IGNORED) -> None:
         """Spawn, connect, initialize; serve until cancelled or the agent exits."""
-        try:
+        with raise_lone():
             await self._serve(task_status)
-        except BaseExceptionGroup as group:
-            lone = lone_exception(group)
-            if lone is None:
-                raise
-            raise lone from None
 
     async def _serve(self, task_status: trio.TaskStatus[AgentAdapter]) -> None:
         async with trio.open_nursery() as nursery:

@@ -19,83 +19,35 @@ and owns the agent process.
 from __future__ import annotations
 
 import inspect
-import itertools
 import math
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, TypeAlias
 
-import attrs
 import trio
 
-from .._groups import lone_exception
-from ..log import get_logger
-from .jsonrpc import (
-    INTERNAL_ERROR,
-    INVALID_PARAMS,
-    JsonRpcConnection,
-    MethodNotFound,
-    ProtocolError,
-    RemoteError,
-)
+from .._groups import raise_lone
+from ..log import EventLogger, get_logger
+from .jsonrpc import JsonRpcConnection, MethodNotFound, ProtocolError, RemoteError
+from .messages import Params, object_params
+from .permissions import PermissionPolicy as PermissionPolicy
+from .workspace import RESOURCE_NOT_FOUND as RESOURCE_NOT_FOUND
+from .workspace import Workspace
 
 __all__ = ["PROTOCOL_VERSION", "RESOURCE_NOT_FOUND", "AcpClient", "PermissionPolicy"]
 
 #: The ACP protocol version this client speaks.
 PROTOCOL_VERSION = 1
-#: ACP error code for a missing resource (a file that does not exist).
-RESOURCE_NOT_FOUND = -32002
 
 _CLIENT_INFO = {"name": "corral", "version": "0.1.0"}
 # Updates a turn may buffer ahead of a slow on_update before the reader waits.
 _UPDATE_BUFFER = 64
 # How long a cancelled prompt() may spend telling the agent to stop.
 _CANCEL_NOTIFY_GRACE = 1.0
+_REJECT_ALL = PermissionPolicy()  # the default policy (frozen)
 
-UpdateCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
-
-_PREFERENCES: dict[str, tuple[str, ...]] = {
-    "reject": ("reject_once", "reject_always"),
-    "allow": ("allow_once",),
-    "allow_always": ("allow_always", "allow_once"),
-}
-_REJECT_KINDS = ("reject_once", "reject_always")
-
-
-@attrs.frozen
-class PermissionPolicy:
-    """How the client answers ``session/request_permission``.
-
-    ``mode`` picks the first offered option of a matching kind:
-
-    - ``"reject"`` (default): ``reject_once``, else ``reject_always``;
-    - ``"allow"``: ``allow_once`` (never escalates to ``allow_always``);
-    - ``"allow_always"``: ``allow_always``, else ``allow_once``.
-
-    When no option matches, a reject option is chosen if offered, otherwise the
-    outcome is ``cancelled``.
-    """
-
-    mode: Literal["reject", "allow", "allow_always"] = attrs.field(
-        default="reject", validator=attrs.validators.in_(("reject", "allow", "allow_always"))
-    )
-
-    def choose(self, options: Any) -> dict[str, Any]:
-        """Return the ``outcome`` object answering a request that offers ``options``."""
-        candidates = options if isinstance(options, list) else []
-        offered = [
-            option
-            for option in candidates
-            if isinstance(option, dict) and isinstance(option.get("optionId"), str)
-        ]
-        for kinds in (_PREFERENCES[self.mode], _REJECT_KINDS):
-            for kind in kinds:
-                for option in offered:
-                    if option.get("kind") == kind:
-                        return {"outcome": "selected", "optionId": option["optionId"]}
-        return {"outcome": "cancelled"}
-
+UpdateCallback: TypeAlias = Callable[[dict[str, Any]], Awaitable[None] | None]
+"""Called with each ``session/update`` of a prompt turn (the raw ``update`` object); sync or async."""
 
 async def _call(callback: UpdateCallback, update: dict[str, Any]) -> None:
     outcome = callback(update)
@@ -128,14 +80,14 @@ class AcpClient:
         conn_recv: trio.abc.ReceiveStream,
         *,
         workspace: Path,
-        permissions: PermissionPolicy = PermissionPolicy(),
+        permissions: PermissionPolicy = _REJECT_ALL,
         max_line_bytes: int = 1 << 20,
         request_timeout: float | None = None,
-        log: Any = None,
+        log: EventLogger | None = None,
     ) -> None:
-        self._workspace = Path(workspace).resolve()
         self._permissions = permissions
-        self._log = log if log is not None else get_logger(__name__)
+        self._log: EventLogger = log if log is not None else get_logger(__name__)
+        self._workspace = Workspace(workspace, self._log)
         self._turns: dict[str, trio.MemorySendChannel[dict[str, Any]]] = {}
         self._conn = JsonRpcConnection(
             conn_send,
@@ -191,7 +143,8 @@ class AcpClient:
 
         ``cwd`` defaults to the workspace; a relative ``cwd`` is taken relative to it.
         """
-        directory = self._workspace / cwd if cwd is not None else self._workspace
+        root = self._workspace.root
+        directory = root / cwd if cwd is not None else root
         result = await self._conn.request("session/new", {"cwd": str(directory), "mcpServers": []})
         session_id = result.get("sessionId") if isinstance(result, dict) else None
         if not isinstance(session_id, str) or not session_id:
@@ -228,17 +181,12 @@ class AcpClient:
                     answer.append(result)
 
         try:
-            try:
+            with raise_lone():
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(send_prompt)
                     with updates_receive:
                         async for update in updates_receive:
                             await _call(on_update, update)
-            except BaseExceptionGroup as group:
-                lone = lone_exception(group)
-                if lone is None:
-                    raise
-                raise lone from None
         finally:
             if self._turns.get(session_id) is updates_send:
                 del self._turns[session_id]
@@ -275,7 +223,7 @@ class AcpClient:
                 return
             self._log.info("prompt abandoned; sent session/cancel", session_id=session_id)
 
-    async def _handle_notification(self, method: str, params: Any) -> None:
+    async def _handle_notification(self, method: str, params: Params) -> None:
         if method != "session/update":
             self._log.debug("agent notification ignored", method=method)
             return
@@ -297,13 +245,17 @@ class AcpClient:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._log.debug("session/update after its turn ended", session_id=session_id)
 
-    async def _handle_request(self, method: str, params: Any) -> Any:
+    async def _handle_request(self, method: str, params: Params) -> Any:
         if method == "session/request_permission":
-            return self._answer_permission(_params(method, params))
+            return self._answer_permission(object_params(method, params))
         if method == "fs/read_text_file":
-            return await trio.to_thread.run_sync(self._read_text_file, _params(method, params))
+            return await trio.to_thread.run_sync(
+                self._workspace.read_text_file, object_params(method, params)
+            )
         if method == "fs/write_text_file":
-            return await trio.to_thread.run_sync(self._write_text_file, _params(method, params))
+            return await trio.to_thread.run_sync(
+                self._workspace.write_text_file, object_params(method, params)
+            )
         self._log.warning("agent called an unsupported method", method=method)
         raise MethodNotFound(method)
 
@@ -318,85 +270,3 @@ class AcpClient:
             outcome=outcome,
         )
         return {"outcome": outcome}
-
-    def _confine(self, params: dict[str, Any]) -> Path:
-        """Resolve the request's path; refuse anything outside the workspace."""
-        raw = params.get("path")
-        if not isinstance(raw, str) or not raw or "\x00" in raw:
-            raise RemoteError(INVALID_PARAMS, f"path must be a non-empty string, got {raw!r}")
-        candidate = Path(raw)
-        if not candidate.is_absolute():
-            candidate = self._workspace / candidate
-        try:
-            resolved = candidate.resolve()
-        except (OSError, RuntimeError) as exc:
-            raise RemoteError(INVALID_PARAMS, f"refused: cannot resolve {raw!r}: {exc}") from None
-        if not resolved.is_relative_to(self._workspace):
-            self._log.warning("fs request outside the workspace refused", path=raw)
-            raise RemoteError(
-                INVALID_PARAMS,
-                f"refused: {raw!r} is outside the workspace {str(self._workspace)!r}",
-                {"path": raw, "workspace": str(self._workspace)},
-            )
-        return resolved
-
-    def _read_text_file(self, params: dict[str, Any]) -> dict[str, Any]:
-        path = self._confine(params)
-        line = _optional_count(params, "line")
-        limit = _optional_count(params, "limit")
-        try:
-            # O_NOFOLLOW: a symlink swapped in after the check is not followed
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-            with open(fd, encoding="utf-8", newline="") as file:
-                if line is None and limit is None:
-                    content = file.read()
-                else:
-                    first = max(line or 1, 1) - 1
-                    stop = None if limit is None else first + limit
-                    content = "".join(itertools.islice(file, first, stop))
-        except FileNotFoundError:
-            raise RemoteError(
-                RESOURCE_NOT_FOUND, f"file not found: {params['path']!r}", {"path": params["path"]}
-            ) from None
-        except UnicodeDecodeError:
-            raise RemoteError(
-                INTERNAL_ERROR, f"cannot read {params['path']!r}: not UTF-8 text"
-            ) from None
-        except OSError as exc:
-            raise RemoteError(
-                INTERNAL_ERROR, f"cannot read {params['path']!r}: {exc.strerror}"
-            ) from None
-        return {"content": content}
-
-    def _write_text_file(self, params: dict[str, Any]) -> dict[str, Any]:
-        path = self._confine(params)
-        content = params.get("content")
-        if not isinstance(content, str):
-            raise RemoteError(
-                INVALID_PARAMS, f"content must be a string, got {type(content).__name__}"
-            )
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-            with open(fd, "w", encoding="utf-8", newline="") as file:
-                file.write(content)
-        except OSError as exc:
-            raise RemoteError(
-                INTERNAL_ERROR, f"cannot write {params['path']!r}: {exc.strerror}"
-            ) from None
-        return {}
-
-
-def _params(method: str, params: Any) -> dict[str, Any]:
-    if not isinstance(params, dict):
-        raise RemoteError(INVALID_PARAMS, f"{method} params must be an object, got {params!r}")
-    return params
-
-
-def _optional_count(params: dict[str, Any], key: str) -> int | None:
-    value = params.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise RemoteError(INVALID_PARAMS, f"{key} must be a non-negative integer, got {value!r}")
-    return value

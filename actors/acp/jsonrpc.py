@@ -16,96 +16,43 @@ returns instead of raising or hanging.
 from __future__ import annotations
 
 import inspect
-import json
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import attrs
 import trio
 
 from ..log import get_logger
+from .errors import INTERNAL_ERROR as INTERNAL_ERROR
+from .errors import INVALID_PARAMS as INVALID_PARAMS
+from .errors import METHOD_NOT_FOUND as METHOD_NOT_FOUND
+from .errors import MethodNotFound as MethodNotFound
+from .errors import ProtocolError as ProtocolError
+from .errors import RemoteError as RemoteError
+from .messages import Notification, Params, Request, Response, encode, parse_line, preview
 
 __all__ = [
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "METHOD_NOT_FOUND",
+    "Handler",
     "JsonRpcConnection",
     "MethodNotFound",
+    "NotificationHandler",
     "ProtocolError",
     "RemoteError",
 ]
 
-#: JSON-RPC 2.0 error code: the method does not exist.
-METHOD_NOT_FOUND = -32601
-#: JSON-RPC 2.0 error code: invalid method parameters.
-INVALID_PARAMS = -32602
-#: JSON-RPC 2.0 error code: internal error while handling a request.
-INTERNAL_ERROR = -32603
-
-_PREVIEW_CHARS = 40
 _READ_CHUNK = 64 * 1024
 # Ids of requests given up on (cancelled or timed out) whose late answers are
 # ignored rather than treated as "unknown response id"; oldest forgotten first.
 _MAX_ABANDONED_IDS = 1024
 
-Handler = Callable[[str, Any], Awaitable[Any]]
-NotificationHandler = Callable[[str, Any], Awaitable[None] | None]
-
-
-class ProtocolError(Exception):
-    """The connection to the peer is broken and unusable.
-
-    Raised for a malformed line, a line over the size limit, a message that is
-    not valid JSON-RPC 2.0, a response to an unknown id, EOF, or a failed write.
-    The message names the cause, e.g. ``agent sent a line that is not JSON
-    (line 3: 'garbage'): Expecting value: line 1 column 1 (char 0)``.
-    """
-
-
-class RemoteError(Exception):
-    """A JSON-RPC error response: the peer refused or failed one request.
-
-    Raise it from a request handler to answer with that error; it is raised by
-    :meth:`JsonRpcConnection.request` when the peer answers with an error. The
-    connection itself stays usable.
-    """
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(code, message, data)
-        #: The JSON-RPC error code.
-        self.code: int = code
-        #: The human-readable error message.
-        self.message: str = message
-        #: Optional structured detail (``None`` when absent).
-        self.data: Any = data
-
-    def __str__(self) -> str:
-        return f"{self.message} (JSON-RPC error {self.code})"
-
-    def to_error_object(self) -> dict[str, Any]:
-        """Return the ``error`` member of a JSON-RPC response for this error."""
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
-
-
-class MethodNotFound(RemoteError):
-    """JSON-RPC error -32601: the peer does not implement ``method``.
-
-    A request handler raises it for a method it does not know; ``request()``
-    raises it when the peer answers -32601.
-    """
-
-    def __init__(self, method: str, message: str | None = None, data: Any = None) -> None:
-        super().__init__(
-            METHOD_NOT_FOUND,
-            message if message is not None else f"method not found: {method!r}",
-            data if data is not None else {"method": method},
-        )
-        #: The method that was not found.
-        self.method: str = method
+Handler: TypeAlias = Callable[[str, Params], Awaitable[Any]]
+"""Answers one incoming request: ``await handler(method, params)`` returns the result."""
+NotificationHandler: TypeAlias = Callable[[str, Params], Awaitable[None] | None]
+"""Called with each incoming notification, ``(method, params)``; sync or async."""
 
 
 @attrs.define
@@ -116,26 +63,6 @@ class _Pending:
     done: trio.Event = attrs.field(factory=trio.Event)
     result: Any = None
     error: BaseException | None = None
-
-
-def _preview(line: bytes | str) -> str:
-    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
-    if len(text) > _PREVIEW_CHARS:
-        text = text[:_PREVIEW_CHARS] + "..."
-    return repr(text)
-
-
-def _encode(message: dict[str, Any]) -> bytes:
-    return (
-        json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-            "utf-8"
-        )
-        + b"\n"
-    )
-
-
-def _is_id(value: Any) -> bool:
-    return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str)
 
 
 class JsonRpcConnection:
@@ -219,7 +146,7 @@ class JsonRpcConnection:
     async def request(
         self,
         method: str,
-        params: Any = None,
+        params: Params = None,
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - abandons the id, not just a deadline
     ) -> Any:
@@ -241,7 +168,7 @@ class JsonRpcConnection:
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params is not None:
             message["params"] = params
-        data = _encode(message)
+        data = encode(message)
         pending = _Pending(method)
         self._pending[request_id] = pending
         sent = False
@@ -266,7 +193,7 @@ class JsonRpcConnection:
             raise pending.error
         return pending.result
 
-    async def notify(self, method: str, params: Any = None) -> None:
+    async def notify(self, method: str, params: Params = None) -> None:
         """Send a notification (no answer expected).
 
         Returns once the writer has taken the line. Raises :class:`ProtocolError`
@@ -278,7 +205,7 @@ class JsonRpcConnection:
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
         if params is not None:
             message["params"] = params
-        await self._write(_encode(message))
+        await self._write(encode(message))
 
     async def flush(self) -> None:
         """Return once every line handed to the writer before this call has been written."""
@@ -355,75 +282,22 @@ class JsonRpcConnection:
         if partial.strip():
             return ProtocolError(
                 f"{self._name} closed its output (EOF) in the middle of line {line_number + 1} "
-                f"({_preview(partial)}){waiting}"
+                f"({preview(partial)}){waiting}"
             )
         return ProtocolError(f"{self._name} closed its output (EOF){waiting}")
 
     async def _dispatch(self, line: bytes, line_number: int, nursery: trio.Nursery) -> None:
-        try:
-            message = json.loads(line)
-        except ValueError as exc:
-            raise ProtocolError(
-                f"{self._name} sent a line that is not JSON (line {line_number}: "
-                f"{_preview(line)}): {exc}"
-            ) from None
+        message = parse_line(line, line_number, self._name)
+        if isinstance(message, Request):
+            nursery.start_soon(self._serve_request, message.id, message.method, message.params)
+        elif isinstance(message, Notification):
+            await self._deliver_notification(message.method, message.params)
+        else:
+            self._resolve(message, line, line_number)
 
-        def bad(what: str) -> ProtocolError:
-            return ProtocolError(
-                f"{self._name} sent an invalid JSON-RPC message (line {line_number}: "
-                f"{_preview(line)}): {what}"
-            )
-
-        if isinstance(message, list):
-            raise bad("batch messages are not supported")
-        if not isinstance(message, dict):
-            raise bad(f"expected a JSON object, got {type(message).__name__}")
-        if message.get("jsonrpc") != "2.0":
-            raise bad(f'"jsonrpc" must be "2.0", got {message.get("jsonrpc")!r}')
-
-        if "method" in message:
-            method = message["method"]
-            if not isinstance(method, str):
-                raise bad(f'"method" must be a string, got {type(method).__name__}')
-            params = message.get("params")
-            if params is not None and not isinstance(params, dict | list):
-                raise bad(f'"params" must be an object or an array, got {type(params).__name__}')
-            if "id" in message:
-                request_id = message["id"]
-                if not _is_id(request_id):
-                    raise bad(f'request "id" must be a string or an integer, got {request_id!r}')
-                nursery.start_soon(self._serve_request, request_id, method, params)
-            else:
-                await self._deliver_notification(method, params)
-            return
-
-        if "id" not in message:
-            raise bad('neither "method" nor "id": not a request, notification or response')
-        response_id = message["id"]
-        has_result = "result" in message
-        has_error = "error" in message
-        if has_result == has_error:
-            raise bad('a response must have exactly one of "result" and "error"')
-        error: RemoteError | None = None
-        if has_error:
-            raw = message["error"]
-            if not isinstance(raw, dict):
-                raise bad(f'"error" must be an object, got {type(raw).__name__}')
-            code, text = raw.get("code"), raw.get("message")
-            if not isinstance(code, int) or isinstance(code, bool):
-                raise bad(f'"error.code" must be an integer, got {code!r}')
-            if not isinstance(text, str):
-                raise bad(f'"error.message" must be a string, got {text!r}')
-            error = RemoteError(code, text, raw.get("data"))
-        if response_id is None:
-            if error is not None:
-                raise ProtocolError(
-                    f"{self._name} reported an error not tied to a request (line {line_number}): "
-                    f"{error}"
-                )
-            raise bad('a response "id" must not be null')
-        if not _is_id(response_id):
-            raise bad(f'response "id" must be a string or an integer, got {response_id!r}')
+    def _resolve(self, response: Response, line: bytes, line_number: int) -> None:
+        """Hand ``response`` to the request waiting for it."""
+        response_id = response.id
         pending = self._pending.pop(response_id, None) if isinstance(response_id, int) else None
         if pending is None:
             if response_id in self._abandoned:
@@ -432,17 +306,18 @@ class JsonRpcConnection:
                 return
             raise ProtocolError(
                 f"{self._name} sent a response to unknown request id {response_id!r} "
-                f"(line {line_number}: {_preview(line)})"
+                f"(line {line_number}: {preview(line)})"
             )
+        error = response.error
         if error is not None:
             if error.code == METHOD_NOT_FOUND:
                 error = MethodNotFound(pending.method, error.message, error.data)
             pending.error = error
         else:
-            pending.result = message["result"]
+            pending.result = response.result
         pending.done.set()
 
-    async def _deliver_notification(self, method: str, params: Any) -> None:
+    async def _deliver_notification(self, method: str, params: Params) -> None:
         if self._on_notification is None:
             self._log.debug("notification ignored", method=method)
             return
@@ -453,7 +328,7 @@ class JsonRpcConnection:
         except Exception:
             self._log.exception("notification callback failed", method=method)
 
-    async def _serve_request(self, request_id: int | str, method: str, params: Any) -> None:
+    async def _serve_request(self, request_id: int | str, method: str, params: Params) -> None:
         reply: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id}
         try:
             if self._handler is None:
@@ -468,10 +343,10 @@ class JsonRpcConnection:
                 "message": f"internal error while handling {method!r}: {exc!r}",
             }
         try:
-            data = _encode(reply)
+            data = encode(reply)
         except (TypeError, ValueError) as exc:
             self._log.error("request handler returned a non-JSON result", method=method)
-            data = _encode(
+            data = encode(
                 {
                     "jsonrpc": "2.0",
                     "id": request_id,

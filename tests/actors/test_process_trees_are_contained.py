@@ -25,8 +25,8 @@ from actors.process import (
     sweep_dead_runtimes,
 )
 
-HELPERS = str(Path(__file__).with_name("proc_helpers.py"))
-ROOT = str(Path(__file__).resolve().parent.parent)
+HELPERS = str(Path(__file__).resolve().parents[1] / "proc_helpers.py")
+ROOT = str(Path(__file__).resolve().parents[2])
 LIMIT = 20  # seconds: outer bound for any single test's real-clock work
 FAST = {"stdin_grace": 0.1, "term_grace": 0.2}
 

@@ -22,7 +22,7 @@ import trio.lowlevel
 from actors.acp import AcpClient, PermissionPolicy
 from actors.acp.jsonrpc import ProtocolError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAKE_AGENT = [sys.executable, "-m", "actors.fake_agent"]
 SDK_AGENT = [sys.executable, str(ROOT / "tests" / "sdk_agent.py")]
 # A bound against hangs only; every test finishes far sooner.
@@ -103,6 +103,28 @@ def received(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
+async def slow_turn_cancelled(client: AcpClient, session: str) -> tuple[list[str], Updates]:
+    """Run a ``[[slow]]`` turn, ``session/cancel`` it after three updates; its stop reasons."""
+    ticking = trio.Event()
+    updates = Updates()
+
+    def on_update(update: dict[str, Any]) -> None:
+        updates(update)
+        if len(updates.updates) == 3:
+            ticking.set()
+
+    stop: list[str] = []
+
+    async def turn() -> None:
+        stop.append(await client.prompt(session, "[[slow]]", on_update))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(turn)
+        await ticking.wait()
+        await client.cancel(session)
+    return stop, updates
+
+
 async def test_initialize_and_sessions(tmp_path: Path) -> None:
     async with agent(FAKE_AGENT, tmp_path / "ws") as (client, _):
         answer = await client.initialize()
@@ -180,23 +202,7 @@ async def test_slow_prompt_cancelled_by_session_cancel(tmp_path: Path) -> None:
     log = tmp_path / "agent.log"
     async with agent([*FAKE_AGENT, "--log", str(log)], tmp_path / "ws") as (client, _):
         session = await started(client)
-        ticking = trio.Event()
-        updates = Updates()
-
-        def on_update(update: dict[str, Any]) -> None:
-            updates(update)
-            if len(updates.updates) == 3:
-                ticking.set()
-
-        stop: list[str] = []
-
-        async def turn() -> None:
-            stop.append(await client.prompt(session, "[[slow]]", on_update))
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(turn)
-            await ticking.wait()
-            await client.cancel(session)
+        stop, updates = await slow_turn_cancelled(client, session)
         assert stop == ["cancelled"]
         assert updates.text().startswith("tick 0 tick 1 tick 2 ")
         assert {"sessionId": session} in [
@@ -413,23 +419,7 @@ async def test_sdk_agent_interop(tmp_path: Path) -> None:
             text[i : i + 5] for i in range(0, len(text), 5)
         ]
 
-        ticking = trio.Event()
-        slow = Updates()
-
-        def on_update(update: dict[str, Any]) -> None:
-            slow(update)
-            if len(slow.updates) == 3:
-                ticking.set()
-
-        stop: list[str] = []
-
-        async def turn() -> None:
-            stop.append(await client.prompt(session, "[[slow]]", on_update))
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(turn)
-            await ticking.wait()
-            await client.cancel(session)
+        stop, slow = await slow_turn_cancelled(client, session)
         assert stop == ["cancelled"]
         assert slow.text().startswith("tick 0 tick 1 tick 2 ")
 

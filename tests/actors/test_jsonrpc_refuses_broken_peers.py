@@ -307,7 +307,7 @@ async def _fail_pending(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ask)
-        await trio.sleep(1)
+        await trio.testing.wait_all_tasks_blocked()  # the request is out, waiting for its answer
         await trigger()
     await runner.returned.wait()  # run() returned instead of raising or hanging
     with pytest.raises(ProtocolError) as later:
@@ -476,7 +476,7 @@ async def test_cancelling_run_fails_pending_requests(autojump_clock: trio.abc.Cl
                     await conn.request("hang?")
 
             nursery.start_soon(ask)
-            await trio.sleep(1)
+            await trio.testing.wait_all_tasks_blocked()  # the request is pending
             run_scope.cancel()
     assert conn.closed_error is not None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 
 from actors import Actor, ActorStopped, RestartIntensityExceeded, Supervisor
 from runtime import Flow, JobState, Step, open_runtime
@@ -33,7 +34,7 @@ async def test_full_mailbox_applies_backpressure(autojump_clock):
     async with trio.open_nursery() as nursery:
         await nursery.start(actor.run)
         await actor.send("block")  # taken by the actor, which now blocks
-        await trio.sleep(1)
+        await trio.testing.wait_all_tasks_blocked()
         actor.send_nowait(1)
         actor.send_nowait(2)
         with pytest.raises(trio.WouldBlock):
@@ -49,7 +50,7 @@ async def test_full_mailbox_applies_backpressure(autojump_clock):
         await trio.sleep(10)
         assert not sent  # still waiting for mailbox space
         actor.gate.set()
-        await trio.sleep(1)
+        await trio.testing.wait_all_tasks_blocked()  # the actor drained the mailbox
         assert sent
         assert await actor.ask("get") == 6
         actor.stop()
