@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 
+from actors._groups import split_cancelled
 from actors.actor import ActorStopped
 from actors.log import get_logger
 
@@ -44,7 +45,7 @@ from .messages import Abandon, Cancel, Control, Message, Resume, StepDone, StepE
 from .recording import Recording, RecordMode
 from .resources import JobResources
 from .services import JobServices
-from .states import JobResult, JobState, JobStateError, StepTimeout
+from .states import JobResult, JobState, JobStateError, StepTimeout, describe_error
 from .steps import StepRun, StepTable
 
 __all__ = ["Job"]
@@ -138,7 +139,7 @@ class Job:
                 if nursery.child_tasks:  # the one exit: whatever is left dies with the nursery
                     nursery.cancel_scope.cancel()
         except BaseException as exc:
-            cancelled, errors = _split_cancelled(exc)  # TODO(merge): actors._groups.split_cancelled
+            cancelled, errors = split_cancelled(exc)
             if errors is not None:
                 _log.error("job_crashed", job_id=self.id, error=repr(errors))
                 self._finish(JobState.FAILED, "crashed", repr(errors.exceptions[0]))
@@ -201,7 +202,7 @@ class Job:
         with trio.CancelScope(shield=True):
             failed = await self.recording.flush()  # a durable job has completed only once its log is stored
         if failed is not None and self._outcome[0] is JobState.COMPLETED:
-            self._outcome = (JobState.FAILED, "store_error", _describe(failed))
+            self._outcome = (JobState.FAILED, "store_error", describe_error(failed))
         state, reason, error = self._outcome
         self.state = state
         self.result = JobResult(
@@ -329,7 +330,7 @@ class Job:
     def _step_failed(self, run: StepRun, error: BaseException) -> None:
         step = run.step
         policy = step.on_error
-        text = _describe(error)
+        text = describe_error(error)
         self._steps.stopped(run)
         if policy.action == "retry" and run.attempt < policy.max_attempts:
             self.hub.publish(StepFailed, step=step.name, error=text, attempt=run.attempt, action="retry")
@@ -363,7 +364,7 @@ class Job:
 
     def fail_on_store_error(self, exc: BaseException) -> None:
         """A durable job whose records cannot be written ends FAILED ``store_error``."""
-        self._finish(JobState.FAILED, "store_error", _describe(exc))
+        self._finish(JobState.FAILED, "store_error", describe_error(exc))
 
     def cancel_nowait(self, reason: str) -> None:
         """Request cancellation without waiting (used by runtime shutdown)."""
@@ -390,21 +391,6 @@ class Job:
         return self.result
 
 
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    name = type(error).__name__
-    return f"{name}: {text}" if text else name
-
-
 def _same(value: Any) -> Any:
     return value
 
-
-def _split_cancelled(exc: BaseException) -> tuple[BaseException | None, BaseExceptionGroup[Any] | None]:
-    """Split an exception escaping the job nursery into (trio.Cancelled part, other errors)."""
-    if isinstance(exc, trio.Cancelled):
-        return exc, None
-    if isinstance(exc, BaseExceptionGroup):
-        cancelled, rest = exc.split(trio.Cancelled)
-        return cancelled, rest
-    return None, BaseExceptionGroup("job crashed", [exc])

@@ -90,3 +90,10 @@ class JobResult:
     inputs: Mapping[str, Any] = attrs.field(factory=dict)
     started_at: float | None = None
     finished_at: float | None = None
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: message`` (or just ``Type``): how a failure reads in results and events."""
+    text = str(error)
+    name = type(error).__name__
+    return f"{name}: {text}" if text else name

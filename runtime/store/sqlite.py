@@ -27,6 +27,7 @@ from typing import Any, Self, TypeVar
 
 import trio
 
+from actors._groups import is_cancellation
 from actors.log import get_logger
 
 from .errors import StoreError, StoreReadOnly
@@ -81,12 +82,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     )),
 )
 """Schema migrations in order; append ``Migration(2, ...)`` to evolve the schema."""
-
-
-def _only_cancelled(exc: BaseException) -> bool:
-    if isinstance(exc, BaseExceptionGroup):
-        return exc.split(trio.Cancelled)[1] is None
-    return isinstance(exc, trio.Cancelled)
 
 
 class SqliteStore:
@@ -159,7 +154,7 @@ class SqliteStore:
         except BaseException as closing_exc:
             # in a cancelled scope the nursery's exit raises Cancelled: let the body's own
             # exception go on instead (cancellation is level-triggered and comes again)
-            if exc is None or not _only_cancelled(closing_exc):
+            if exc is None or not is_cancellation(closing_exc):
                 raise
         finally:
             self._state = "closed"
