@@ -18,6 +18,8 @@ import attrs
 import cattrs
 import trio
 
+from actors.stream import Update
+
 from ..flow import ErrorAction, ExitAction
 from .states import TerminalState
 
@@ -39,6 +41,11 @@ __all__ = [
     "event_from_dict",
     "event_to_dict",
 ]
+
+
+StreamUpdate = Update | Mapping[str, Any]
+"""A stream update as published (:data:`actors.stream.Update`), or as a dict once read back from
+the store (:func:`event_from_dict` leaves stream updates as dicts)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -119,7 +126,7 @@ class StepStream(Event):
 
     type: ClassVar[str] = "step_stream"
     step: str
-    update: Any
+    update: StreamUpdate
 
 
 @attrs.frozen(kw_only=True)
@@ -148,6 +155,9 @@ def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter()
     conv.register_unstructure_hook(Any, lambda v: jsonable(v))
     conv.register_structure_hook(Any, lambda v, _t: v)
+    # a stream update is walked like any value (its attrs class named by "type"), and read back as a dict
+    conv.register_unstructure_hook_func(lambda t: t == StreamUpdate, jsonable)
+    conv.register_structure_hook_func(lambda t: t == StreamUpdate, lambda v, _t: v)
     return conv
 
 
