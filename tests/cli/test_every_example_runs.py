@@ -14,7 +14,7 @@ import pytest
 from actors.process import find_marked
 from runtime.cli.yaml import load_flow, load_flow_text
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 BOUND = 60
 

@@ -1,4 +1,5 @@
-"""YAML flows: what loads, and what is refused whole with an error naming file, line and field."""
+"""A YAML flow that is wrong is refused whole, with an error naming the file, the line and the
+field, and what is wrong there; nothing in it runs."""
 
 from __future__ import annotations
 
@@ -8,104 +9,14 @@ import textwrap
 
 import pytest
 
-from runtime import ExitRule, Flow, OnError, Step
+from runtime import Flow, Step
 from runtime.cli.yaml import FlowLoadError, load_flow, load_flow_text
-from runtime.flow.codec import flow_from_dict, flow_to_dict
-
-GOOD = """\
-name: triage-fix-review
-timeout: 60
-steps:
-  triage:
-    run: examples.steps:triage
-    inputs: {ticket: $job.ticket, title: $job.title}
-    exits:
-      - name: wontfix
-        when: outputs.severity == 0
-        action: abandon
-  fix:
-    run: examples.steps:fix
-    inputs: {summary: $triage.summary}
-    on_error: {action: retry, max_attempts: 3, backoff: 0.5}
-    timeout: 30
-  review:
-    command: [python, -c, "print('{}')"]
-    inputs: {patch: $fix.patch}
-    exits:
-      again:
-        when: not outputs.approved
-        action: loop
-        target: fix
-        max_iterations: 2
-"""
-
-
-def test_a_flow_loads_with_every_field():
-    flow = load_flow_text(GOOD, "good.yaml")
-    triage, fix, review = flow.steps
-    assert flow.name == "triage-fix-review" and flow.timeout == 60
-    assert triage.run.__name__ == "triage" and triage.exits[0] == ExitRule(
-        "wontfix", when="outputs.severity == 0", action="abandon")
-    assert fix.on_error == OnError("retry", 3, 0.5) and fix.timeout == 30
-    assert flow.deps["fix"] == {"triage"} and flow.deps["review"] == {"fix"}
-    assert review.command[0] == sys.executable  # a first word `python` is this interpreter
-    assert review.exits[0].name == "again" and review.exits[0].max_iterations == 2
-
-
-def test_steps_as_a_list_equal_steps_as_a_mapping():
-    as_list = """\
-name: f
-steps:
-  - name: a
-    command: echo
-  - name: b
-    command: [echo, b]
-    after: a
-    on_error: continue
-"""
-    as_map = """\
-name: f
-steps:
-  a: {command: [echo]}
-  b: {command: [echo, b], after: [a], on_error: {action: continue}}
-"""
-    assert load_flow_text(as_list) == load_flow_text(as_map)
-
-
-def test_agent_shorthand_and_prompt():
-    flow = load_flow_text("""\
-name: f
-steps:
-  ask:
-    agent: [python, -m, actors.fake_agent]
-    prompt: "triage {$job.ticket}"
-""")
-    step = flow.steps[0]
-    assert step.agent.command == (sys.executable, "-m", "actors.fake_agent")
-    assert step.agent.permissions == "reject"
-
-
-def test_yaml_flow_round_trips_through_the_store_format():
-    flow = load_flow_text(GOOD)
-    data = flow_to_dict(flow)
-    assert data["portable"] is True
-    assert flow_from_dict(data) == flow
-
-
-def test_load_flow_reads_a_file(tmp_path):
-    path = tmp_path / "flow.yaml"
-    path.write_text(GOOD)
-    assert load_flow(path) == load_flow_text(GOOD)
-    with pytest.raises(FlowLoadError) as info:
-        load_flow(tmp_path / "missing.yaml")
-    assert "missing.yaml" in str(info.value) and "cannot read" in str(info.value)
 
 
 def _flow(steps: str, head: str = "name: f\n") -> str:
     return head + "steps:\n" + textwrap.indent(textwrap.dedent(steps), "  ")
 
 
-# (yaml text, line, field, a fragment of the problem)
 BAD = {
     # unknown keys
     "unknown step key": (_flow("""\
@@ -257,7 +168,7 @@ BAD = {
     "step waits for itself": (_flow("a: {command: [echo], after: [a]}\n"), 3, "steps.a.after", "itself"),
 }
 
-# `when` expressions that try to reach outside the whitelist
+
 INJECTIONS = {
     "__import__('os').system('id')": "calls are not allowed",
     "outputs.__class__": "attribute '__class__' is not allowed",
@@ -332,22 +243,6 @@ def test_a_refused_file_runs_nothing(tmp_path):
         sys.modules.pop("side_effects", None)
     assert isinstance(flow, Flow) and isinstance(flow.steps[0], Step)
     assert not marker.exists()
-
-
-def test_exponent_timeouts_and_declared_inputs_load():
-    flow = load_flow_text(textwrap.dedent("""\
-        name: x
-        timeout: 1e3
-        inputs:
-          ticket: int
-          title: {type: str, default: untitled}
-        steps:
-          a: {command: [echo], inputs: {t: $job.ticket, mode: fast, price: $$5}, timeout: 2.5e1}
-        """))
-    assert flow.timeout == 1000.0 and flow.step("a").timeout == 25.0
-    assert flow.inputs["ticket"].type is int and flow.inputs["title"].default == "untitled"
-    assert flow.step("a").literals == {"mode": "fast", "price": "$5"}
-    assert flow_from_dict(flow_to_dict(flow)) == flow  # the declaration is kept for resume
 
 
 @pytest.mark.parametrize("decl, field, problem", [

@@ -21,7 +21,7 @@ from runtime.cli.yaml import (
     load_flow,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMALL = "name: small\nsteps:\n  a: {command: [echo, hi]}\n"
 
 

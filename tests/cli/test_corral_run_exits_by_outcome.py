@@ -1,0 +1,118 @@
+"""``corral run``: the exit code says how the job ended (0, 1, 2 for a refused flow or input, 130 on
+SIGINT), events go to stdout and logs to stderr, and an interrupted run leaves no process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+
+import psutil
+import trio
+from cli_support import BOUND, CORRAL, REPO, Lines, corral, json_lines, write_flow
+
+from actors.process import find_marked
+
+
+def test_run_a_failing_flow_exits_nonzero_and_logs_only_to_stderr(tmp_path):
+    flow = write_flow(tmp_path, """\
+        name: broken
+        steps:
+          ok:
+            command: [python, -c, "print('{\\"fine\\": true}')"]
+          boom:
+            command: [python, -c, "import sys; sys.stderr.write('kaput'); sys.exit(3)"]
+            after: [ok]
+        """)
+    result = corral("-v", "run", flow, "--json", "--store", tmp_path / "s.db")
+    assert result.returncode == 1, result.stderr
+    events = json_lines(result.stdout)  # library log lines never reach stdout
+    assert events[-1]["type"] == "job_finished" and events[-1]["state"] == "failed"
+    failed = [e for e in events if e["type"] == "step_failed"]
+    assert failed[0]["step"] == "boom" and "kaput" in failed[0]["error"]
+    assert "step_failed" in result.stderr  # the library's warning, on stderr
+
+
+def test_run_refuses_an_invalid_flow_and_runs_nothing(tmp_path):
+    flow = write_flow(tmp_path, """\
+        name: bad
+        steps:
+          a:
+            command: [echo, hi]
+            exits:
+              - name: sneaky
+                when: "__import__('os').system('touch pwned')"
+                action: abandon
+        """)
+    store = tmp_path / "s.db"
+    result = corral("run", flow, "--store", store, cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{flow}:7: steps.a.exits.sneaky.when: calls are not allowed" in result.stderr
+    assert not store.exists() and not (tmp_path / "pwned").exists()
+    bad_input = corral("run", flow, "-i", "no-equals-sign", "--store", store)
+    assert bad_input.returncode == 2 and "key=value" in bad_input.stderr
+
+
+async def test_sigint_mid_prompt_cancels_the_job_and_leaves_no_process(tmp_path):
+    flow = write_flow(tmp_path, """\
+        name: endless
+        steps:
+          work:
+            agent: {command: [python, -m, actors.fake_agent, --wrap, "2", --slow, --grandchild]}
+            prompt: "work until told to stop"
+        """)
+    store = tmp_path / "s.db"
+    with trio.fail_after(BOUND):
+        proc = await trio.lowlevel.open_process([*CORRAL, "run", str(flow), "--json", "--store", str(store)],
+                                                cwd=REPO, stdout=subprocess.PIPE)
+        try:
+            lines = Lines(proc.stdout)
+            job_id = None
+            while (line := await lines.next()) is not None:
+                event = json.loads(line)
+                job_id = event["job_id"]
+                if event["type"] == "step_stream":
+                    break  # mid-prompt: the agent is streaming
+            during = find_marked(lambda m: m.job_id == job_id)
+            assert len(during) >= 5  # keeper, three generations, the agent's grandchild
+            proc.send_signal(signal.SIGINT)
+            rest = []
+            while (line := await lines.next()) is not None:
+                rest.append(json.loads(line))
+            code = await proc.wait()
+        finally:
+            proc.kill()
+            await proc.wait()
+    assert code == 130
+    assert rest[-1]["type"] == "job_finished" and rest[-1]["state"] == "cancelled"
+    assert {e["type"] for e in rest} >= {"step_cancelled"}
+    for p in during:
+        assert not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+    assert find_marked(lambda m: m.job_id == job_id) == []
+    shown = corral("show", job_id[:10], "--json", "--store", store)
+    record = json.loads(shown.stdout)
+    assert record["state"] == "cancelled" and record["reason"] == "interrupted (SIGINT)"
+    assert record["steps"]["work"]["state"] == "cancelled"
+
+
+def test_a_failing_python_step_shows_its_traceback_with_v(tmp_path):
+    (tmp_path / "failing_steps.py").write_text(
+        "def helper():\n    raise KeyError('missing thing')\n\n\nasync def boom(ctx, inputs):\n    helper()\n")
+    flow = write_flow(tmp_path, "name: f\nsteps:\n  a: {run: 'failing_steps:boom'}\n")
+    quiet = corral("run", flow, "--store", tmp_path / "s.db", cwd=tmp_path)
+    assert quiet.returncode == 1 and "KeyError" in quiet.stdout and "Traceback" not in quiet.stderr
+    verbose = corral("-v", "run", flow, "--store", tmp_path / "s.db", cwd=tmp_path)
+    assert verbose.returncode == 1
+    assert "Traceback" in verbose.stderr, verbose.stderr
+    assert f'{tmp_path / "failing_steps.py"}", line 2, in helper' in verbose.stderr, verbose.stderr
+
+
+def test_run_input_errors_are_clear(tmp_path):
+    store = tmp_path / "s.db"
+    for args, fragment in ((["-i", "no-equals"], "'no-equals' is not key=value"),
+                           (["-i", "=value"], "'=value' is not key=value"),
+                           (["--resume-payload", "{nope"], "not JSON")):
+        result = corral("run", "examples/wordcount.yaml", *args, "--store", store)
+        assert result.returncode == 2 and fragment in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert not store.exists()
