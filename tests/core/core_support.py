@@ -10,7 +10,8 @@ import psutil
 import trio
 import trio.lowlevel
 
-from runtime import AgentSpec, Flow, Step, open_runtime
+from actors.stream import Delta
+from runtime import AgentSpec, Flow, Step, StepStream, open_runtime
 from runtime.testing import assert_no_leaks, job_tasks, marked_processes
 
 TESTS = Path(__file__).resolve().parents[1]  # tests/: sdk_agent.py, resume_steps.py
@@ -101,7 +102,26 @@ async def slow_job(rt, flow_kw=None, step_kw=None, argv=None):
     )
 
 
-async def wait_for_tree(rt, n: int) -> set[int]:
-    while len(pids := pids_of(rt)) < n or rt.stats().processes < n:
-        await trio.sleep(0.05)
+async def until_streaming(job) -> None:
+    """Return once ``job`` publishes its first streamed Delta: an agent is mid-prompt."""
+    events = job.events()
+    try:
+        async for event in events:
+            if isinstance(event, StepStream) and isinstance(event.update, Delta):
+                return
+        raise AssertionError(f"job {job.id} ended without streaming: {job.result}")
+    finally:
+        await events.aclose()
+
+
+async def tree_once_streaming(rt, job, n: int) -> set[int]:
+    """The pids of ``rt``'s processes once ``job``'s agent streams, at least ``n`` of them.
+
+    The fake agent starts its children, and lets them set their signal disposition and leave the
+    session, before it answers anything; so by the first chunk it streams the whole tree exists.
+    Call it right after spawn (before any checkpoint) so that no event is missed.
+    """
+    await until_streaming(job)
+    pids = pids_of(rt)
+    assert len(pids) >= n and rt.stats().processes >= n, (pids, rt.stats())
     return pids

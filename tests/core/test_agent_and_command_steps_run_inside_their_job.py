@@ -10,11 +10,11 @@ from pathlib import Path
 import psutil
 import pytest
 import trio
-from core_support import BOUND, FAKE, PY, SDK_AGENT
+from core_support import BOUND, FAKE, PY, SDK_AGENT, until_streaming
 
-from actors.process import find_marked
 from runtime import (
     AgentSpec,
+    ExitRule,
     Flow,
     JobState,
     OnError,
@@ -22,7 +22,7 @@ from runtime import (
     StepFailed,
     open_runtime,
 )
-from runtime.testing import assert_no_leaks
+from runtime.testing import assert_no_leaks, marked_processes
 
 
 @pytest.mark.parametrize(
@@ -113,20 +113,28 @@ async def test_command_step_outputs_and_failure():
 
 async def test_equal_specs_share_one_adapter_within_a_job_never_across_jobs():
     spec = AgentSpec(FAKE)
+    groups: dict[str, set[str]] = {}  # job id -> the process groups seen carrying its marker
+
+    def watch(outputs) -> bool:
+        # an exit rule's condition runs as its step ends, in the job: every adapter the job has
+        # started is alive until the job ends, so a second adapter would be seen at step b
+        for marker in _markers(rt):
+            groups.setdefault(marker.job_id, set()).add(marker.group_id)
+        return False
+
+    look = [ExitRule("look", when=watch, action="abandon")]
     flow = Flow(
         "share",
-        [Step("a", agent=spec, prompt="one"), Step("b", agent=spec, prompt="two", after=["a"])],
+        [Step("a", agent=spec, prompt="one", exits=look),
+         Step("b", agent=spec, prompt="two", after=["a"], exits=look)],
     )
     async with open_runtime() as rt:
         spies = []
 
         async def spawn_and_watch():
             job = await rt.spawn(flow)
-            groups = set()
-            while job.result is None:
-                groups |= {m.group_id for m in _markers(job.id)}
-                await trio.sleep(0.01)
-            spies.append(groups)
+            await job.wait()
+            spies.append(groups[job.id])
 
         with trio.fail_after(BOUND):
             async with trio.open_nursery() as nursery:
@@ -137,11 +145,12 @@ async def test_equal_specs_share_one_adapter_within_a_job_never_across_jobs():
         assert_no_leaks(rt)
 
 
-def _markers(job_id):
+def _markers(rt):
+    """The markers of ``rt``'s live processes."""
     from actors.process import MARKER_ENV, Marker
 
     out = []
-    for proc in find_marked(lambda m: m.job_id == job_id):
+    for proc in marked_processes(rt):
         try:
             out.append(Marker.parse(proc.environ()[MARKER_ENV]))
         except (psutil.Error, KeyError):
@@ -170,9 +179,8 @@ async def test_official_sdk_agent_prompt_stream_and_cancel():
             job = await rt.spawn(
                 Flow("sdk-slow", [Step("a", agent=AgentSpec(SDK_AGENT), prompt="[[slow]]")])
             )
-            while rt.stats().processes < 2:
-                await trio.sleep(0.05)
-            await trio.sleep(0.3)
+            await until_streaming(job)  # mid-prompt: the agent streams until cancelled
+            assert rt.stats().processes >= 2  # the keeper and the agent
             result = await job.cancel()
         assert result.state is JobState.CANCELLED
         assert_no_leaks(rt)

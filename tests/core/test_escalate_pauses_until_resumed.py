@@ -35,8 +35,9 @@ async def test_escalate_pause_resume(autojump_clock, wakeups: WakeupCounter):
     async with open_runtime() as rt:
         job = await rt.spawn(flow)
         events = job.events()
-        while job.state is not JobState.PAUSED:
-            await trio.sleep(0.1)
+        types = [type(e).__name__ async for e in _until_paused(events)]
+        assert job.state is JobState.PAUSED
+        await trio.testing.wait_all_tasks_blocked()  # the escalating step's task has ended
         # parked: an hour of (autojumped) time schedules no task of the job
         wakeups.reset()
         await trio.sleep(3600)
@@ -47,7 +48,7 @@ async def test_escalate_pause_resume(autojump_clock, wakeups: WakeupCounter):
         result = await job.wait()
         assert result.state is JobState.COMPLETED
         assert result.outputs["b"] == {"approved_by": "alice"}
-        types = [type(e).__name__ async for e in events]
+        types += [type(e).__name__ async for e in events]
         assert types.index("JobPaused") < types.index("JobResumed") < types.index("JobFinished")
         assert_gone(rt, job.id)
 
@@ -83,7 +84,7 @@ async def test_a_step_reading_resume_waits_for_a_resume(autojump_clock):
     ])
     async with open_runtime() as rt:
         job = await rt.spawn(flow)
-        events = [e async for e in _until_paused(job)]
+        events = [e async for e in _until_paused(job.events())]
         assert not any(isinstance(e, StepStarted) and e.step == "apply" for e in events)
         assert seen == []
         await job.resume({"ok": True})
@@ -99,14 +100,15 @@ async def test_a_job_whose_only_ready_step_reads_resume_pauses(autojump_clock):
     ])
     async with open_runtime() as rt:
         job = await rt.spawn(flow)
-        paused = [e async for e in _until_paused(job)][-1]
+        paused = [e async for e in _until_paused(job.events())][-1]
         assert (paused.step, paused.rule) == ("apply", "$resume") and job.state is JobState.PAUSED
         await job.resume({"ok": 1})
         assert (await job.wait()).outputs["apply"] == {"ok": 1}
 
 
-async def _until_paused(job):
-    async for event in job.events():
+async def _until_paused(events):
+    """The events of ``events`` up to and including the first JobPaused (``events`` goes on)."""
+    async for event in events:
         yield event
         if isinstance(event, JobPaused):
             return

@@ -23,9 +23,8 @@ from core_support import (
     WRAPPED,
     TreeSpy,
     assert_all_gone,
-    pids_of,
     slow_job,
-    wait_for_tree,
+    tree_once_streaming,
 )
 
 from actors.process import find_marked
@@ -84,17 +83,17 @@ async def test_tree_dies_on_every_terminal_path(path):
     with trio.fail_after(BOUND):
         async with open_runtime(term_grace=0.5) as rt:
             if path == "failure":
-                job = await rt.spawn(
-                    Flow("f", [Step("agent", agent=AgentSpec(argv), prompt="[[crash]] go")])
-                )
-                # snapshot while the agent is alive: it crashes after two chunks
-                pids = set()
-                while job.result is None:
-                    pids |= pids_of(rt)
-                    await trio.sleep(0.01)
+                # the agent crashes after two chunks of its second prompt: the first one's exit
+                # rule snapshots the tree (shared by both steps) while it is alive
+                spy, spec = TreeSpy(rt, False), AgentSpec(argv)
+                job = await rt.spawn(Flow("f", [
+                    Step("warm", agent=spec, prompt="hello",
+                         exits=[ExitRule("look", when=spy, action="abandon")]),
+                    Step("agent", agent=spec, prompt="[[crash]] go", after=["warm"]),
+                ]))
             else:
                 job = await slow_job(rt, flow_kw, step_kw, argv)
-                pids = await wait_for_tree(rt, 5)
+                pids = await tree_once_streaming(rt, job, 5)
                 if path == "cancel":
                     await job.cancel()
                 elif path == "abandon":
@@ -103,6 +102,9 @@ async def test_tree_dies_on_every_terminal_path(path):
                 result = await job.wait()
                 assert_no_leaks(rt)
         result = job.result
+    if path == "failure":
+        pids = spy.pids
+        assert len(pids) >= 5  # keeper, 3 generations, the agent's grandchild
     expected = {
         "cancel": JobState.CANCELLED,
         "abandon": JobState.ABANDONED,
@@ -141,9 +143,8 @@ async def test_sibling_mid_prompt_hears_cancel_then_dies(tmp_path):
     async with open_runtime(term_grace=0.5) as rt:
         with trio.fail_after(BOUND):
             job = await rt.spawn(flow)
-            pids = await wait_for_tree(rt, 4)
-            while not log.exists() or "session/prompt" not in log.read_text():
-                await trio.sleep(0.05)
+            pids = await tree_once_streaming(rt, job, 4)
+            assert "session/prompt" in log.read_text()  # logged before the agent answers it
             streaming.set()
             result = await job.wait()
         assert result.state is JobState.ABANDONED and result.steps["b"] is StepState.CANCELLED
@@ -161,12 +162,8 @@ async def test_resisting_processes_die(flags):
     async with open_runtime(term_grace=0.3) as rt:
         with trio.fail_after(BOUND):
             job = await slow_job(rt, argv=[*WRAPPED, "--slow", *flags])
-            pids = await wait_for_tree(rt, 4 if flags == ["--ignore-sigterm"] else 5)
-            sessions = {os.getsid(p) for p in pids}
-            while flags == ["--setsid-child"] and len(sessions) < 2:  # until the escaper has left
-                await trio.sleep(0.05)
-                pids = pids_of(rt)
-                sessions = {os.getsid(p) for p in pids}
+            pids = await tree_once_streaming(rt, job, 4 if flags == ["--ignore-sigterm"] else 5)
+            sessions = {os.getsid(p) for p in pids}  # the escaper left before the agent answered
             t0 = trio.current_time()
             await job.cancel()
             elapsed = trio.current_time() - t0
@@ -188,9 +185,10 @@ RUNTIME_CHILD = textwrap.dedent("""
         async with open_runtime() as rt:
             spec = AgentSpec([sys.executable, "-m", "actors.fake_agent", "--wrap", "2", "--slow",
                               "--setsid-child", "--grandchild-ignore-term"])
-            await rt.spawn(Flow("doomed", [Step("a", agent=spec, prompt="run")]))
-            while len(marked_processes(rt)) < 6:
-                await trio.sleep(0.05)
+            job = await rt.spawn(Flow("doomed", [Step("a", agent=spec, prompt="run")]))
+            async for event in job.events():  # the agent streams a chunk: its whole tree is up
+                if type(event).__name__ == "StepStream" and type(event.update).__name__ == "Delta":
+                    break
             print(json.dumps({"runtime": rt.id, "pids": [p.pid for p in marked_processes(rt)]}), flush=True)
             await trio.sleep_forever()
 
@@ -209,6 +207,8 @@ async def test_runtime_sigkilled_mid_prompt_leaves_nothing():
         assert len(info["pids"]) >= 6
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
+        # polled: the keepers are not our children and the runtime that held their lifelines
+        # is gone, so the process table is the only thing to watch
         with trio.fail_after(5):
             while find_marked(lambda m: m.runtime_id == info["runtime"]):
                 await trio.sleep(0.1)
