@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from runtime import Flow, Step
+from runtime import Flow, JobPaused, JobStarted, Step
 from runtime.store import EventRow, JobRecord
 
 TESTS = Path(__file__).resolve().parents[1]  # tests/: resume_steps.py, resume_agent.py
@@ -65,3 +65,56 @@ def writes_fail(db: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["chattr", "-i", str(wal)], check=True, capture_output=True)
+
+
+async def first_events(job, n: int) -> list:
+    """The first ``n`` events ``job`` publishes.  Subscribes at once: call it right after spawn
+    (before any checkpoint), so that none is missed."""
+    events = job.events()
+    seen = []
+    try:
+        async for event in events:
+            seen.append(event)
+            if len(seen) == n:
+                return seen
+    finally:
+        await events.aclose()
+    raise AssertionError(f"job {job.id} ended after {len(seen)} events: {seen}")
+
+
+async def until_paused(job) -> None:
+    """Return once ``job`` publishes JobPaused (call it right after spawn)."""
+    events = job.events()
+    try:
+        async for event in events:
+            if isinstance(event, JobPaused):
+                return
+    finally:
+        await events.aclose()
+    raise AssertionError(f"job {job.id} ended without pausing: {job.result}")
+
+
+async def recorded(job) -> None:
+    """Return once every event ``job`` (a durable job) has published so far is in the store.
+
+    A durable replay must return every event before it from the store, so before reading it the
+    job writes what its recorder still holds; the first event of a replay comes after that write.
+    """
+    replay = job.events(replay=True)
+    try:
+        await replay.__anext__()
+    finally:
+        await replay.aclose()
+
+
+async def until_restarted(job) -> None:
+    """Return once a resumed job has published its JobStarted(resumed=True), replayed from the
+    store if it came before (a durable job): by then it stands where the dead runtime left it."""
+    events = job.events(replay=True)
+    try:
+        async for event in events:
+            if isinstance(event, JobStarted) and event.resumed:
+                return
+    finally:
+        await events.aclose()
+    raise AssertionError(f"job {job.id} ended without a resumed start: {job.result}")

@@ -16,10 +16,10 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from store_support import TESTS
+from store_support import TESTS, until_restarted
 
 from actors.process import find_marked
-from runtime import ExitRule, Flow, JobState, Step, StepStarted, open_runtime
+from runtime import ExitRule, Flow, JobPaused, JobStarted, JobState, Step, StepStarted, open_runtime
 from runtime.store import SqliteStore
 from runtime.testing import assert_no_leaks
 
@@ -61,7 +61,10 @@ CRASHING_RUNTIME = textwrap.dedent("""
                         (mode == "pause" and type(event).__name__ == "JobPaused") or \\
                         (mode == "loop" and type(event).__name__ == "StepStarted" and event.iteration == 1):
                     break
-            await trio.sleep(0.3)  # let the recorder write
+            # a durable replay reads the store, so the recorder first writes what it holds
+            replay = job.events(replay=True)
+            await replay.__anext__()
+            await replay.aclose()
             print(json.dumps({"job": job.id, "runtime": rt.id,
                               "pids": [p.pid for p in marked_processes(rt)]}), flush=True)
             await trio.sleep_forever()
@@ -138,7 +141,7 @@ async def test_paused_durable_job_survives_a_restart(tmp_path):
     info = await _run_and_kill([db, counter, "-", "pause"])
     async with open_runtime(store=db, resume=True) as rt:
         job = rt.get(info["job"])
-        await trio.sleep(0.2)
+        await until_restarted(job)
         assert job.state is JobState.PAUSED
         await job.resume({"who": "carol"})
         with trio.fail_after(BOUND):
@@ -189,13 +192,15 @@ def crash_points_flow() -> Flow:
 
 
 async def _drive(handle):
-    """Wait for the job, resuming it with ``{"ok": True}`` whenever it pauses."""
+    """Wait for the job, resuming it with ``{"ok": True}`` whenever it pauses.
+
+    A job pauses with a JobPaused, or -- resumed paused, as its dead runtime left it -- with its
+    JobStarted.  The replay also holds the events from before the crash: a stale JobPaused finds
+    the job not paused and is passed over."""
     with trio.fail_after(BOUND):
-        while handle.state not in (JobState.COMPLETED, JobState.FAILED, JobState.ABANDONED,
-                                   JobState.CANCELLED):
-            if handle.state is JobState.PAUSED:
+        async for event in handle.events(replay=True):
+            if isinstance(event, JobPaused | JobStarted) and handle.state is JobState.PAUSED:
                 await handle.resume({"ok": True})
-            await trio.sleep(0.005)
         return await handle.wait()
 
 

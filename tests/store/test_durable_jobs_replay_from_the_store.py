@@ -11,7 +11,7 @@ import trio
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from store_support import noop, small_flow
+from store_support import first_events, noop, small_flow, until_paused
 
 from runtime import ExitRule, Flow, JobFinished, JobState, Step, open_runtime
 from runtime.store import MemoryStore
@@ -68,8 +68,8 @@ async def test_live_durable_replay_then_follow(tmp_path):
     async with open_runtime(store=tmp_path / "c.db") as rt:
         job = await rt.spawn(Flow("f", [Step("a", run=noop), Step("b", run=wait_gate, after=["a"])]),
                              record="durable")
-        while job.state is not JobState.RUNNING or job._job.hub.next_seq < 5:
-            await trio.sleep(0.01)
+        await first_events(job, 5)  # published before the replay subscribes: read from the store
+        assert job.state is JobState.RUNNING
         events = job.events(replay=True)
         gate.set()
         seqs = [e.seq async for e in events]
@@ -81,8 +81,7 @@ async def test_two_live_runtimes_on_one_file_keep_their_own_jobs(tmp_path):
     flow = Flow("hold", [Step("a", run=noop, exits=[ExitRule("hold", action="escalate")])])
     async with open_runtime(store=db) as rt1:
         job = await rt1.spawn(flow, record="durable")
-        while job.state is not JobState.PAUSED:
-            await trio.sleep(0.01)
+        await until_paused(job)
         async with open_runtime(store=db, resume=True) as rt2:
             assert rt2.jobs() == []  # rt1 is alive: its job is not taken over
             other = await rt2.spawn(small_flow(), record="durable")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-from store_support import noop, small_flow
+from store_support import first_events, noop, recorded, small_flow, writes_fail
 
 from runtime import Flow, JobState, Step, open_runtime
 from runtime.store import SqliteStore, StoreCorrupt, StoreSchemaTooNew
@@ -42,34 +42,27 @@ async def test_newer_schema_is_refused(tmp_path):
             pass
 
 
-async def test_failed_store_write_fails_only_that_job(tmp_path, monkeypatch):
-    import sqlite3
-
+async def test_failed_store_write_fails_only_that_job(tmp_path):
     gate = trio.Event()
 
     async def wait_gate(ctx, inputs):
         await gate.wait()
         return {"late": True}
 
-    async with open_runtime(store=tmp_path / "c.db") as rt:
+    db = tmp_path / "c.db"
+    async with open_runtime(store=db) as rt:
         flow = Flow("f", [Step("a", run=noop), Step("b", run=wait_gate, after=["a"])])
         job = await rt.spawn(flow, record="durable")
-        while job._job.hub.next_seq < 5:
-            await trio.sleep(0.01)
-        await job._job.recording.recorder.flush()
+        await first_events(job, 5)  # b waits at its gate
+        await recorded(job)
         written = [r.seq for r in await rt.store.read_events(job.id)]
-        original = rt.store._execute_batch
-
-        def broken(batch):
-            raise sqlite3.OperationalError("disk I/O error")
-
-        monkeypatch.setattr(rt.store, "_execute_batch", broken)
-        gate.set()
-        with trio.fail_after(BOUND):
-            result = await job.wait()
+        assert written == list(range(5))
+        with writes_fail(db):  # a real disk I/O error from SQLite for every write from here
+            gate.set()
+            with trio.fail_after(BOUND):
+                result = await job.wait()
         assert result.state is JobState.FAILED and result.reason == "store_error"
         assert "disk I/O error" in result.error
-        monkeypatch.setattr(rt.store, "_execute_batch", original)
         assert [r.seq for r in await rt.store.read_events(job.id)][: len(written)] == written
         other = await rt.spawn(small_flow(), record="durable")
         assert (await other.wait()).state is JobState.COMPLETED
