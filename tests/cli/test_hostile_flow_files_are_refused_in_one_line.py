@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runtime.cli import yaml as loading
 from runtime.cli.yaml import (
     DEFAULT_MAX_FLOW_BYTES,
     MAX_ALIAS_NODES,
     MAX_DEPTH,
     FlowLoadError,
     load_flow,
+    load_flow_text,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,7 +81,8 @@ def test_a_file_over_the_limit_is_refused_before_parsing(tmp_path, monkeypatch):
     def no_parsing(*args, **kwargs):
         raise AssertionError("the parser was reached")
 
-    monkeypatch.setattr(loading, "_Loader", no_parsing)
+    for loader in _pyyaml_loaders():  # whichever PyYAML loader the reader would build
+        monkeypatch.setattr(loader, "__init__", no_parsing)
     exc = refused(big)
     assert f"{big.stat().st_size} bytes is larger than the flow file limit of {DEFAULT_MAX_FLOW_BYTES}" in str(exc)
     assert "--max-flow-bytes" in str(exc)
@@ -104,8 +105,20 @@ def test_the_read_is_bounded_for_a_file_that_never_ends():
     assert "larger than the flow file limit of 4096 bytes" in str(refused("/dev/zero", max_bytes=4096))
 
 
-def test_the_c_loader_is_used_when_pyyaml_has_it():
-    assert loading._Loader is (yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
+def _pyyaml_loaders() -> set[type]:
+    return {yaml.SafeLoader, getattr(yaml, "CSafeLoader", yaml.SafeLoader)}
+
+
+def test_the_c_loader_is_used_when_pyyaml_has_it(monkeypatch):
+    built: list[type] = []
+    for loader in _pyyaml_loaders():
+        def spy(self, *args, _init=loader.__init__, **kwargs):
+            built.append(type(self))
+            _init(self, *args, **kwargs)
+
+        monkeypatch.setattr(loader, "__init__", spy)
+    assert load_flow_text(SMALL).name == "small"
+    assert built == [yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader]
 
 
 # -- documents built to hurt the parser -------------------------------------------------------------

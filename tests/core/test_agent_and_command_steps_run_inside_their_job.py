@@ -12,16 +12,7 @@ import pytest
 import trio
 from core_support import BOUND, FAKE, PY, SDK_AGENT, until_streaming
 
-from runtime import (
-    AgentSpec,
-    ExitRule,
-    Flow,
-    JobState,
-    OnError,
-    Step,
-    StepFailed,
-    open_runtime,
-)
+from runtime import AgentSpec, ExitRule, Flow, JobState, OnError, Step, StepFailed, open_runtime
 from runtime.testing import assert_no_leaks, marked_processes
 
 

@@ -8,14 +8,7 @@ import trio.lowlevel
 import trio.testing
 from core_support import boom, ok, run_to_end
 
-from runtime import (
-    ExitRule,
-    Flow,
-    JobState,
-    OnError,
-    Step,
-    StepState,
-)
+from runtime import ExitRule, Flow, JobState, OnError, Step, StepState
 
 
 async def test_loop_up_to_max_iterations(autojump_clock):

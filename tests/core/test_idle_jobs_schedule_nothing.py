@@ -8,13 +8,7 @@ import trio.lowlevel
 import trio.testing
 from core_support import ok
 
-from runtime import (
-    ExitRule,
-    Flow,
-    JobState,
-    Step,
-    open_runtime,
-)
+from runtime import ExitRule, Flow, JobState, Step, open_runtime
 from runtime.testing import WakeupCounter
 
 

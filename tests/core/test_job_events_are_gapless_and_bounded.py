@@ -8,14 +8,7 @@ import trio.lowlevel
 import trio.testing
 from core_support import ok
 
-from runtime import (
-    ExitRule,
-    Flow,
-    JobFinished,
-    JobPaused,
-    Step,
-    open_runtime,
-)
+from runtime import ExitRule, Flow, JobFinished, JobPaused, Step, open_runtime
 
 
 async def test_slow_subscriber_gets_lagged_marker(autojump_clock):

@@ -28,15 +28,7 @@ from core_support import (
 )
 
 from actors.process import find_marked
-from runtime import (
-    AgentSpec,
-    ExitRule,
-    Flow,
-    JobState,
-    Step,
-    StepState,
-    open_runtime,
-)
+from runtime import AgentSpec, ExitRule, Flow, JobState, Step, StepState, open_runtime
 from runtime.testing import assert_no_leaks, marked_processes
 
 

@@ -26,13 +26,30 @@ def small_flow(i: int = 0) -> Flow:
 
 async def test_build_spawn_wait_discard_with_recording_off_stays_flat(autojump_clock):
     async with open_runtime(store=MemoryStore(max_finished_jobs=100), max_results=100) as rt:
+        # nothing allocated per event: a running job that records nothing has no recorder and no
+        # ring, so a replay has nothing from before it subscribed
+        gate = trio.Event()
+
+        async def held(ctx, inputs):
+            await gate.wait()
+            return {}
+
+        job = await rt.spawn(Flow("held", [Step("a", run=noop), Step("b", run=held, after=["a"])]))
+        await trio.testing.wait_all_tasks_blocked()  # a has run, b waits: five events published
+        stats = rt.stats()
+        assert stats.live_jobs == 1 and stats.recorders == 0 and stats.recorded_bytes == 0
+        replay = job.events(replay=True)
+        gate.set()
+        seqs = [e.seq async for e in replay]
+        assert seqs[0] == 5  # not 0: nothing from before it was kept
+        await job.wait()
+
         tracemalloc.start()
         try:
             for i in range(10_000):
                 job = await rt.spawn(small_flow(i))  # record="off" is the default
                 stats = rt.stats()
                 assert stats.recorders == 0 and stats.recorded_bytes == 0
-                assert job._job.recording.recorder is None and job._job.hub.sink is None  # nothing allocated per event
                 await job.wait()
                 if i == 999:
                     gc.collect()
@@ -64,7 +81,7 @@ async def test_memory_ring_is_bounded_and_released(autojump_clock):
         await job.wait()
         stats = rt.stats()
         assert stats.recorders == 0 and stats.recorded_bytes == 0
-        assert job._job.recording.recorder is None
+        assert [e async for e in job.events(replay=True)] == []  # the ring went with the job
         assert_no_leaks(rt)
 
 

@@ -9,13 +9,7 @@ import trio.lowlevel
 import trio.testing
 from core_support import forever, ok
 
-from runtime import (
-    Flow,
-    JobNotFound,
-    JobState,
-    Step,
-    open_runtime,
-)
+from runtime import Flow, JobNotFound, JobState, Step, open_runtime
 from runtime.testing import assert_no_leaks
 
 

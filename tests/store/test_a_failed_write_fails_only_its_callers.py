@@ -7,23 +7,16 @@ import sqlite3
 
 import trio
 import trio.testing
-from store_support import event, job
+from store_support import event, job, writes_fail
 
-from runtime.store import (
-    SqliteStore,
-    StoreWriteFailed,
-)
+from runtime.store import SqliteStore, StoreWriteFailed
 
 
-async def test_failed_batch_fails_its_callers_and_the_store_goes_on(tmp_path, monkeypatch):
-    async with SqliteStore(tmp_path / "s.db") as store:
+async def test_failed_batch_fails_its_callers_and_the_store_goes_on(tmp_path):
+    path = tmp_path / "s.db"
+    async with SqliteStore(path) as store:
         await store.append_events([event("j", 0)])
         committed = store.stats().transactions
-
-        def broken(batch):
-            raise sqlite3.OperationalError("disk I/O error")
-
-        monkeypatch.setattr(store, "_execute_batch", broken)
         failures: list[StoreWriteFailed] = []
 
         async def writer(seq: int) -> None:
@@ -32,16 +25,16 @@ async def test_failed_batch_fails_its_callers_and_the_store_goes_on(tmp_path, mo
             except StoreWriteFailed as exc:
                 failures.append(exc)
 
-        async with trio.open_nursery() as nursery:
-            for seq in (1, 2, 3):
-                nursery.start_soon(writer, seq)
+        with writes_fail(path):  # a real disk I/O error from SQLite
+            async with trio.open_nursery() as nursery:
+                for seq in (1, 2, 3):
+                    nursery.start_soon(writer, seq)
         assert len(failures) == 3
         for exc in failures:
             assert "disk I/O error" in str(exc) and str(store.path) in str(exc)
             assert isinstance(exc.__cause__, sqlite3.OperationalError)
         assert store.stats().transactions == committed and store.stats().pending_writes == 0
 
-        monkeypatch.undo()
         await store.append_events([event("j", 4)])
         assert [e.seq for e in await store.read_events("j")] == [0, 4]
 

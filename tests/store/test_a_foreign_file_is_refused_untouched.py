@@ -9,12 +9,7 @@ import sqlite3
 import pytest
 from store_support import job, snapshot
 
-from runtime.store import (
-    SqliteStore,
-    StoreCorrupt,
-    StoreError,
-    StoreSchemaTooNew,
-)
+from runtime.store import SqliteStore, StoreCorrupt, StoreError, StoreSchemaTooNew
 
 
 @pytest.mark.parametrize(

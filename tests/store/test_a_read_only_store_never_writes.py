@@ -10,12 +10,7 @@ import pytest
 from store_support import event, job
 
 import runtime.store.sqlite as sqlite_mod
-from runtime.store import (
-    SqliteStore,
-    StoreCorrupt,
-    StoreError,
-    StoreReadOnly,
-)
+from runtime.store import SqliteStore, StoreCorrupt, StoreError, StoreReadOnly
 
 
 def _snapshot(path: Path) -> tuple[bytes, int, list[str]]:

@@ -13,11 +13,7 @@ import trio.testing
 from store_support import event, job
 
 import runtime.store.sqlite as sqlite_mod
-from runtime.store import (
-    SqliteStore,
-    StoreError,
-    StoreSchemaTooNew,
-)
+from runtime.store import SqliteStore, StoreError, StoreSchemaTooNew
 from runtime.testing import WakeupCounter
 
 
