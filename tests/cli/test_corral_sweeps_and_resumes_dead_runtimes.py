@@ -41,7 +41,8 @@ async def test_resume_finishes_a_dead_runtimes_job_without_rerunning_completed_s
                     break
             job_id = event["job_id"]
             # checkpoints are written behind the events: crash once first's is committed (a crash
-            # before that would run first again: at least once)
+            # before that would run first again: at least once).  Polled: the runtime is another
+            # process, about to be SIGKILLed, and SQLite tells no other process of a commit
             async with SqliteStore(store) as st:
                 while "first" not in await st.get_checkpoints(job_id):
                     await trio.sleep(0.05)
