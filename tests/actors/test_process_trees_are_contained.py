@@ -466,7 +466,7 @@ async def test_sigkilled_runtime_leaves_nothing_behind() -> None:
         await runtime.wait()
         with trio.fail_after(5):  # the lifeline's promise
             # The process table has no event to park on: polling is the only way to look.
-            while await trio.to_thread.run_sync(find_marked, mine):
+            while await trio.to_thread.run_sync(find_marked, mine):  # noqa: ASYNC110
                 await trio.sleep(0.05)
         assert_gone(pids)
     finally:

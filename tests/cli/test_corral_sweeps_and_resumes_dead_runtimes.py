@@ -44,7 +44,7 @@ async def test_resume_finishes_a_dead_runtimes_job_without_rerunning_completed_s
             # before that would run first again: at least once).  Polled: the runtime is another
             # process, about to be SIGKILLed, and SQLite tells no other process of a commit
             async with SqliteStore(store) as st:
-                while "first" not in await st.get_checkpoints(job_id):
+                while "first" not in await st.get_checkpoints(job_id):  # noqa: ASYNC110
                     await trio.sleep(0.05)
             proc.kill()  # the runtime dies without any cleanup
             await proc.wait()

@@ -56,5 +56,5 @@ def alive(pid: int) -> bool:
 async def wait_gone(pids: set[int], within: float) -> None:
     """Wait (polling the OS process table) until none of ``pids`` is alive."""
     with trio.fail_after(within):
-        while any(alive(p) for p in pids):
+        while any(alive(p) for p in pids):  # noqa: ASYNC110
             await trio.sleep(0.05)

@@ -111,5 +111,5 @@ async def test_new_controller_adopts_jobs_after_the_old_one_was_killed(tmp_path)
     # leaving without detach stops the named hosts: no actor, no process remains (polling the
     # OS process table until they died)
     with trio.fail_after(15):
-        while any(alive(pid) for pid in report["hosts"]) or marked(runtime_ids):
+        while any(alive(pid) for pid in report["hosts"]) or marked(runtime_ids):  # noqa: ASYNC110
             await trio.sleep(0.1)

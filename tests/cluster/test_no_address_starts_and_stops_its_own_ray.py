@@ -47,7 +47,7 @@ async def test_no_address_starts_a_local_ray_instance_and_stops_it_after_the_blo
         assert (report["initialized_inside"], report["initialized_after"]) == (True, False)
         left = [report["host_pid"], *report["ray_pids"]]
         with trio.fail_after(30):  # polling the OS process table until they died
-            while any(alive(p) for p in left) or find_marked(lambda m: m.runtime_id == report["runtime_id"]):
+            while any(alive(p) for p in left) or find_marked(lambda m: m.runtime_id == report["runtime_id"]):  # noqa: ASYNC110
                 await trio.sleep(0.1)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)

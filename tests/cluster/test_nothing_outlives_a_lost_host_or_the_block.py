@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("ray_head")
 
 async def wait_marked(runtime_ids: set[str], count: int) -> set[int]:
     """Wait (polling the OS process table) until ``count`` processes carry one of these markers."""
-    while len(pids := marked(runtime_ids)) < count:
+    while len(pids := marked(runtime_ids)) < count:  # noqa: ASYNC110
         await trio.sleep(0.05)
     return pids
 
@@ -59,7 +59,7 @@ async def test_host_killed_mid_job():
             with pytest.raises(RuntimeError, match="every host"):
                 await rt.spawn(complete_flow(), {"n": 2})
         with trio.fail_after(10):  # polling the OS process table until the last host's processes died
-            while marked({last_rid}):
+            while marked({last_rid}):  # noqa: ASYNC110
                 await trio.sleep(0.05)
         await assert_cluster_no_leaks(rt)
 

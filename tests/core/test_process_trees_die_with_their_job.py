@@ -202,7 +202,7 @@ async def test_runtime_sigkilled_mid_prompt_leaves_nothing():
         # polled: the keepers are not our children and the runtime that held their lifelines
         # is gone, so the process table is the only thing to watch
         with trio.fail_after(5):
-            while find_marked(lambda m: m.runtime_id == info["runtime"]):
+            while find_marked(lambda m: m.runtime_id == info["runtime"]):  # noqa: ASYNC110
                 await trio.sleep(0.1)
         assert_all_gone(set(info["pids"]))
     finally:
