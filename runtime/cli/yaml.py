@@ -253,6 +253,10 @@ def _parse(text: str, file: str) -> tuple[_Lines | None, Any]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
+        if "maximum nesting depth" in problem:
+            # libyaml 0.2.6+ (PyYAML 6.0.4 wheels) has a nesting limit of its own, which its parser
+            # may reach before the composer sees level MAX_DEPTH: the same refusal, in our words
+            raise FlowLoadError(file, line, "(yaml)", f"nested deeper than {MAX_DEPTH} levels") from None
         raise FlowLoadError(file, line, "(yaml)", f"invalid YAML: {problem}") from None
     except ValueError as exc:  # a scalar the constructor cannot convert (an int of 10k digits, say)
         raise FlowLoadError(file, None, "(yaml)", f"invalid YAML: {exc}") from None
