@@ -61,19 +61,19 @@ class Job:
     """
 
     __slots__ = (  # one per live job: no instance dict (~1.5 kB a job less)
-        "_done", "_early", "_outcome", "_parked", "_ready", "_resumed", "_started_at", "_steps",
+        "_done", "_early", "_nursery", "_outcome", "_parked", "_ready", "_resumed", "_started_at", "_steps",
         "created_at", "deadline", "flow",
         "hub", "id", "inputs", "recording", "resources", "restored", "result",
         "resume_payload", "services", "state", "task",
     )
 
     def __init__(self, services: JobServices, flow: Flow, inputs: Mapping[str, Any], job_id: str,
-                 *, record: RecordMode = "off", restored: Restored | None = None) -> None:
+                 *, recording: type[Recording] = Recording, restored: Restored | None = None) -> None:
         self.services = services
         self.id = job_id
         self.flow = flow
         self.inputs = dict(inputs)
-        self.recording: Recording = services.recording(record, job_id, self.fail_on_store_error)
+        self.recording: Recording = services.recording(recording, job_id, self.fail_on_store_error)
         self.resources = JobResources(job_id, services)
         self.state = JobState.PENDING
         self.hub = EventHub(job_id, first_seq=restored.first_seq if restored else 0)
@@ -90,6 +90,7 @@ class Job:
         self.created_at = restored.created_at if restored else time.time()
         self.result: JobResult | None = None
         self.task: trio.lowlevel.Task | None = None
+        self._nursery: trio.Nursery | None = None
         self._done = trio.Event()
         self._outcome: tuple[JobState, str | None, str | None] | None = None
         self._steps = StepTable(flow, restored)
@@ -126,6 +127,7 @@ class Job:
         self._started_at = time.time()
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 self.resources.attach(nursery)
                 if self.deadline is None:
                     await self._serve_steps(task_status)
@@ -147,11 +149,13 @@ class Job:
                 self._finish(JobState.CANCELLED, "shutdown")
                 raise cancelled from None
         finally:
+            self._nursery = None
             self.resources.attach(None)
             await self._finalize()
 
     async def _serve_steps(self, task_status: trio.TaskStatus[Job]) -> None:
-        await self.recording.start(self.resources.nursery, self.hub, lambda: self.to_record(JobState.RUNNING))
+        assert self._nursery is not None
+        await self.recording.start(self._nursery, self.hub, self.to_record)
         self.state = JobState.RUNNING
         self.hub.publish(JobStarted, flow=self.flow.name, inputs=self.inputs, resumed=self.restored is not None,
                          deadline=self.deadline)
@@ -188,7 +192,7 @@ class Job:
             self._parked = False
             assert self.task is not None
             trio.lowlevel.reschedule(self.task)
-        nursery = self.resources.current_nursery
+        nursery = self._nursery
         if nursery is not None:
             # Cancel now whatever else runs (sibling steps, adapters, streams, the recorder).  When
             # the only child is the task finishing the job (a step delivering its last result),
@@ -199,8 +203,8 @@ class Job:
 
     async def _finalize(self) -> None:
         assert self._outcome is not None
-        with trio.CancelScope(shield=True):
-            failed = await self.recording.flush()  # a durable job has completed only once its log is stored
+        # a durable job has completed only once its log is stored (no recorder: nothing to await)
+        failed = None if self.recording.recorder is None else await self.recording.flush()
         if failed is not None and self._outcome[0] is JobState.COMPLETED:
             self._outcome = (JobState.FAILED, "store_error", describe_error(failed))
         state, reason, error = self._outcome
@@ -212,8 +216,7 @@ class Job:
         )
         self.hub.publish(JobFinished, state=state.value, reason=reason, error=error)
         try:
-            with trio.CancelScope(shield=True):  # a job cancelled by shutdown is still recorded
-                await self.recording.finish(self.to_record(state))
+            await self.recording.finish(self.to_record, state)  # shielded when it writes
             await self.services.finished(self.id, self.result)
         finally:
             self._done.set()
@@ -225,10 +228,10 @@ class Job:
         interleaves, so a step task may deliver its own result here directly (no mailbox hop)."""
         match msg:
             case StepDone(run=run, outputs=outputs):
-                if self._steps.is_current(run):
+                if self._steps.running.get(run.step.name) is run:
                     self._step_completed(run, outputs)
             case StepError(run=run, error=error):
-                if self._steps.is_current(run):
+                if self._steps.running.get(run.step.name) is run:
                     self._step_failed(run, error)
             case Cancel(reason=reason):
                 self._finish(JobState.CANCELLED, reason)
@@ -252,9 +255,7 @@ class Job:
         """Start every ready step; finish the job when nothing is left to do."""
         if self.state is JobState.PAUSED or self._outcome is not None:
             return
-        runs, waiting = self._steps.ready(self._resumed)
-        for run in runs:
-            self._start_step(run)
+        waiting = self._steps.start_ready(self._resumed, self._start_step)
         if self._steps.running:
             return
         if self._steps.all_done:
@@ -267,13 +268,14 @@ class Job:
     def _start_step(self, run: StepRun) -> None:
         assert self._outcome is None, "no step starts after the job's outcome is decided"
         self._steps.start(run)
-        self.resources.nursery.start_soon(self._step_task, run, name=f"corral.step:{self.id}:{run.step.name}")
+        assert self._nursery is not None
+        self._nursery.start_soon(self._step_task, run, name=f"corral.step:{self.id}:{run.step.name}")
 
     async def _step_task(self, run: StepRun) -> None:
         step = run.step
         if run.delay:
             await trio.sleep(run.delay)
-        if not self._steps.is_current(run):
+        if self._steps.running.get(run.step.name) is not run:
             # The job's outcome was decided after this task was scheduled and before it ran (a
             # sibling failed in the same instant): one exit means nothing after it, so no
             # StepStarted and no user code.

@@ -29,12 +29,15 @@ from ..store import Checkpoint, EventRow, JobRecord, JobUpdate, Store, StoreErro
 from .events import Event, EventHub, event_from_dict, event_to_dict, jsonable
 from .states import JobState
 
-__all__ = ["RECORD_MODES", "Prefetch", "RecordLimits", "RecordMode", "Recording", "recording_for"]
+__all__ = ["RECORD_MODES", "Prefetch", "RecordLimits", "RecordMode", "RecordOf", "Recording", "recording_for"]
 
 _log = get_logger("corral.runtime")
 
 RecordMode = Literal["off", "memory", "durable"]
 RECORD_MODES: tuple[RecordMode, ...] = typing.get_args(RecordMode)
+
+RecordOf = Callable[[JobState], JobRecord]
+"""The job's store record in a state (built only when it is written)."""
 
 Prefetch = Callable[[int], Awaitable[list[Event]]]
 """Recorded events with a seq below the argument (a durable replay reads them from the store)."""
@@ -49,7 +52,8 @@ class RecordLimits:
 
 
 class Recording:
-    """Recording ``off``: no recorder, no log; the base of the other modes."""
+    """Recording ``off``: no recorder, no log; the base of the other modes.  Holding nothing of
+    its job, one ``off`` recording serves every job of a runtime (no allocation per job)."""
 
     mode: ClassVar[RecordMode] = "off"
     stores_events: ClassVar[bool] = False
@@ -69,9 +73,9 @@ class Recording:
         """Whether the job's final record is written to the store."""
         return self._store.persistent
 
-    async def start(self, nursery: trio.Nursery, hub: EventHub, record: Callable[[], JobRecord]) -> None:
-        """Start what this mode runs in the job's ``nursery`` and attach it to ``hub``."""
-        await trio.lowlevel.checkpoint()
+    async def start(self, nursery: trio.Nursery, hub: EventHub, record: RecordOf) -> None:
+        """Start what this mode runs in the job's ``nursery`` and attach it to ``hub``.  With
+        nothing to start, not a checkpoint: a job that records nothing costs no extra schedule."""
 
     def checkpoint(self, step: str, outputs: Mapping[str, Any], iteration: int, attempt: int) -> None:
         """A step completed with ``outputs``."""
@@ -84,23 +88,27 @@ class Recording:
         return None, None
 
     async def flush(self) -> BaseException | None:
-        """Write what is queued; the error that stopped the writes, if any.
+        """Write what is queued (shielded: cancellation never drops a recorded event); the error
+        that stopped the writes, if any.
 
         Not a checkpoint when there is nothing to write: a job's end (JobFinished, its result
         kept, its nursery gone) must not be split by a schedule point it does not need.
         """
         return None
 
-    async def finish(self, record: JobRecord) -> None:
-        """The job ended: write its final ``record`` (if this mode keeps one), then let go of
-        the recorder.  Call shielded: a job cancelled by shutdown is still recorded."""
+    async def finish(self, record: RecordOf, state: JobState) -> None:
+        """The job ended ``state``: write its final ``record(state)`` (built only if this mode keeps one), then
+        let go of the recorder.  Shielded: a job cancelled by shutdown is still recorded."""
         try:
-            await self.flush()  # the last events, JobFinished included
+            if self.recorder is not None:
+                await self.flush()  # the last events, JobFinished included
             if self.keeps_record:
-                try:
-                    await self._store.put_job(record)
-                except StoreError as exc:
-                    _log.error("job_record_failed", job_id=self.job_id, error=str(exc))
+                with trio.CancelScope(shield=True):
+                    rec = record(state)
+                    try:
+                        await self._store.put_job(rec)
+                    except StoreError as exc:
+                        _log.error("job_record_failed", job_id=rec.job_id, error=str(exc))
         finally:
             self.recorder = None
 
@@ -118,7 +126,7 @@ class _MemoryRecording(Recording):
     def _recorder(self) -> Recorder:
         return Recorder(max_events=self._limits.max_events, max_bytes=self._limits.max_bytes)
 
-    async def start(self, nursery: trio.Nursery, hub: EventHub, record: Callable[[], JobRecord]) -> None:
+    async def start(self, nursery: trio.Nursery, hub: EventHub, record: RecordOf) -> None:
         recorder = self._recorder()
         await nursery.start(recorder.run)
         self.recorder = recorder
@@ -150,10 +158,10 @@ class _DurableRecording(_MemoryRecording):
         return Recorder(max_events=self._limits.max_events, max_bytes=self._limits.max_bytes,
                         sink=sink, on_error=self._on_error)
 
-    async def start(self, nursery: trio.Nursery, hub: EventHub, record: Callable[[], JobRecord]) -> None:
+    async def start(self, nursery: trio.Nursery, hub: EventHub, record: RecordOf) -> None:
         await super().start(nursery, hub, record)
         try:
-            await self._store.put_job(record())
+            await self._store.put_job(record(JobState.RUNNING))
         except StoreError as exc:
             self._on_error(exc)
 
@@ -188,7 +196,8 @@ class _DurableRecording(_MemoryRecording):
     async def flush(self) -> BaseException | None:
         if self.recorder is None:
             return None
-        await self.recorder.flush()
+        with trio.CancelScope(shield=True):
+            await self.recorder.flush()
         return self.recorder.failed
 
 

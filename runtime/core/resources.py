@@ -7,8 +7,10 @@ Each is started in the job's nursery and gone with it; :class:`JobResources` onl
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import trio
@@ -23,20 +25,32 @@ from .states import JobStateError
 
 __all__ = ["JobResources"]
 
+_EMPTY: frozenset[Any] = frozenset()
+_NO_ADAPTERS: Mapping[AgentSpec, AgentAdapter | trio.Event] = MappingProxyType({})
+
 
 class JobResources:
     """The resources of one job, in its nursery (set while the job runs)."""
 
-    __slots__ = ("_job_id", "_nursery", "_services", "_workspace", "adapters", "process_groups", "streams")
+    # most jobs start no process, stream or adapter: their containers are made on first use
+    # (one job object fewer each for the garbage collector to walk while 100k jobs are live)
+    __slots__ = ("_adapters", "_job_id", "_nursery", "_services", "_workspace", "process_groups", "streams")
 
     def __init__(self, job_id: str, services: JobServices) -> None:
         self._job_id = job_id
         self._services = services
         self._nursery: trio.Nursery | None = None
         self._workspace: Path | None = None
-        self.process_groups: set[ProcessGroup] = set()
-        self.streams: set[Stream] = set()
-        self.adapters: dict[AgentSpec, AgentAdapter | trio.Event] = {}
+        self.process_groups: AbstractSet[ProcessGroup] = _EMPTY
+        """The job's live process groups."""
+        self.streams: AbstractSet[Stream] = _EMPTY
+        """The job's streams not yet known to be done (see :meth:`open_streams`)."""
+        self._adapters: dict[AgentSpec, AgentAdapter | trio.Event] | None = None
+
+    @property
+    def adapters(self) -> Mapping[AgentSpec, AgentAdapter | trio.Event]:
+        """The job's adapters by spec (an event while one is starting)."""
+        return self._adapters if self._adapters is not None else _NO_ADAPTERS
 
     @property
     def nursery(self) -> trio.Nursery:
@@ -64,10 +78,13 @@ class JobResources:
 
     def register_group(self, group: ProcessGroup, live: bool) -> None:
         """A process group of the job started (``live``) or ended."""
+        groups = self.process_groups
         if live:
-            self.process_groups.add(group)
-        else:
-            self.process_groups.discard(group)
+            if not isinstance(groups, set):
+                groups = self.process_groups = set()
+            groups.add(group)
+        elif isinstance(groups, set):
+            groups.discard(group)
         self._services.group_changed(self._job_id, group, live)
 
     @asynccontextmanager
@@ -93,8 +110,11 @@ class JobResources:
 
     async def adapter(self, spec: AgentSpec) -> AgentAdapter:
         """The job's adapter for ``spec``: started on first use in the job's nursery, then shared."""
+        if self._adapters is None:
+            self._adapters = {}
+        adapters = self._adapters
         while True:
-            entry = self.adapters.get(spec)
+            entry = adapters.get(spec)
             if isinstance(entry, trio.Event):  # another step is starting it
                 await entry.wait()
                 continue
@@ -102,16 +122,16 @@ class JobResources:
                 await trio.lowlevel.checkpoint()
                 return entry
             starting = trio.Event()
-            self.adapters[spec] = starting
+            adapters[spec] = starting
             try:
                 adapter = self._services.adapter(self._job_id, spec, self.workspace(), self.register_group)
                 await self.nursery.start(adapter.run)
             except BaseException:
-                del self.adapters[spec]
+                del adapters[spec]
                 raise
             finally:
                 starting.set()
-            self.adapters[spec] = adapter
+            adapters[spec] = adapter
             return adapter
 
     # -- streams --------------------------------------------------------------------------------
@@ -120,8 +140,7 @@ class JobResources:
                mode: StreamMode, **kw: Any) -> Stream:
         """A stream in the job's nursery whose updates go to ``publish``, counted while open."""
         stream = open_stream(self.nursery, publish, kind=kind, index=index, mode=mode, **kw)
-        self.streams = {s for s in self.streams if _open(s)}
-        self.streams.add(stream)
+        self.streams = {*(s for s in self.streams if _open(s)), stream}
         return stream
 
     def open_streams(self) -> int:

@@ -113,7 +113,7 @@ class Runtime:
             raise RuntimeError("the runtime is shutting down")
         if not isinstance(flow, Flow):
             raise TypeError(f"spawn() needs a Flow, got {type(flow).__name__}")
-        recording_for(record)  # a ValueError naming the modes, before anything is stored
+        recording = recording_for(record)  # a ValueError naming the modes, before anything is stored
         bound = flow.bind_inputs(inputs)
         if job_id is None:
             job_id = uuid.uuid4().hex
@@ -124,7 +124,7 @@ class Runtime:
             if await self.store.get_job(job_id) is not None:
                 raise JobExistsError(job_id, "in the store")
             self._refuse_existing(job_id)  # spawned by another task while the store was read
-        job = Job(self._services, flow, bound, job_id, record=record)
+        job = Job(self._services, flow, bound, job_id, recording=recording)
         self._admit(job)
         return JobHandle(job)
 
@@ -290,7 +290,8 @@ class Runtime:
                                             error=str(exc), finished_at=time.time())
                 continue
             await self.store.update_job(rec.job_id, runtime_id=self.id)
-            job = Job(self._services, flow, rec.inputs, rec.job_id, record="durable", restored=restored)
+            job = Job(self._services, flow, rec.inputs, rec.job_id, recording=recording_for("durable"),
+                      restored=restored)
             self._admit(job)
             _log.info("job_resumed", job_id=job.id, completed=sorted(restored.outputs), first_seq=restored.first_seq)
 

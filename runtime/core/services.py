@@ -25,7 +25,7 @@ from actors.process import Marker, ProcessGroup
 from ..flow import AgentSpec, Flow
 from ..flow.codec import flow_to_dict
 from ..store import ProcessGroupRow, Store, group_row
-from .recording import Recording, RecordLimits, recording_for
+from .recording import Recording, RecordLimits
 from .states import JobResult
 
 __all__ = ["GroupOp", "JobServices", "ProcessOptions"]
@@ -48,8 +48,8 @@ class ProcessOptions:
 class JobServices:
     """What every job of one runtime shares.  Private: users never hold one."""
 
-    __slots__ = ("_finished", "_flow_dicts", "_group_ops", "_own_workspace", "_started", "_unqueue",
-                 "limits", "pid", "process", "runtime_id", "store", "workspace_root")
+    __slots__ = ("_flow_dicts", "_group_ops", "_off", "_own_workspace", "_started", "finished", "limits", "pid",
+                 "process", "runtime_id", "store", "unqueue", "workspace_root")
 
     def __init__(self, *, runtime_id: str, pid: int, started: float, store: Store, process: ProcessOptions,
                  limits: RecordLimits, workspace_root: Path | None,
@@ -63,9 +63,13 @@ class JobServices:
         self.limits = limits
         self.workspace_root = workspace_root
         self._own_workspace: Path | None = None
-        self._finished = finished
-        self._unqueue = unqueue
+        self.finished = finished
+        """``await finished(job_id, result)``: the job ended and its nursery closed; the runtime
+        keeps its result and starts the next queued job."""
+        self.unqueue = unqueue
+        """``unqueue(job_id)``: remove a queued job before it starts; ``False`` if not queued."""
         self._group_ops: trio.MemorySendChannel[GroupOp] | None = None
+        self._off = Recording("", store, limits, _never)  # recording off: shared, holds no job
         self._flow_dicts: collections.OrderedDict[int, tuple[Flow, dict[str, Any]]] = collections.OrderedDict()
 
     # -- processes and agents ---------------------------------------------------------------------
@@ -118,9 +122,12 @@ class JobServices:
 
     # -- recording ------------------------------------------------------------------------------
 
-    def recording(self, mode: str, job_id: str, on_error: Callable[[BaseException], None]) -> Recording:
-        """The recording strategy ``mode`` for ``job_id``."""
-        return recording_for(mode)(job_id, self.store, self.limits, on_error)
+    def recording(self, strategy: type[Recording], job_id: str,
+                  on_error: Callable[[BaseException], None]) -> Recording:
+        """``job_id``'s recording, by ``strategy`` (:func:`~runtime.core.recording.recording_for`)."""
+        if strategy is Recording:
+            return self._off
+        return strategy(job_id, self.store, self.limits, on_error)
 
     def flow_dict(self, flow: Flow) -> dict[str, Any]:
         """``flow_to_dict(flow)``, cached for the flows most recently spawned."""
@@ -137,10 +144,6 @@ class JobServices:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def finished(self, job_id: str, result: JobResult) -> None:
-        """The job ended and its nursery closed: the runtime keeps its result, starts the next."""
-        await self._finished(job_id, result)
 
-    def unqueue(self, job_id: str) -> bool:
-        """Remove a queued job before it starts; ``False`` if it is not queued."""
-        return self._unqueue(job_id)
+def _never(exc: BaseException) -> None:
+    raise AssertionError("recording off writes nothing, so nothing fails") from exc

@@ -7,7 +7,7 @@ tasks, publishing events, taking the one exit).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -51,10 +51,9 @@ class StepTable:
             self._iterations.update(restored.iterations)
             self._loops.update(restored.loops)
 
-    def ready(self, resumed: bool) -> tuple[list[StepRun], Step | None]:
-        """The runs to start now, and a ready step that waits for the first resume (it reads
-        ``$resume`` and ``resumed`` is false), if any."""
-        runs: list[StepRun] = []
+    def start_ready(self, resumed: bool, start: Callable[[StepRun], None]) -> Step | None:
+        """``start`` a run of every step that is ready now; return a ready step that waits for
+        the first resume (it reads ``$resume`` and ``resumed`` is false), if any."""
         waiting: Step | None = None
         for step in self._flow.steps:
             if self.states[step.name] is not StepState.PENDING:
@@ -63,8 +62,8 @@ class StepTable:
                 if step.reads_resume and not resumed:
                     waiting = waiting or step
                     continue
-                runs.append(StepRun(step, attempt=1, iteration=self._iterations.get(step.name, 0)))
-        return runs, waiting
+                start(StepRun(step, attempt=1, iteration=self._iterations.get(step.name, 0)))
+        return waiting
 
     @property
     def all_done(self) -> bool:
