@@ -79,7 +79,7 @@ class Content:
             channel = self._channels[key] = _Channel(part._name())
         elif channel.name is None:
             channel.name = part._name()
-        channel.pieces.append(part._chunk())
+        channel.pieces.append(type(part).chunk_of(part))
         if isinstance(part, ToolRequestDelta):
             self._last_tool = part
         elif isinstance(part, ReasoningSummaryDelta | ReasoningContentDelta):
