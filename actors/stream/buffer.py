@@ -157,7 +157,7 @@ class StreamBuffer:
             self._first_sent = True
             self._publish(delta if isinstance(delta, Delta) else Delta(part, index=index))
             return
-        chunk = type(part).chunk_of(part)
+        chunk = part.chunk
         runs = self._runs
         if runs:
             run = runs[-1]

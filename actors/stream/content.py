@@ -79,7 +79,7 @@ class Content:
             channel = self._channels[key] = _Channel(part._name())
         elif channel.name is None:
             channel.name = part._name()
-        channel.pieces.append(type(part).chunk_of(part))
+        channel.pieces.append(part.chunk)
         if isinstance(part, ToolRequestDelta):
             self._last_tool = part
         elif isinstance(part, ReasoningSummaryDelta | ReasoningContentDelta):

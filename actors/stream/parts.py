@@ -61,18 +61,20 @@ class Part:
     _NAME: ClassVar[str | None] = None
     """The field naming the channel, which may be given on its first piece only."""
 
-    chunk_of: ClassVar[Callable[[Part], str]]
-    """``chunk_of(part)``: its chunk, at C speed (an ``attrgetter`` of ``_CHUNK``; the buffer
-    reads it for every delta)."""
-
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         field = getattr(cls, "_CHUNK", None)
-        if field is not None:
-            cls.chunk_of = staticmethod(operator.attrgetter(field))
+        if field is not None:  # the buffer reads a part's chunk for every delta: a C getter
+            cls.chunk = property(operator.attrgetter(field))  # type: ignore[assignment]  # narrows the declared property
+
+    @property
+    def chunk(self) -> str:
+        """This piece's text (the field ``_CHUNK`` names)."""
+        chunk: str = getattr(self, self._CHUNK)
+        return chunk
 
     def _chunk(self) -> str:
-        return type(self).chunk_of(self)
+        return self.chunk
 
     def _channel(self) -> object:
         field = self._CHANNEL
