@@ -61,7 +61,7 @@ class Job:
     """
 
     __slots__ = (  # one per live job: no instance dict (~1.5 kB a job less)
-        "_done", "_early", "_nursery", "_outcome", "_parked", "_ready", "_resumed", "_started_at", "_steps",
+        "_done", "_early", "_outcome", "_parked", "_ready", "_resumed", "_started_at", "_steps",
         "created_at", "deadline", "flow",
         "hub", "id", "inputs", "recording", "resources", "restored", "result",
         "resume_payload", "services", "state", "task",
@@ -90,7 +90,6 @@ class Job:
         self.created_at = restored.created_at if restored else time.time()
         self.result: JobResult | None = None
         self.task: trio.lowlevel.Task | None = None
-        self._nursery: trio.Nursery | None = None
         self._done = trio.Event()
         self._outcome: tuple[JobState, str | None, str | None] | None = None
         self._steps = StepTable(flow, restored)
@@ -127,8 +126,7 @@ class Job:
         self._started_at = time.time()
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                self.resources.attach(nursery)
+                self.resources.running_in = nursery
                 if self.deadline is None:
                     await self._serve_steps(task_status)
                 else:
@@ -149,13 +147,11 @@ class Job:
                 self._finish(JobState.CANCELLED, "shutdown")
                 raise cancelled from None
         finally:
-            self._nursery = None
-            self.resources.attach(None)
+            self.resources.running_in = None
             await self._finalize()
 
     async def _serve_steps(self, task_status: trio.TaskStatus[Job]) -> None:
-        assert self._nursery is not None
-        await self.recording.start(self._nursery, self.hub, self.to_record)
+        await self.recording.start(self.resources.nursery, self.hub, self.to_record)
         self.state = JobState.RUNNING
         self.hub.publish(JobStarted, flow=self.flow.name, inputs=self.inputs, resumed=self.restored is not None,
                          deadline=self.deadline)
@@ -192,7 +188,7 @@ class Job:
             self._parked = False
             assert self.task is not None
             trio.lowlevel.reschedule(self.task)
-        nursery = self._nursery
+        nursery = self.resources.running_in
         if nursery is not None:
             # Cancel now whatever else runs (sibling steps, adapters, streams, the recorder).  When
             # the only child is the task finishing the job (a step delivering its last result),
@@ -268,8 +264,9 @@ class Job:
     def _start_step(self, run: StepRun) -> None:
         assert self._outcome is None, "no step starts after the job's outcome is decided"
         self._steps.start(run)
-        assert self._nursery is not None
-        self._nursery.start_soon(self._step_task, run, name=f"corral.step:{self.id}:{run.step.name}")
+        nursery = self.resources.running_in
+        assert nursery is not None
+        nursery.start_soon(self._step_task, run, name=f"corral.step:{self.id}:{run.step.name}")
 
     async def _step_task(self, run: StepRun) -> None:
         step = run.step

@@ -34,12 +34,13 @@ class JobResources:
 
     # most jobs start no process, stream or adapter: their containers are made on first use
     # (one job object fewer each for the garbage collector to walk while 100k jobs are live)
-    __slots__ = ("_adapters", "_job_id", "_nursery", "_services", "_workspace", "process_groups", "streams")
+    __slots__ = ("_adapters", "_job_id", "_services", "_workspace", "process_groups", "running_in", "streams")
 
     def __init__(self, job_id: str, services: JobServices) -> None:
         self._job_id = job_id
         self._services = services
-        self._nursery: trio.Nursery | None = None
+        self.running_in: trio.Nursery | None = None
+        """The job's nursery while it runs (set and cleared by the job), else ``None``."""
         self._workspace: Path | None = None
         self.process_groups: AbstractSet[ProcessGroup] = _EMPTY
         """The job's live process groups."""
@@ -55,18 +56,10 @@ class JobResources:
     @property
     def nursery(self) -> trio.Nursery:
         """The job's nursery; :class:`JobStateError` when the job is not running."""
-        if self._nursery is None:
+        if self.running_in is None:
             raise JobStateError(f"job {self._job_id} is not running")
-        return self._nursery
+        return self.running_in
 
-    @property
-    def current_nursery(self) -> trio.Nursery | None:
-        """The job's nursery while it runs, else ``None``."""
-        return self._nursery
-
-    def attach(self, nursery: trio.Nursery | None) -> None:
-        """The job's nursery opened (or, with ``None``, closed)."""
-        self._nursery = nursery
 
     def workspace(self) -> Path:
         """The job's workspace directory, created on first use."""

@@ -243,9 +243,12 @@ class Runtime:
     def _unqueue(self, job_id: str) -> bool:
         """Remove a queued job before it starts; False if it is not queued."""
         job = self._live.get(job_id)
-        if job is None or job not in self._pending:
+        if job is None:
             return False
-        self._pending.remove(job)
+        try:
+            self._pending.remove(job)
+        except ValueError:
+            return False
         return True
 
     async def _write_groups(self, receive: trio.MemoryReceiveChannel[GroupOp]) -> None:
