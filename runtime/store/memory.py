@@ -96,6 +96,17 @@ class MemoryStore:
         self._count(1)
         self._set_job(attrs.evolve(rec, **fields))
 
+    async def claim_job(self, job_id: str, owner: str | None, new_owner: str) -> bool:
+        """Make ``new_owner`` the job's runtime if ``owner`` still is."""
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        rec = self._jobs.get(job_id)
+        if rec is None or rec.runtime_id != owner:
+            return False
+        self._count(1)
+        self._set_job(attrs.evolve(rec, runtime_id=new_owner, updated_at=time.time()))
+        return True
+
     async def get_job(self, job_id: str) -> JobRecord | None:
         """The job ``job_id``, or ``None``."""
         await self._begin()

@@ -45,6 +45,11 @@ class Store(Protocol):
         """
         ...
 
+    async def claim_job(self, job_id: str, owner: str | None, new_owner: str) -> bool:
+        """Atomically make ``new_owner`` the ``runtime_id`` of job ``job_id`` if it still is
+        ``owner``; False (nothing changed) if the job is gone or another runtime claimed it first."""
+        ...
+
     async def get_job(self, job_id: str) -> JobRecord | None:
         """The job ``job_id``, or ``None``."""
         ...

@@ -91,13 +91,15 @@ class Checkpoint:
 
 @attrs.frozen
 class Lease:
-    """A runtime's claim on the store: its process (``pid`` with psutil ``create_time`` ``started``)."""
+    """A runtime's claim on the store: its process (``pid`` with psutil ``create_time`` ``started``),
+    and ``control``, the path of its control socket (``None``: it serves no control requests)."""
 
     runtime_id: str
     pid: int
     started: float
     host: str
     created_at: float
+    control: str | None = None
 
 
 @attrs.frozen

@@ -80,6 +80,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             pgid INTEGER NOT NULL)""",
         "CREATE INDEX process_groups_by_runtime ON process_groups (runtime_id)",
     )),
+    Migration(2, (
+        # where the runtime serves control requests (its Unix socket), for clients in other processes
+        "ALTER TABLE leases ADD COLUMN control TEXT",
+    )),
 )
 """Schema migrations in order; append ``Migration(2, ...)`` to evolve the schema."""
 
@@ -197,6 +201,13 @@ class SqliteStore:
                                   want_rowcount=True)
         if count == 0:
             raise StoreError(self.path, f"update_job: no job {job_id!r}")
+
+    async def claim_job(self, job_id: str, owner: str | None, new_owner: str) -> bool:
+        """Make ``new_owner`` the job's runtime if ``owner`` still is (one atomic statement)."""
+        count = await self._write("UPDATE jobs SET runtime_id = ?, updated_at = ? WHERE job_id = ? "
+                                  "AND runtime_id IS ?", [(new_owner, time.time(), job_id, owner)],
+                                  want_rowcount=True)
+        return count > 0
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         """The job ``job_id``, or ``None``."""

@@ -10,6 +10,7 @@ import pytest
 from store_support import job, snapshot
 
 from runtime.store import SqliteStore, StoreCorrupt, StoreError, StoreSchemaTooNew
+from runtime.store import sqlite as sqlite_mod
 
 
 @pytest.mark.parametrize(
@@ -62,6 +63,6 @@ async def test_newer_schema_is_refused_and_untouched(tmp_path):
         async with SqliteStore(path):
             pass
     assert str(info.value) == (
-        f"store {path}: was written by a newer corral (schema 99, this code knows 1); left as it is"
+        f"store {path}: was written by a newer corral (schema 99, this code knows {len(sqlite_mod.MIGRATIONS)}); left as it is"
     )
     assert path.read_bytes() == before

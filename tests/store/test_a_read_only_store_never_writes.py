@@ -24,8 +24,8 @@ async def test_read_only_store_reads_and_never_writes_or_migrates(tmp_path, monk
         await store.append_events([event("a", 0), event("a", 1)])
     before = _snapshot(path)
     assert before[2] == ["s.db"]  # closed cleanly: no -wal or -shm beside it
-    # a newer corral knows a v2 schema: a read-only open still does not migrate the v1 file
-    v2 = sqlite_mod.Migration(2, ("CREATE TABLE notes (job_id TEXT PRIMARY KEY, note TEXT)",))
+    # a newer corral knows one more migration: a read-only open still does not apply it
+    v2 = sqlite_mod.Migration(len(sqlite_mod.MIGRATIONS) + 1, ("CREATE TABLE notes (job_id TEXT PRIMARY KEY, note TEXT)",))
     monkeypatch.setattr(sqlite_mod, "MIGRATIONS", (*sqlite_mod.MIGRATIONS, v2))
     async with SqliteStore(path, read_only=True) as store:
         assert store.read_only
@@ -37,7 +37,7 @@ async def test_read_only_store_reads_and_never_writes_or_migrates(tmp_path, monk
                 await write
     assert _snapshot(path) == before  # same bytes, same mtime, no -wal/-shm created
     raw = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == len(sqlite_mod.MIGRATIONS) - 1
     raw.close()
 
 

@@ -121,7 +121,7 @@ async def test_reopen_is_idempotent(tmp_path):
     assert (
         raw.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall() == schema
     )
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == len(sqlite_mod.MIGRATIONS)
     raw.close()
 
 
@@ -129,16 +129,17 @@ async def test_an_appended_migration_upgrades_a_v1_file(tmp_path, monkeypatch):
     path = tmp_path / "s.db"
     async with SqliteStore(path) as store:
         await store.put_job(job("a"))
-    v2 = sqlite_mod.Migration(2, ("CREATE TABLE notes (job_id TEXT PRIMARY KEY, note TEXT)",))
+    known = len(sqlite_mod.MIGRATIONS)
+    v2 = sqlite_mod.Migration(known + 1, ("CREATE TABLE notes (job_id TEXT PRIMARY KEY, note TEXT)",))
     monkeypatch.setattr(sqlite_mod, "MIGRATIONS", (*sqlite_mod.MIGRATIONS, v2))
     async with SqliteStore(path) as store:
         assert await store.get_job("a") == job("a")
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == known + 1
     assert raw.execute("SELECT count(*) FROM notes").fetchone() == (0,)
     raw.close()
-    monkeypatch.undo()  # this code knows v1 only: the upgraded file is refused
-    with pytest.raises(StoreSchemaTooNew, match=r"schema 2, this code knows 1"):
+    monkeypatch.undo()  # this code does not know the appended one: the upgraded file is refused
+    with pytest.raises(StoreSchemaTooNew, match=rf"schema {known + 1}, this code knows {known}"):
         async with SqliteStore(path):
             pass
 
