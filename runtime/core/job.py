@@ -121,6 +121,11 @@ class Job:
             next_seq=self.hub.next_seq, resume_payload=safe(self.resume_payload),
         )
 
+    def _first_record(self, state: JobState) -> JobRecord:
+        """The record written as the job starts: a job taken over while PAUSED still reads paused."""
+        paused = self.restored is not None and self.restored.paused
+        return self.to_record(JobState.PAUSED if paused else state)
+
     async def run(self, *, task_status: trio.TaskStatus[Job] = trio.TASK_STATUS_IGNORED) -> None:
         self.task = trio.lowlevel.current_task()
         self._started_at = time.time()
@@ -151,7 +156,7 @@ class Job:
             await self._finalize()
 
     async def _serve_steps(self, task_status: trio.TaskStatus[Job]) -> None:
-        await self.recording.start(self.resources.nursery, self.hub, self.to_record)
+        await self.recording.start(self.resources.nursery, self.hub, self._first_record)
         self.state = JobState.RUNNING
         self.hub.publish(JobStarted, flow=self.flow.name, inputs=self.inputs, resumed=self.restored is not None,
                          deadline=self.deadline)

@@ -35,12 +35,15 @@ from ..store import (
     MemoryStore,
     SqliteStore,
     Store,
+    JobRecord,
     StoreError,
+    lease_alive,
     new_lease,
     restore,
     resumable,
     sweep_dead,
 )
+from .control import ControlServer, socket_path
 from .events import Event, event_from_dict
 from .handle import JobHandle
 from .job import Job
@@ -86,6 +89,7 @@ class Runtime:
         self._running = 0
         self._results: collections.OrderedDict[str, JobResult] = collections.OrderedDict()
         self._closing = False
+        self._control: ControlServer | None = None
         pid = os.getpid()
         self._services = JobServices(
             runtime_id=self.id, pid=pid, started=psutil.Process(pid).create_time(), store=store,
@@ -215,6 +219,11 @@ class Runtime:
         )
 
     @property
+    def control_path(self) -> Path | None:
+        """The control endpoint's Unix socket (``None`` without a persistent store)."""
+        return None if self._control is None else self._control.path
+
+    @property
     def nursery_tasks(self) -> int:
         """Tasks directly in the root nursery: one per running job, nothing else."""
         return 0 if self._nursery is None else len(self._nursery.child_tasks)
@@ -274,31 +283,87 @@ class Runtime:
         if not self.store.persistent:
             await trio.lowlevel.checkpoint()
             return None
-        await self.store.put_lease(new_lease(self.id))
+        control = await self._serve_control(services)
+        await self.store.put_lease(new_lease(self.id, None if control is None else os.fspath(control.path)))
         await sweep_dead(self.store, self._services.process.term_grace)
         send, receive = trio.open_memory_channel[GroupOp](math.inf)
         self._services.record_groups(send)
         services.start_soon(self._write_groups, receive)
         return send
 
-    async def _resume(self) -> None:
-        """Re-spawn durable jobs whose runtime is dead; completed steps come from checkpoints."""
+    async def take_over(self, *, paused: bool = True) -> list[JobHandle]:
+        """Adopt every durable job of runtimes that died (``paused=False``: leave PAUSED ones
+        paused and ownerless in the store); completed steps come from checkpoints."""
+        await sweep_dead(self.store, self._services.process.term_grace)
         live = {lease.runtime_id for lease in await self.store.list_leases()}
+        handles = []
         for rec in await resumable(self.store, live):
-            try:
-                flow, restored = await restore(self.store, rec)
-            except FlowError as exc:
-                _log.error("resume_failed", job_id=rec.job_id, error=str(exc))
-                await self.store.update_job(rec.job_id, state=JobState.FAILED.value, reason="resume_failed",
-                                            error=str(exc), finished_at=time.time())
-                continue
-            await self.store.update_job(rec.job_id, runtime_id=self.id)
-            job = Job(self._services, flow, rec.inputs, rec.job_id, recording=recording_for("durable"),
-                      restored=restored)
-            self._admit(job)
-            _log.info("job_resumed", job_id=job.id, completed=sorted(restored.outputs), first_seq=restored.first_seq)
+            if paused or rec.state != JobState.PAUSED.value:
+                handle = await self._take(rec)
+                if handle is not None:
+                    handles.append(handle)
+        return handles
+
+    async def adopt(self, job_id: str) -> JobHandle:
+        """Take over the durable job ``job_id`` of a runtime that died, and run it here from
+        where it stopped (a PAUSED job stays paused, waiting for ``resume``).
+
+        Raises :class:`JobNotFound` for an unknown id; :class:`JobStateError` (naming the job) for
+        a job that has ended, was not recorded durably, or whose runtime is alive.
+        """
+        live = self._live.get(job_id)
+        if live is not None:
+            await trio.lowlevel.checkpoint()
+            return JobHandle(live)
+        rec = await self.store.get_job(job_id)
+        if rec is None:
+            raise JobNotFound(job_id)
+        if rec.state not in LIVE_STATES:
+            raise JobStateError(f"job {job_id} has ended ({rec.state}): there is nothing to take over")
+        if rec.record != "durable":
+            raise JobStateError(f"job {job_id} was not recorded durably (record={rec.record!r}): "
+                                "it cannot be taken over")
+        owner = {lease.runtime_id: lease for lease in await self.store.list_leases()}.get(rec.runtime_id or "")
+        if owner is not None and lease_alive(owner):
+            raise JobStateError(f"job {job_id} is owned by a live runtime (pid {owner.pid} on {owner.host})")
+        await sweep_dead(self.store, self._services.process.term_grace)  # its processes die first
+        handle = await self._take(rec)
+        if handle is None:
+            raise JobStateError(f"job {job_id} was taken over by another runtime first")
+        return handle
+
+    async def _take(self, rec: JobRecord) -> JobHandle | None:
+        """Claim ``rec`` for this runtime and run it from its checkpoints (None: claimed elsewhere)."""
+        if not await self.store.claim_job(rec.job_id, rec.runtime_id, self.id):
+            return None
+        try:
+            flow, restored = await restore(self.store, rec)
+        except FlowError as exc:
+            _log.error("resume_failed", job_id=rec.job_id, error=str(exc))
+            await self.store.update_job(rec.job_id, state=JobState.FAILED.value, reason="resume_failed",
+                                        error=str(exc), finished_at=time.time())
+            return None
+        job = Job(self._services, flow, rec.inputs, rec.job_id, recording=recording_for("durable"),
+                  restored=restored)
+        self._admit(job)
+        _log.info("job_resumed", job_id=job.id, completed=sorted(restored.outputs), first_seq=restored.first_seq)
+        return JobHandle(job)
+
+    async def _serve_control(self, services: trio.Nursery) -> ControlServer | None:
+        """Start the control endpoint in the service nursery (a warning, and none, if it cannot be)."""
+        try:
+            path = socket_path(getattr(self.store, "path", None), self.id)
+            server = ControlServer(self, path)
+            await services.start(server.serve)
+        except OSError as exc:
+            _log.warning("control_endpoint_unavailable", error=str(exc))
+            return None
+        self._control = server
+        return server
 
     async def _aclose(self, group_ops: trio.MemorySendChannel[GroupOp] | None) -> None:
+        if self._control is not None:
+            self._control.close()
         if group_ops is not None:
             group_ops.close()
         if self.store.persistent:
@@ -348,7 +413,7 @@ async def open_runtime(*, max_running_jobs: int | None = None, max_results: int 
                 async with trio.open_nursery() as nursery:
                     rt._nursery = nursery
                     if resume:
-                        await rt._resume()
+                        await rt.take_over()
                     try:
                         yield rt
                     except BaseException as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import time
 
 import psutil
@@ -39,10 +40,10 @@ def lease_alive(lease: Lease) -> bool:
         return True
 
 
-def new_lease(runtime_id: str) -> Lease:
+def new_lease(runtime_id: str, control: str | None = None) -> Lease:
     pid = os.getpid()
     return Lease(runtime_id=runtime_id, pid=pid, started=psutil.Process(pid).create_time(),
-                 host=socket.gethostname(), created_at=time.time())
+                 host=socket.gethostname(), created_at=time.time(), control=control)
 
 
 async def sweep_dead(store: Store, grace: float) -> set[str]:
@@ -65,6 +66,9 @@ async def sweep_dead(store: Store, grace: float) -> set[str]:
         return len(procs)
 
     killed = await trio.to_thread.run_sync(kill)
+    for lease in leases:
+        if lease.runtime_id in dead and lease.control is not None:
+            _remove_stale_socket(lease.control)
     interrupted = 0
     for runtime_id in dead:
         interrupted += await _interrupt_jobs(store, runtime_id)
@@ -72,6 +76,16 @@ async def sweep_dead(store: Store, grace: float) -> set[str]:
         await store.delete_lease(runtime_id)
     _log.info("swept_dead_runtimes", runtimes=len(dead), processes=killed, interrupted_jobs=interrupted)
     return dead
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Remove a dead runtime's control socket (only a socket: never another kind of file)."""
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+            os.rmdir(os.path.dirname(path))
+    except OSError:
+        pass  # gone already, or its directory still holds other runtimes' sockets
 
 
 async def _interrupt_jobs(store: Store, runtime_id: str) -> int:
