@@ -9,6 +9,7 @@ nothing it started can outlive it.
         result = await job.wait()
 """
 
+from .client import ControlClient, open_client
 from .core.context import StepContext
 from .core.events import (
     Event,
@@ -53,6 +54,7 @@ from .flow import (
 __all__ = [
     "RECORD_MODES",
     "AgentSpec",
+    "ControlClient",
     "Event",
     "ExitResolved",
     "ExitRule",
@@ -88,5 +90,6 @@ __all__ = [
     "StepTimeout",
     "event_from_dict",
     "event_to_dict",
+    "open_client",
     "open_runtime",
 ]

@@ -24,14 +24,14 @@ import trio
 
 from actors.process import sweep_dead_runtimes
 
-from ..core.events import JobPaused, JobStarted
+from ..core.events import JobPaused
 from ..core.handle import JobHandle
 from ..core.recording import RECORD_MODES, RecordMode
 from ..core.runtime import open_runtime
 from ..core.states import JobState
 from ..flow import InputError
 from ..store import SqliteStore, sweep_dead
-from . import inspect
+from . import control, inspect
 from .common import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
@@ -47,6 +47,7 @@ from .common import (
     verbose_option,
     verbosity,
 )
+from .control import resume_one
 from .demo import run_demo
 from .render import EventOutput, configure_logging
 from .yaml import DEFAULT_MAX_FLOW_BYTES, FlowLoadError, load_flow
@@ -167,40 +168,42 @@ def run(flow_file: str, pairs: tuple[str, ...], store: str, record: RecordMode, 
 
 
 @main.command()
+@click.argument("job_id", metavar="[JOB]", required=False)
 @store_option
-@click.option("--payload", metavar="JSON", help="Resume jobs that were PAUSED (escalated) with this JSON payload.")
+@click.option("--payload", metavar="JSON", help="Resume the PAUSED job JOB with this JSON payload.")
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
 @verbose_option
-def resume(store: str, payload: str | None, as_json: bool, verbose: int) -> None:
-    """Resume the durable jobs of runtimes that died, and run them to their end.
+def resume(job_id: str | None, store: str, payload: str | None, as_json: bool, verbose: int) -> None:
+    """Resume the paused job JOB with --payload; with no JOB, take over the durable jobs of
+    runtimes that died and run them to their end.
 
-    Steps that completed before the crash are not run again (their outputs come from checkpoints).
-    Each job's recorded events are printed from its start, then its new ones live.  Jobs that were
-    PAUSED stay paused unless --payload is given.  Ctrl-C cancels the resumed jobs.  Exit status 0
-    if every resumed job completed.
+    JOB under a live runtime is resumed there (exit 0 once it runs again).  JOB whose runtime died
+    is taken over and run here to its end, its events shown (exit 0 if it completed).  Exit 1: JOB
+    is not paused; 2: no such job.
+
+    With no JOB, steps that completed before the crash are not run again (their outputs come from
+    checkpoints); each job's recorded events are printed from its start, then its new ones live.
+    PAUSED jobs are left paused in the store (resume each with JOB --payload).  Ctrl-C cancels the
+    resumed jobs.  Exit status 0 if every resumed job completed.
     """
     configure_logging(verbosity(verbose))
     path = existing_store(store)
     data = json_option(payload, "'--payload'")
     import_from_cwd()
+    if job_id is not None:
+        resume_one(path, job_id, data, as_json)
+    if payload is not None:
+        raise click.UsageError("--payload resumes one paused job: give its JOB id")
 
     async def follow(job: JobHandle, output: EventOutput) -> None:
         # replay: the job may have started before we subscribed; its log before the crash comes too
-        told = False
         async for event in job.events(replay=True, maxlen=100_000):
             output(event)
-            if isinstance(event, JobStarted | JobPaused) and job.state is JobState.PAUSED:
-                if data is not None:
-                    await resume_quietly(job, data)
-                elif not told:
-                    told = True
-                    click.echo(f"job {job.id} is paused: waiting (pass --payload JSON to resume it; "
-                               "Ctrl-C cancels)", err=True)
 
     async def go() -> tuple[list[JobState], bool]:
         output = EventOutput(as_json)
-        async with interruptible() as interrupts, open_runtime(store=path, resume=True) as rt:
-            handles = rt.jobs()
+        async with interruptible() as interrupts, open_runtime(store=path) as rt:
+            handles = await rt.take_over(paused=False)
             if not handles:
                 click.echo("nothing to resume", err=True)
                 return [], False
@@ -250,6 +253,9 @@ def sweep(store: str, grace: float, verbose: int) -> None:
     click.echo(f"killed {killed} processes of dead runtimes; forgot {forgotten} dead runtimes in {store}")
 
 
+main.add_command(control.cancel)
+main.add_command(control.abandon)
+main.add_command(control.watch)
 main.add_command(inspect.jobs)
 main.add_command(inspect.show)
 main.add_command(inspect.events)

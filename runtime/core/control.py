@@ -10,6 +10,7 @@ served (``SO_PEERCRED``).  Methods (params are objects):
 - ``wait {job_id}`` → the result once the job has ended
 - ``events {job_id, from_seq}`` → ``event`` notifications ``{"id": <request id>, "event": {...}}``
   (live tokens included), then the answer ``{"next_seq": n}`` after the job's last event
+- ``state {job_id}`` → ``{"state": ...}`` (whether this runtime holds the job)
 - ``stats {}`` → the runtime's :class:`~runtime.core.runtime.RuntimeStats` and its pid
 
 Errors: -32700 not JSON, -32600 not a request (or a line over the size limit, which also closes
@@ -129,7 +130,7 @@ class ControlServer:
         self.cancel_scope = trio.CancelScope()
         self._methods: dict[str, Callable[[dict[str, Any], _Connection, Any], Awaitable[Any]]] = {
             "resume": self._resume, "cancel": self._cancel, "abandon": self._abandon,
-            "wait": self._wait, "events": self._events, "stats": self._stats,
+            "wait": self._wait, "events": self._events, "stats": self._stats, "state": self._state,
         }
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -293,6 +294,10 @@ class ControlServer:
             next_seq = event.seq + 1
             await conn.send({"method": "event", "params": {"id": request_id, "event": event_to_dict(event)}})
         return {"next_seq": next_seq}
+
+    async def _state(self, params: dict[str, Any], conn: _Connection, request_id: Any) -> Any:
+        await trio.lowlevel.checkpoint()
+        return {"state": self._job(params, "state").state.value}
 
     async def _stats(self, params: dict[str, Any], conn: _Connection, request_id: Any) -> Any:
         await trio.lowlevel.checkpoint()

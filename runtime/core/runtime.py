@@ -32,10 +32,10 @@ from actors.tasks import walk_tasks
 from ..flow import Flow, FlowError
 from ..store import (
     LIVE_STATES,
+    JobRecord,
     MemoryStore,
     SqliteStore,
     Store,
-    JobRecord,
     StoreError,
     lease_alive,
     new_lease,

@@ -1,0 +1,260 @@
+"""The control client: finds a job's owner through the store and asks it over its socket.
+
+A job whose runtime is alive is steered through that runtime's control endpoint
+(:mod:`runtime.core.control`).  A durable job whose runtime died is *ownerless*: cancel and
+abandon take it over for just long enough to end it; resume needs ``run=True``, which takes it
+over in the client's own runtime and runs it to its end there (leaving the ``async with`` block
+waits for such jobs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from actors.acp.errors import ProtocolError, RemoteError
+from actors.acp.jsonrpc import JsonRpcConnection
+
+from ..core.control import JOB_NOT_FOUND, JOB_STATE_ERROR, result_from_wire
+from ..core.events import Event, event_from_dict
+from ..core.handle import JobHandle
+from ..core.recording import recording_for
+from ..core.runtime import Runtime, open_runtime
+from ..core.states import JobNotFound, JobResult, JobState, JobStateError
+from ..store import LIVE_STATES, JobRecord, Lease, SqliteStore, Store, lease_alive
+
+__all__ = ["ControlClient", "open_client"]
+
+
+class ControlClient:
+    """Resume, cancel, abandon and watch jobs by id.  Create with :func:`open_client`."""
+
+    def __init__(self, store: Store, path: Path | None, runtime: Runtime | None) -> None:
+        self.store = store
+        self._path = path
+        self._runtime = runtime  # run=True: ownerless jobs are taken over and run here
+        self._adopted: list[JobHandle] = []
+
+    # -- finding the owner ----------------------------------------------------------------------
+
+    async def _owner(self, job_id: str) -> tuple[JobRecord | None, Lease | None]:
+        """The job's record (``None``: not in the store) and its live owner's lease, if any."""
+        rec = await self.store.get_job(job_id)
+        leases = [lease for lease in await self.store.list_leases()
+                  if lease.control is not None and lease_alive(lease)]
+        if rec is not None:
+            if self._runtime is not None and rec.runtime_id == self._runtime.id:
+                return rec, None
+            return rec, next((lease for lease in leases if lease.runtime_id == rec.runtime_id), None)
+        for lease in leases:  # a job that records nothing is in the store only once it has ended
+            with contextlib.suppress(JobNotFound):
+                await self._call(lease, "state", {"job_id": job_id})
+                return None, lease
+        return None, None
+
+    async def _call(self, lease: Lease, method: str, params: dict[str, Any]) -> Any:
+        assert lease.control is not None
+        async with _connect(lease.control) as conn:
+            return await _request(conn, method, params, params.get("job_id"))
+
+    async def _route(self, job_id: str, method: str, params: dict[str, Any]) -> tuple[JobRecord | None, Any]:
+        """Ask the job's live owner; (record, answer).  The answer is ``None`` with no live owner."""
+        rec, lease = await self._owner(job_id)
+        if lease is not None:
+            return rec, await self._call(lease, method, {"job_id": job_id, **params})
+        if rec is None and (self._runtime is None or self._runtime.get(job_id) is None):
+            raise JobNotFound(job_id)
+        return rec, None
+
+    def runs_here(self, job_id: str) -> bool:
+        """Whether ``job_id`` was taken over by this client's runtime (``run=True``)."""
+        return self._local(job_id) is not None
+
+    def _local(self, job_id: str) -> JobHandle | None:
+        return None if self._runtime is None else self._runtime.get(job_id)
+
+    # -- the operations -------------------------------------------------------------------------
+
+    async def resume(self, job_id: str, payload: Any = None) -> None:
+        """Resume the PAUSED job ``job_id`` with ``payload``; returns once it runs again."""
+        local = self._local(job_id)
+        if local is not None:
+            await local.resume(payload)
+            return
+        rec, answer = await self._route(job_id, "resume", {"payload": payload})
+        if answer is not None:
+            return
+        assert rec is not None
+        _check_live(rec, "resumed")
+        if rec.state != JobState.PAUSED.value:
+            raise JobStateError(f"job {job_id} is {rec.state}, not paused")
+        if self._runtime is None:
+            raise JobStateError(f"job {job_id} is paused and its runtime is gone: open the client with "
+                                f"run=True (or `corral resume {job_id} --payload JSON`) to run it here")
+        handle = await self._runtime.adopt(job_id)
+        self._adopted.append(handle)
+        await handle.resume(payload)
+
+    async def cancel(self, job_id: str, reason: str = "cancelled") -> JobResult:
+        """End ``job_id`` CANCELLED; returns its result once it is torn down."""
+        return await self._end(job_id, "cancel", reason)
+
+    async def abandon(self, job_id: str, reason: str = "abandoned") -> JobResult:
+        """End ``job_id`` ABANDONED; returns its result once it is torn down."""
+        return await self._end(job_id, "abandon", reason)
+
+    async def _end(self, job_id: str, method: str, reason: str) -> JobResult:
+        local = self._local(job_id)
+        if local is not None:
+            return await (local.cancel(reason) if method == "cancel" else local.abandon(reason))
+        rec, answer = await self._route(job_id, method, {"reason": reason})
+        if answer is not None:
+            return result_from_wire(answer)
+        assert rec is not None
+        _check_live(rec, "cancelled" if method == "cancel" else "abandoned")
+        async with self._runtime_for_takeover() as rt:  # ownerless: taken over just to end it
+            handle = await rt.adopt(job_id)
+            return await (handle.cancel(reason) if method == "cancel" else handle.abandon(reason))
+
+    @contextlib.asynccontextmanager
+    async def _runtime_for_takeover(self) -> AsyncIterator[Runtime]:
+        if self._runtime is not None:
+            yield self._runtime
+            return
+        if self._path is None:
+            raise JobStateError("this client has no store path to take a job over in")
+        async with open_runtime(store=self._path) as rt:
+            yield rt
+
+    async def result(self, job_id: str) -> JobResult:
+        """Wait until ``job_id`` has ended; its result."""
+        local = self._local(job_id)
+        if local is not None:
+            return await local.wait()
+        rec, answer = await self._route(job_id, "wait", {})
+        if answer is not None:
+            return result_from_wire(answer)
+        assert rec is not None
+        if rec.state in LIVE_STATES:
+            raise JobStateError(f"job {job_id} reads {rec.state} and its runtime is gone: nothing runs "
+                                "it; resume or adopt it")
+        return _result_of(rec)
+
+    async def events(self, job_id: str, from_seq: int = 0) -> AsyncIterator[Event]:
+        """The job's events from ``from_seq``: live from its owner (stream tokens included) until
+        its last event; for a job with no live owner, what the store recorded."""
+        local = self._local(job_id)
+        if local is not None:
+            async for event in local.events(replay=True):
+                if isinstance(event, Event) and event.seq >= from_seq:
+                    yield event
+            return
+        rec, lease = await self._owner(job_id)
+        if lease is not None:
+            async for event in _stream_events(lease, job_id, from_seq):
+                yield event
+            return
+        if rec is None:
+            raise JobNotFound(job_id)
+        if not recording_for(rec.record).stores_events:
+            raise JobStateError(f"job {job_id} was not recorded (record={rec.record!r}) and its "
+                                "runtime is gone: there are no events to show")
+        for row in await self.store.read_events(job_id, from_seq):
+            yield event_from_dict(row.payload)
+
+    async def _wait_adopted(self) -> None:
+        for handle in self._adopted:
+            await handle.wait()
+
+
+def _check_live(rec: JobRecord, done: str) -> None:
+    if rec.state not in LIVE_STATES:
+        raise JobStateError(f"job {rec.job_id} has ended ({rec.state}): it cannot be {done}")
+    if rec.record != "durable":
+        raise JobStateError(f"job {rec.job_id}'s runtime is gone and it was not recorded durably")
+
+
+def _result_of(rec: JobRecord) -> JobResult:
+    return JobResult(job_id=rec.job_id, flow=rec.flow_name, state=JobState(rec.state), reason=rec.reason,
+                     outputs=rec.outputs, error=rec.error, inputs=rec.inputs,
+                     started_at=rec.created_at, finished_at=rec.finished_at)
+
+
+@contextlib.asynccontextmanager
+async def _connect(path: str, on_notification: Any = None) -> AsyncIterator[JsonRpcConnection]:
+    try:
+        stream = await trio.open_unix_socket(path)
+    except OSError as exc:
+        raise JobStateError(f"the job's runtime does not answer on {path}: {exc.strerror or exc}") from None
+    async with stream, trio.open_nursery() as nursery:
+        conn = JsonRpcConnection(stream, stream, on_notification=on_notification,
+                                 name=f"runtime at {path}")
+        await nursery.start(conn.run)
+        try:
+            yield conn
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+async def _request(conn: JsonRpcConnection, method: str, params: dict[str, Any], job_id: Any) -> Any:
+    try:
+        return await conn.request(method, params, timeout=math.inf)
+    except RemoteError as exc:
+        if exc.code == JOB_NOT_FOUND:
+            raise JobNotFound(str(job_id)) from None
+        if exc.code == JOB_STATE_ERROR:
+            raise JobStateError(exc.message) from None
+        raise
+    except ProtocolError as exc:
+        raise JobStateError(f"job {job_id}: its runtime went away ({exc})") from None
+
+
+async def _stream_events(lease: Lease, job_id: str, from_seq: int) -> AsyncIterator[Event]:
+    assert lease.control is not None
+    send, receive = trio.open_memory_channel[Event](math.inf)
+
+    def on_event(method: str, params: Any) -> None:
+        if method == "event" and isinstance(params, dict) and isinstance(params.get("event"), dict):
+            send.send_nowait(event_from_dict(params["event"]))
+
+    async with _connect(lease.control, on_event) as conn, trio.open_nursery() as nursery:
+
+        async def ask() -> None:
+            try:
+                await _request(conn, "events", {"job_id": job_id, "from_seq": from_seq}, job_id)
+            finally:
+                send.close()
+
+        nursery.start_soon(ask)
+        async with receive:
+            async for event in receive:
+                yield event
+
+
+@contextlib.asynccontextmanager
+async def open_client(*, store: str | os.PathLike[str] | Store, run: bool = False) -> AsyncIterator[ControlClient]:
+    """Open a control client on ``store`` (a store path, or an open-able :class:`Store`).
+
+    ``run=True``: a job whose runtime died is taken over by a runtime of this client and run to
+    its end here; leaving the block waits for those jobs.
+    """
+    path = None if isinstance(store, Store) else Path(store)
+    if path is not None and not path.exists():
+        raise FileNotFoundError(f"no store at {path}")
+    if run:
+        async with open_runtime(store=store) as rt:
+            client = ControlClient(rt.store, path, rt)
+            yield client
+            await client._wait_adopted()
+        return
+    store_obj = SqliteStore(path) if path is not None else store
+    assert isinstance(store_obj, Store)
+    async with store_obj:
+        yield ControlClient(store_obj, path, None)
+
