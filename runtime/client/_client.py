@@ -22,7 +22,7 @@ from actors.acp.errors import ProtocolError, RemoteError
 from actors.acp.jsonrpc import JsonRpcConnection
 
 from ..core.control import JOB_NOT_FOUND, JOB_STATE_ERROR, result_from_wire
-from ..core.events import Event, event_from_dict
+from ..core.events import Event, JobStarted, event_from_dict
 from ..core.handle import JobHandle
 from ..core.recording import recording_for
 from ..core.runtime import Runtime, open_runtime
@@ -99,6 +99,11 @@ class ControlClient:
                                 f"run=True (or `corral resume {job_id} --payload JSON`) to run it here")
         handle = await self._runtime.adopt(job_id)
         self._adopted.append(handle)
+        started = handle.events()  # subscribed before the job starts: its JobStarted is seen
+        async for event in started:
+            if isinstance(event, JobStarted):
+                break
+        await started.aclose()  # type: ignore[attr-defined]
         await handle.resume(payload)
 
     async def cancel(self, job_id: str, reason: str = "cancelled") -> JobResult:
