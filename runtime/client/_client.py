@@ -18,6 +18,7 @@ from typing import Any
 
 import trio
 
+from actors._groups import raise_lone
 from actors.acp.errors import ProtocolError, RemoteError
 from actors.acp.jsonrpc import JsonRpcConnection
 
@@ -197,14 +198,15 @@ async def _connect(path: str, on_notification: Any = None) -> AsyncIterator[Json
         stream = await trio.open_unix_socket(path)
     except OSError as exc:
         raise JobStateError(f"the job's runtime does not answer on {path}: {exc.strerror or exc}") from None
-    async with stream, trio.open_nursery() as nursery:
-        conn = JsonRpcConnection(stream, stream, on_notification=on_notification,
-                                 name=f"runtime at {path}")
-        await nursery.start(conn.run)
-        try:
-            yield conn
-        finally:
-            nursery.cancel_scope.cancel()
+    with raise_lone():
+        async with stream, trio.open_nursery() as nursery:
+            conn = JsonRpcConnection(stream, stream, on_notification=on_notification,
+                                     name=f"runtime at {path}")
+            await nursery.start(conn.run)
+            try:
+                yield conn
+            finally:
+                nursery.cancel_scope.cancel()
 
 
 async def _request(conn: JsonRpcConnection, method: str, params: dict[str, Any], job_id: Any) -> Any:
@@ -228,18 +230,19 @@ async def _stream_events(lease: Lease, job_id: str, from_seq: int) -> AsyncItera
         if method == "event" and isinstance(params, dict) and isinstance(params.get("event"), dict):
             send.send_nowait(event_from_dict(params["event"]))
 
-    async with _connect(lease.control, on_event) as conn, trio.open_nursery() as nursery:
+    with raise_lone():
+        async with _connect(lease.control, on_event) as conn, trio.open_nursery() as nursery:
 
-        async def ask() -> None:
-            try:
-                await _request(conn, "events", {"job_id": job_id, "from_seq": from_seq}, job_id)
-            finally:
-                send.close()
+            async def ask() -> None:
+                try:
+                    await _request(conn, "events", {"job_id": job_id, "from_seq": from_seq}, job_id)
+                finally:
+                    send.close()
 
-        nursery.start_soon(ask)
-        async with receive:
-            async for event in receive:
-                yield event
+            nursery.start_soon(ask)
+            async with receive:
+                async for event in receive:
+                    yield event
 
 
 @contextlib.asynccontextmanager

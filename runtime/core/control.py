@@ -254,6 +254,9 @@ class ControlServer:
             raise _Refused(_INVALID_PARAMS, f"{method}: params.job_id must be a non-empty string")
         handle = self.runtime.get(job_id)
         if handle is None:
+            ended = self.runtime.finished(job_id)
+            if ended is not None:
+                raise JobStateError(f"job {job_id} has ended ({ended.state.value})")
             raise JobNotFound(job_id)
         return handle
 

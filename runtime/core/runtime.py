@@ -154,6 +154,10 @@ class Runtime:
         job = self._live.get(job_id)
         return None if job is None else JobHandle(job)
 
+    def finished(self, job_id: str) -> JobResult | None:
+        """The kept result of a job that ended in this runtime, else ``None`` (no store read)."""
+        return self._results.get(job_id)
+
     def jobs(self) -> list[JobHandle]:
         """Handles of every live job, in spawn order."""
         return [JobHandle(j) for j in self._live.values()]
