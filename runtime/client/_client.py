@@ -119,7 +119,10 @@ class ControlClient:
         local = self._local(job_id)
         if local is not None:
             return await (local.cancel(reason) if method == "cancel" else local.abandon(reason))
-        rec, answer = await self._route(job_id, method, {"reason": reason})
+        try:
+            rec, answer = await self._route(job_id, method, {"reason": reason})
+        except _OwnerGone:
+            return await self._stored_result(job_id)
         if answer is not None:
             return result_from_wire(answer)
         assert rec is not None
@@ -143,7 +146,10 @@ class ControlClient:
         local = self._local(job_id)
         if local is not None:
             return await local.wait()
-        rec, answer = await self._route(job_id, "wait", {})
+        try:
+            rec, answer = await self._route(job_id, "wait", {})
+        except _OwnerGone:
+            return await self._stored_result(job_id)
         if answer is not None:
             return result_from_wire(answer)
         assert rec is not None
@@ -173,6 +179,14 @@ class ControlClient:
                                 "runtime is gone: there are no events to show")
         for row in await self.store.read_events(job_id, from_seq):
             yield event_from_dict(row.payload)
+
+    async def _stored_result(self, job_id: str) -> JobResult:
+        """The owner went away mid-request: the job's end as its store record tells it."""
+        rec = await self.store.get_job(job_id)
+        if rec is None or rec.state in LIVE_STATES:
+            raise JobStateError(f"job {job_id}: its runtime went away before it ended "
+                                f"(it reads {rec.state if rec else 'nothing'})")
+        return _result_of(rec)
 
     async def _wait_adopted(self) -> None:
         for handle in self._adopted:
@@ -219,7 +233,11 @@ async def _request(conn: JsonRpcConnection, method: str, params: dict[str, Any],
             raise JobStateError(exc.message) from None
         raise
     except ProtocolError as exc:
-        raise JobStateError(f"job {job_id}: its runtime went away ({exc})") from None
+        raise _OwnerGone(f"job {job_id}: its runtime went away ({exc})") from None
+
+
+class _OwnerGone(JobStateError):
+    """The job's runtime closed the connection before answering (it may have just ended)."""
 
 
 async def _stream_events(lease: Lease, job_id: str, from_seq: int) -> AsyncIterator[Event]:

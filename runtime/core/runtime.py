@@ -13,7 +13,6 @@ import collections
 import math
 import os
 import shutil
-import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -29,20 +28,17 @@ from actors.log import get_logger
 from actors.process import find_marked
 from actors.tasks import walk_tasks
 
-from ..flow import Flow, FlowError
+from ..flow import Flow
 from ..store import (
     LIVE_STATES,
-    JobRecord,
     MemoryStore,
     SqliteStore,
     Store,
     StoreError,
-    lease_alive,
     new_lease,
-    restore,
-    resumable,
     sweep_dead,
 )
+from . import takeover
 from .control import ControlServer, socket_path
 from .events import Event, event_from_dict
 from .handle import JobHandle
@@ -296,17 +292,8 @@ class Runtime:
         return send
 
     async def take_over(self, *, paused: bool = True) -> list[JobHandle]:
-        """Adopt every durable job of runtimes that died (``paused=False``: leave PAUSED ones
-        paused and ownerless in the store); completed steps come from checkpoints."""
-        await sweep_dead(self.store, self._services.process.term_grace)
-        live = {lease.runtime_id for lease in await self.store.list_leases()}
-        handles = []
-        for rec in await resumable(self.store, live):
-            if paused or rec.state != JobState.PAUSED.value:
-                handle = await self._take(rec)
-                if handle is not None:
-                    handles.append(handle)
-        return handles
+        """Adopt the durable jobs of dead runtimes (``paused=False``: PAUSED ones stay ownerless)."""
+        return await takeover.take_over(self, self._services, paused=paused)
 
     async def adopt(self, job_id: str) -> JobHandle:
         """Take over the durable job ``job_id`` of a runtime that died, and run it here from
@@ -319,39 +306,7 @@ class Runtime:
         if live is not None:
             await trio.lowlevel.checkpoint()
             return JobHandle(live)
-        rec = await self.store.get_job(job_id)
-        if rec is None:
-            raise JobNotFound(job_id)
-        if rec.state not in LIVE_STATES:
-            raise JobStateError(f"job {job_id} has ended ({rec.state}): there is nothing to take over")
-        if rec.record != "durable":
-            raise JobStateError(f"job {job_id} was not recorded durably (record={rec.record!r}): "
-                                "it cannot be taken over")
-        owner = {lease.runtime_id: lease for lease in await self.store.list_leases()}.get(rec.runtime_id or "")
-        if owner is not None and lease_alive(owner):
-            raise JobStateError(f"job {job_id} is owned by a live runtime (pid {owner.pid} on {owner.host})")
-        await sweep_dead(self.store, self._services.process.term_grace)  # its processes die first
-        handle = await self._take(rec)
-        if handle is None:
-            raise JobStateError(f"job {job_id} was taken over by another runtime first")
-        return handle
-
-    async def _take(self, rec: JobRecord) -> JobHandle | None:
-        """Claim ``rec`` for this runtime and run it from its checkpoints (None: claimed elsewhere)."""
-        if not await self.store.claim_job(rec.job_id, rec.runtime_id, self.id):
-            return None
-        try:
-            flow, restored = await restore(self.store, rec)
-        except FlowError as exc:
-            _log.error("resume_failed", job_id=rec.job_id, error=str(exc))
-            await self.store.update_job(rec.job_id, state=JobState.FAILED.value, reason="resume_failed",
-                                        error=str(exc), finished_at=time.time())
-            return None
-        job = Job(self._services, flow, rec.inputs, rec.job_id, recording=recording_for("durable"),
-                  restored=restored)
-        self._admit(job)
-        _log.info("job_resumed", job_id=job.id, completed=sorted(restored.outputs), first_seq=restored.first_seq)
-        return JobHandle(job)
+        return await takeover.adopt(self, self._services, job_id)
 
     async def _serve_control(self, services: trio.Nursery) -> ControlServer | None:
         """Start the control endpoint in the service nursery (a warning, and none, if it cannot be)."""

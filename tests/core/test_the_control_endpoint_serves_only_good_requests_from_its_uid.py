@@ -14,7 +14,17 @@ import trio.testing
 from core_support import ok
 
 import runtime.core.control as control_mod
-from runtime import ExitRule, Flow, JobNotFound, JobPaused, JobState, JobStateError, Step, open_client, open_runtime
+from runtime import (
+    ExitRule,
+    Flow,
+    JobNotFound,
+    JobPaused,
+    JobState,
+    JobStateError,
+    Step,
+    open_client,
+    open_runtime,
+)
 from runtime.testing import WakeupCounter
 
 
