@@ -29,10 +29,9 @@ async def take_over(rt: Runtime, services: JobServices, *, paused: bool) -> list
     live = {lease.runtime_id for lease in await rt.store.list_leases()}
     handles = []
     for rec in await resumable(rt.store, live):
-        if paused or rec.state != JobState.PAUSED.value:
-            handle = await _take(rt, services, rec)
-            if handle is not None:
-                handles.append(handle)
+        handle = await _take(rt, services, rec, paused=paused)
+        if handle is not None:
+            handles.append(handle)
     return handles
 
 
@@ -56,16 +55,21 @@ async def adopt(rt: Runtime, services: JobServices, job_id: str) -> JobHandle:
     return handle
 
 
-async def _take(rt: Runtime, services: JobServices, rec: JobRecord) -> JobHandle | None:
-    """Claim ``rec`` for ``rt`` and run it from its checkpoints (None: claimed elsewhere)."""
-    if not await rt.store.claim_job(rec.job_id, rec.runtime_id, rt.id):
-        return None
+async def _take(rt: Runtime, services: JobServices, rec: JobRecord, *, paused: bool = True) -> JobHandle | None:
+    """Claim ``rec`` for ``rt`` and run it from its checkpoints (None: claimed elsewhere, or
+    left alone because its log says it was paused and ``paused`` is False)."""
     try:
         flow, restored = await restore(rt.store, rec)
     except FlowError as exc:
         _log.error("resume_failed", job_id=rec.job_id, error=str(exc))
         await rt.store.update_job(rec.job_id, state=JobState.FAILED.value, reason="resume_failed",
                                   error=str(exc), finished_at=time.time())
+        return None
+    if restored.paused and not paused:
+        if rec.state != JobState.PAUSED.value:  # killed before its record caught up with its log
+            await rt.store.update_job(rec.job_id, state=JobState.PAUSED.value)
+        return None
+    if not await rt.store.claim_job(rec.job_id, rec.runtime_id, rt.id):
         return None
     job = Job(services, flow, rec.inputs, rec.job_id, recording=recording_for("durable"), restored=restored)
     rt._admit(job)

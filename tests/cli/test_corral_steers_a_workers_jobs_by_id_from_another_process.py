@@ -16,8 +16,17 @@ import trio
 from cli_support import BOUND, CORRAL, PY, REPO, Lines, corral, write_flow
 
 from actors.process import find_marked
+from runtime.store import SqliteStore
 
 APPROVAL = REPO / "examples" / "approval.yaml"
+
+
+async def _recorded_paused(store, job_id) -> None:
+    """Until the worker (another process, about to be SIGKILLed) has committed the pause: its log
+    and record are written behind its events, and SQLite tells no other process of a commit."""
+    async with SqliteStore(store) as st:
+        while (await st.get_job(job_id)).state != "paused":  # noqa: ASYNC110
+            await trio.sleep(0.05)
 
 
 async def _start_worker(args, store):
@@ -88,11 +97,12 @@ async def test_a_paused_job_outlives_its_worker_and_is_resumed_by_id(tmp_path):
         worker, lines, job_id = await _start_worker([APPROVAL, "-i", "version=3"], store)
         try:
             await _until(lines, "job_paused")
+            await _recorded_paused(store, job_id)
         finally:
             worker.kill()  # SIGKILL: no cleanup at all
             await worker.wait()
         # `corral resume` with no JOB takes over non-paused jobs only: the paused one stays paused
-        nothing = corral("resume", "--store", store)
+        nothing = await trio.to_thread.run_sync(lambda: corral("resume", "--store", store))
         assert nothing.returncode == 0 and "nothing to resume" in nothing.stderr
         assert _show(job_id, store)["state"] == "paused"
 
@@ -131,6 +141,7 @@ async def test_with_no_worker_resume_by_id_runs_the_job_to_its_end_in_the_cli(tm
         worker, lines, job_id = await _start_worker([APPROVAL, "-i", "version=4"], store)
         try:
             await _until(lines, "job_paused")
+            await _recorded_paused(store, job_id)
         finally:
             worker.kill()
             await worker.wait()
