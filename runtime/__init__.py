@@ -11,6 +11,7 @@ nothing it started can outlive it.
 
 from .core.context import StepContext
 from .core.events import (
+    EscalationTimedOut,
     Event,
     ExitResolved,
     JobFinished,
@@ -48,11 +49,13 @@ from .flow import (
     InputError,
     OnError,
     Step,
+    TimeoutAction,
 )
 
 __all__ = [
     "RECORD_MODES",
     "AgentSpec",
+    "EscalationTimedOut",
     "Event",
     "ExitResolved",
     "ExitRule",
@@ -86,6 +89,7 @@ __all__ = [
     "StepState",
     "StepStream",
     "StepTimeout",
+    "TimeoutAction",
     "event_from_dict",
     "event_to_dict",
     "open_runtime",
