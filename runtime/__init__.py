@@ -12,6 +12,7 @@ nothing it started can outlive it.
 from .client import ControlClient, open_client
 from .core.context import StepContext
 from .core.events import (
+    EscalationTimedOut,
     Event,
     ExitResolved,
     JobFinished,
@@ -49,12 +50,14 @@ from .flow import (
     InputError,
     OnError,
     Step,
+    TimeoutAction,
 )
 
 __all__ = [
     "RECORD_MODES",
     "AgentSpec",
     "ControlClient",
+    "EscalationTimedOut",
     "Event",
     "ExitResolved",
     "ExitRule",
@@ -88,6 +91,7 @@ __all__ = [
     "StepState",
     "StepStream",
     "StepTimeout",
+    "TimeoutAction",
     "event_from_dict",
     "event_to_dict",
     "open_client",

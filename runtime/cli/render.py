@@ -129,6 +129,9 @@ class EventPrinter:
                 self._line(f"{tag}: exit rule {ev.get('rule')!r} -> {ev.get('action')}")
         elif kind == "job_paused":
             self._line(self._style(f"  paused at {step} by rule {ev.get('rule')!r}", fg="yellow"))
+        elif kind == "escalation_timed_out":
+            self._line(self._style(f"{tag}: escalation {ev.get('rule')!r} timed out -> {ev.get('action')}",
+                                   fg="yellow"))
         elif kind == "job_resumed":
             self._line(f"  resumed with {short(ev.get('payload'))}")
         elif kind == "job_finished":

@@ -20,11 +20,12 @@ import trio
 
 from actors.stream import Update
 
-from ..flow import ErrorAction, ExitAction
+from ..flow import ErrorAction, ExitAction, TimeoutAction
 from .states import TerminalState
 
 __all__ = [
     "EVENT_TYPES",
+    "EscalationTimedOut",
     "Event",
     "EventHub",
     "ExitResolved",
@@ -112,6 +113,17 @@ class JobPaused(Event):
     type: ClassVar[str] = "job_paused"
     step: str
     rule: str
+    deadline: float | None = None  # the rule's timeout as a wall-clock time (None: no deadline)
+
+
+@attrs.frozen(kw_only=True)
+class EscalationTimedOut(Event):
+    """Nobody resumed the job before the escalate rule's deadline: ``action`` is its on_timeout."""
+
+    type: ClassVar[str] = "escalation_timed_out"
+    step: str
+    rule: str
+    action: TimeoutAction
 
 
 @attrs.frozen(kw_only=True)
@@ -147,7 +159,7 @@ class Lagged:
 EVENT_TYPES: Mapping[str, type[Event]] = {
     cls.type: cls
     for cls in (JobStarted, StepStarted, StepCompleted, StepFailed, StepCancelled, ExitResolved,
-                JobPaused, JobResumed, StepStream, JobFinished)
+                JobPaused, EscalationTimedOut, JobResumed, StepStream, JobFinished)
 }
 
 

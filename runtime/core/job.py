@@ -26,6 +26,7 @@ from actors.log import get_logger
 
 from ..flow import ExpressionError, Flow, InputRef
 from ..store import JobRecord, Restored
+from . import pauses
 from .context import StepContext
 from .events import (
     EventHub,
@@ -61,7 +62,7 @@ class Job:
     """
 
     __slots__ = (  # one per live job: no instance dict (~1.5 kB a job less)
-        "_done", "_early", "_outcome", "_parked", "_ready", "_resumed", "_started_at", "_steps",
+        "_done", "_early", "_outcome", "_parked", "_pause_timer", "_ready", "_resumed", "_started_at", "_steps",
         "created_at", "deadline", "flow",
         "hub", "id", "inputs", "recording", "resources", "restored", "result",
         "resume_payload", "services", "state", "task",
@@ -97,6 +98,7 @@ class Job:
         self._parked = False  # the job task waits in _serve_steps for _finish to wake it
         self._ready = False  # set once started: control messages before that wait in _early
         self._early: list[Control] | None = None
+        self._pause_timer: trio.CancelScope | None = None  # an escalation's deadline (pauses.py)
 
     @property
     def record(self) -> RecordMode:
@@ -162,6 +164,7 @@ class Job:
                          deadline=self.deadline)
         if self.restored is not None and self.restored.paused:
             self.state = JobState.PAUSED
+            pauses.rearm(self, self.restored)  # what is left of the deadline it paused with, if any
         if self.restored is not None and self.restored.abandoned is not None:
             self._finish(JobState.ABANDONED, self.restored.abandoned)  # its exit rule fired before the crash
         task_status.started(self)
@@ -241,6 +244,7 @@ class Job:
             case Resume(payload=payload):
                 if self.state is not JobState.PAUSED:
                     return JobStateError(f"job {self.id} is {self.state.value}, not paused")
+                pauses.disarm(self)  # first of all: the escalation's deadline is off
                 self.resume_payload = payload
                 self._resumed = True
                 self.state = JobState.RUNNING
@@ -324,7 +328,8 @@ class Job:
             self._finish(JobState.ABANDONED, rule.name)
         elif action == "escalate":
             self.state = JobState.PAUSED
-            self.hub.publish(JobPaused, step=step.name, rule=rule.name)
+            deadline = pauses.arm(self, step.name, rule, rule.timeout)
+            self.hub.publish(JobPaused, step=step.name, rule=rule.name, deadline=deadline)
             self.recording.state_changed(self.state, self.resume_payload)
         elif action == "loop" and not self._steps.loop(step, rule):
             self._finish(JobState.FAILED, f"max_iterations:{rule.name}",

@@ -24,4 +24,5 @@ from .step import ExitAction as ExitAction
 from .step import ExitRule as ExitRule
 from .step import OnError as OnError
 from .step import Step as Step
+from .step import TimeoutAction as TimeoutAction
 from .templates import fill_template as fill_template

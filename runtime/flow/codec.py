@@ -32,7 +32,7 @@ from .document import (
 from .errors import FlowError
 from .inputs import NO_DEFAULT, FlowInput
 from .model import Flow
-from .step import AgentSpec, ErrorAction, ExitAction, ExitRule, OnError, Step
+from .step import AgentSpec, ErrorAction, ExitAction, ExitRule, OnError, Step, TimeoutAction
 
 __all__ = ["DataPath", "FlowDataError", "field_name", "flow_from_data", "flow_from_dict", "flow_to_dict"]
 
@@ -114,7 +114,8 @@ def _build_step(sd: StepDoc, base: DataPath, fail: Fail) -> Step:
         try:
             # the document holds any string; ExitRule and OnError refuse one that is not an action
             exits.append(ExitRule(ed.name or f"exit{j}", when=ed.when, action=cast(ExitAction, ed.action),
-                                  target=ed.target, max_iterations=ed.max_iterations))
+                                  target=ed.target, max_iterations=ed.max_iterations, timeout=ed.timeout,
+                                  on_timeout=cast(TimeoutAction | None, ed.on_timeout)))
         except FlowError as exc:
             fail((*base, "exits", j, exc.field.rsplit(".", 1)[-1]), exc.problem)
     on_error = OnError()
@@ -208,7 +209,7 @@ def flow_to_dict(flow: Flow) -> dict[str, Any]:
             agent=AgentDoc(list(s.agent.command), dict(s.agent.env), s.agent.permissions) if s.agent else None,
             prompt=s.prompt, after=list(s.after), inputs=dict(s.inputs),
             exits=[ExitDoc(r.name, r.when if isinstance(r.when, str) else None, r.action, r.target,
-                           r.max_iterations) for r in s.exits],
+                           r.max_iterations, r.timeout, r.on_timeout) for r in s.exits],
             on_error=OnErrorDoc(s.on_error.action, s.on_error.max_attempts,
                                 float(s.on_error.backoff) if not callable(s.on_error.backoff) else 0.1),
             timeout=s.timeout,

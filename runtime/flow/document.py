@@ -3,9 +3,9 @@ is structured into it by cattrs, and where in the data each problem lies.
 
 The model mirrors the Python API field for field (``steps`` as a mapping or a list,
 ``run``/``command``/``agent``/``prompt``, ``after``, ``inputs``, ``exits`` with ``when``,
-``action``, ``target``, ``max_iterations``, ``on_error`` and ``timeout``).  A problem is located
-by a :data:`DataPath` (``("steps", 1, "after")``) and named by :func:`field_name`
-(``steps.fix.after``).
+``action``, ``target``, ``max_iterations``, ``timeout`` and ``on_timeout``, ``on_error`` and
+``timeout``).  A problem is located by a :data:`DataPath` (``("steps", 1, "after")``) and named
+by :func:`field_name` (``steps.fix.after``).
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class ExitDoc:
     action: str = "advance"
     target: str | None = None
     max_iterations: int | None = None
+    timeout: float | None = None
+    on_timeout: str | None = None
 
 
 @attrs.define

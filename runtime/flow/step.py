@@ -19,15 +19,18 @@ from .inputs import InputRef, parse_input
 from .rules import Expression, ExpressionError, compile_when
 from .templates import template_fields
 
-__all__ = ["ACTIONS", "ERROR_ACTIONS", "PERMISSION_MODES", "AgentSpec", "ErrorAction", "ExitAction", "ExitRule",
-           "OnError", "PermissionMode",
-           "Step", "StepFn", "WhenFn", "positive_seconds_or_none"]
+__all__ = ["ACTIONS", "ERROR_ACTIONS", "PERMISSION_MODES", "TIMEOUT_ACTIONS", "AgentSpec", "ErrorAction",
+           "ExitAction", "ExitRule", "OnError", "PermissionMode", "Step", "StepFn", "TimeoutAction", "WhenFn",
+           "positive_seconds_or_none"]
 
 ExitAction = Literal["advance", "loop", "escalate", "abandon"]
 """What an exit rule does when its ``when`` holds."""
 ErrorAction = Literal["fail", "retry", "abandon", "continue"]
 """How a step failure is routed (``on_error``)."""
+TimeoutAction = Literal["abandon", "fail", "advance"]
+"""What an escalate rule's ``on_timeout`` does when no resume came within its ``timeout``."""
 ACTIONS: tuple[ExitAction, ...] = typing.get_args(ExitAction)
+TIMEOUT_ACTIONS: tuple[TimeoutAction, ...] = typing.get_args(TimeoutAction)
 ERROR_ACTIONS: tuple[ErrorAction, ...] = typing.get_args(ErrorAction)
 PermissionMode = Literal["reject", "allow", "allow_always"]
 PERMISSION_MODES: tuple[PermissionMode, ...] = typing.get_args(PermissionMode)
@@ -38,15 +41,18 @@ WhenFn = Callable[[Mapping[str, Any]], Any]
 
 def positive_seconds_or_none(field: str) -> Callable[[Any, Any, Any], None]:
     def check(inst: Any, _attr: Any, value: Any) -> None:
-        if value is None:
-            return
-        where = f"steps.{inst.name}.{field}" if isinstance(inst, Step) else field
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise FlowError(where, f"must be a number of seconds, got {type(value).__name__} {value!r}")
-        if not math.isfinite(value) or value <= 0:
-            raise FlowError(where, f"must be a positive, finite number of seconds, got {value!r}")
+        _check_seconds(f"steps.{inst.name}.{field}" if isinstance(inst, Step) else field, value)
 
     return check
+
+
+def _check_seconds(where: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FlowError(where, f"must be a number of seconds, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise FlowError(where, f"must be a positive, finite number of seconds, got {value!r}")
 
 
 def _permission_mode(value: str) -> PermissionMode:
@@ -99,6 +105,10 @@ class ExitRule:
 
     ``when`` is a callable over the step's outputs, a safe expression string over ``outputs``,
     ``inputs``, ``attempt`` and ``iteration`` (see :mod:`runtime.rules`), or ``None`` (always).
+
+    An ``escalate`` rule may give the pause a deadline: ``timeout`` seconds after it paused the
+    job, if nobody resumed it, ``on_timeout`` decides -- ``abandon`` (the default once ``timeout``
+    is set, filled in at construction), ``fail``, or ``advance`` (resume with payload ``None``).
     """
 
     name: str
@@ -106,6 +116,8 @@ class ExitRule:
     action: ExitAction = "advance"
     target: str | None = None
     max_iterations: int | None = None
+    timeout: float | None = None
+    on_timeout: TimeoutAction | None = None
     _expr: Expression | None = attrs.field(init=False, default=None, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
@@ -130,6 +142,21 @@ class ExitRule:
                                 f"a loop rule needs max_iterations >= 1, got {self.max_iterations!r}")
         elif self.target is not None:
             raise FlowError(f"{where}.target", f"only a loop rule takes a target (action is {self.action!r})")
+        self._check_deadline(where)
+
+    def _check_deadline(self, where: str) -> None:
+        for field in ("timeout", "on_timeout"):
+            if getattr(self, field) is not None and self.action != "escalate":
+                raise FlowError(f"{where}.{field}",
+                                f"only an escalate rule takes {field} (action is {self.action!r})")
+        _check_seconds(f"{where}.timeout", self.timeout)
+        if self.on_timeout is not None and self.on_timeout not in TIMEOUT_ACTIONS:
+            raise FlowError(f"{where}.on_timeout", f"{self.on_timeout!r} is not one of {', '.join(TIMEOUT_ACTIONS)}"
+                            + suggest(str(self.on_timeout), TIMEOUT_ACTIONS))
+        if self.on_timeout is not None and self.timeout is None:
+            raise FlowError(f"{where}.on_timeout", "needs a timeout (seconds) to act on")
+        if self.timeout is not None and self.on_timeout is None:
+            object.__setattr__(self, "on_timeout", "abandon")
 
     def matches(self, outputs: Mapping[str, Any], inputs: Mapping[str, Any], attempt: int,
                 iteration: int) -> bool:

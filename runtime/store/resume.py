@@ -29,6 +29,8 @@ class Restored:
     abandoned: str | None = None  # an abandon rule that fired before the crash: the job ends so
     resumed: bool = False  # resumed at least once before the crash: steps reading $resume may run
     deadline: float | None = None  # the flow timeout's wall-clock deadline, from the first start
+    paused_on: tuple[str, str] | None = None  # (step, rule) of the pause it was left in
+    pause_deadline: float | None = None  # that pause's wall-clock deadline (an escalate rule's timeout)
 
 
 async def resumable(store: Store, live_runtimes: set[str]) -> list[JobRecord]:
@@ -58,6 +60,8 @@ async def restore(store: Store, rec: JobRecord) -> tuple[Flow, Restored]:
     loops: dict[tuple[str, str], int] = {}
     paused, payload, abandoned = rec.state == "paused", rec.resume_payload, None
     resumed, deadline = False, None
+    paused_on: tuple[str, str] | None = None
+    pause_deadline: float | None = None
     for row in events:
         data = row.payload
         if row.type == "job_started":
@@ -79,15 +83,20 @@ async def restore(store: Store, rec: JobRecord) -> tuple[Flow, Restored]:
                 abandoned = data["rule"]
             elif data["action"] == "escalate":
                 paused = True  # its JobPaused event follows; the job waits for resume()
+                # were it lost in the crash, the rule's deadline counts from this event
+                rule = next(r for r in flow.step(step).exits if r.name == data["rule"])
+                paused_on = step, rule.name
+                pause_deadline = None if rule.timeout is None else row.ts + rule.timeout
         elif row.type == "job_paused":
-            paused = True
+            paused, paused_on, pause_deadline = True, (data["step"], data["rule"]), data.get("deadline")
         elif row.type == "job_resumed":
             paused, payload, resumed = False, data.get("payload"), True
+            paused_on = pause_deadline = None
     outputs = {name: cp.outputs for name, cp in checkpoints.items()
                if completed.get(name) == cp.iteration and name in flow.deps}
     restored = Restored(
         outputs=outputs, iterations=iterations, loops=loops, abandoned=abandoned,
         first_seq=first_seq, paused=paused, resume_payload=payload, created_at=rec.created_at,
-        resumed=resumed, deadline=deadline,
+        resumed=resumed, deadline=deadline, paused_on=paused_on, pause_deadline=pause_deadline,
     )
     return flow, restored
