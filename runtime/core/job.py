@@ -63,8 +63,7 @@ class Job:
 
     __slots__ = (  # one per live job: no instance dict (~1.5 kB a job less)
         "_done", "_early", "_outcome", "_parked", "_pause_timer", "_ready", "_resumed", "_started_at", "_steps",
-        "created_at", "deadline", "flow",
-        "hub", "id", "inputs", "recording", "resources", "restored", "result",
+        "created_at", "deadline", "flow", "hub", "id", "inputs", "recording", "resources", "restored", "result",
         "resume_payload", "services", "state", "task",
     )
 
@@ -110,8 +109,7 @@ class Job:
         return self._steps.resolve_ref(ref, self.inputs, self.resume_payload)
 
     def to_record(self, state: JobState) -> JobRecord:
-        """The job's store record.  Data is made JSON-safe for a persistent store (an in-memory
-        store holds the job's own finished dicts as they are)."""
+        """The job's store record; its data JSON-safe for a persistent store (see ``_same``)."""
         result = self.result
         safe = jsonable if self.services.store.persistent else _same
         return JobRecord(
@@ -122,11 +120,6 @@ class Job:
             updated_at=time.time(), finished_at=result.finished_at if result else None,
             next_seq=self.hub.next_seq, resume_payload=safe(self.resume_payload),
         )
-
-    def _first_record(self, state: JobState) -> JobRecord:
-        """The record written as the job starts: a job taken over while PAUSED still reads paused."""
-        paused = self.restored is not None and self.restored.paused
-        return self.to_record(JobState.PAUSED if paused else state)
 
     async def run(self, *, task_status: trio.TaskStatus[Job] = trio.TASK_STATUS_IGNORED) -> None:
         self.task = trio.lowlevel.current_task()
@@ -158,7 +151,9 @@ class Job:
             await self._finalize()
 
     async def _serve_steps(self, task_status: trio.TaskStatus[Job]) -> None:
-        await self.recording.start(self.resources.nursery, self.hub, self._first_record)
+        paused = self.restored is not None and self.restored.paused  # taken over PAUSED: reads paused
+        await self.recording.start(self.resources.nursery, self.hub,
+                                   lambda state: self.to_record(JobState.PAUSED if paused else state))
         self.state = JobState.RUNNING
         self.hub.publish(JobStarted, flow=self.flow.name, inputs=self.inputs, resumed=self.restored is not None,
                          deadline=self.deadline)
@@ -400,6 +395,6 @@ class Job:
         return self.result
 
 
-def _same(value: Any) -> Any:
+def _same(value: Any) -> Any:  # an in-memory store keeps the job's own dicts
     return value
 
