@@ -9,7 +9,7 @@ import attrs
 import click
 
 from ..core.states import JobState
-from ..store import INTERRUPTED, JobRecord, SqliteStore
+from ..store import INTERRUPTED, LIVE_STATES, JobRecord, Lease, SqliteStore, lease_alive
 from .common import (
     duration,
     existing_store,
@@ -37,22 +37,36 @@ def jobs(store: str, states: tuple[str, ...], limit: int, as_json: bool, verbose
     configure_logging(verbosity(verbose))
     path = existing_store(store)
 
-    async def go() -> list[JobRecord]:
+    async def go() -> tuple[list[JobRecord], dict[str, Lease]]:
         async with SqliteStore(path, read_only=True) as st:
-            return await st.list_jobs(states=states or None, limit=limit or None)
+            leases = {lease.runtime_id: lease for lease in await st.list_leases()}
+            return await st.list_jobs(states=states or None, limit=limit or None), leases
 
-    records = trio_run(go)
+    records, leases = trio_run(go)
     if as_json:
         for rec in records:
-            json_line(attrs.asdict(rec))
+            json_line({**attrs.asdict(rec), "owner": _owner(rec, leases)})
         return
     if not records:
         click.echo("no jobs")
         return
-    click.echo(f"{'JOB':<12}  {'FLOW':<20}  {'STATE':<11}  {'REASON':<24}  {'CREATED':<19}  DURATION")
+    click.echo(f"{'JOB':<12}  {'FLOW':<20}  {'STATE':<11}  {'REASON':<24}  {'CREATED':<19}  {'DURATION':<9}  OWNER")
     for rec in records:
+        owner = _owner(rec, leases)
+        shown = "" if owner is None else (f"pid {owner['pid']}@{owner['host']} " if owner["pid"] else "")
+        shown += "" if owner is None else ("alive" if owner["alive"] else "dead")
         click.echo(f"{rec.job_id[:12]:<12}  {short(rec.flow_name, 20):<20}  {rec.state:<11}  "
-                   f"{short(rec.reason or '', 24):<24}  {when(rec.created_at):<19}  {duration(rec)}")
+                   f"{short(rec.reason or '', 24):<24}  {when(rec.created_at):<19}  {duration(rec):<9}  {shown}")
+
+
+def _owner(rec: JobRecord, leases: Mapping[str, Lease]) -> dict[str, Any] | None:
+    """Who runs a live job (its runtime's pid and host) and whether that runtime is alive."""
+    if rec.state not in LIVE_STATES:
+        return None
+    lease = leases.get(rec.runtime_id or "")
+    if lease is None:
+        return {"runtime_id": rec.runtime_id, "pid": None, "host": None, "alive": False}
+    return {"runtime_id": rec.runtime_id, "pid": lease.pid, "host": lease.host, "alive": lease_alive(lease)}
 
 
 def _step_summary(payloads: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

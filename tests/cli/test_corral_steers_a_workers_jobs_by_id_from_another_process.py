@@ -65,6 +65,8 @@ async def test_resume_and_cancel_a_live_workers_jobs_from_another_process(tmp_pa
         while not (tree := find_marked(lambda m: m.job_id == busy_id)):  # noqa: ASYNC110
             await trio.sleep(0.05)
         try:
+            listed = json.loads(corral("jobs", "--json", "--store", store).stdout.splitlines()[-1])
+            assert listed["owner"]["pid"] == paused.pid and listed["owner"]["alive"] is True
             done = await trio.to_thread.run_sync(
                 lambda: corral("resume", paused_id, "--payload", '{"approved": true}', "--store", store))
             assert done.returncode == 0, done.stderr
@@ -101,6 +103,8 @@ async def test_a_paused_job_outlives_its_worker_and_is_resumed_by_id(tmp_path):
         finally:
             worker.kill()  # SIGKILL: no cleanup at all
             await worker.wait()
+        owner = json.loads(corral("jobs", "--json", "--store", store).stdout)["owner"]
+        assert owner["pid"] == worker.pid and owner["alive"] is False
         # `corral resume` with no JOB takes over non-paused jobs only: the paused one stays paused
         nothing = await trio.to_thread.run_sync(lambda: corral("resume", "--store", store))
         assert nothing.returncode == 0 and "nothing to resume" in nothing.stderr
