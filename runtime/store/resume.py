@@ -48,7 +48,8 @@ async def restore(store: Store, rec: JobRecord) -> tuple[Flow, Restored]:
     The log is written in seq order, so after a crash the store holds a prefix of it; replaying
     that prefix gives the step states.  A step counts as completed once its exit was resolved
     (its checkpoint is written before that); a loop resets the steps it re-runs, whose older
-    checkpoints are then stale.  Outputs come from the checkpoints.
+    checkpoints are then stale.  Outputs come from the checkpoints.  The last pause's step, rule
+    and deadline are kept until a resume (an escalate rule's timeout, re-armed by the job).
     """
     flow = flow_from_dict(rec.flow)
     checkpoints = await store.get_checkpoints(rec.job_id)
