@@ -29,6 +29,18 @@ async def _recorded_paused(store, job_id) -> None:
             await trio.sleep(0.05)
 
 
+async def _killed_while_paused(store, version: str):
+    """A worker holding a paused durable job, SIGKILLed (no cleanup at all) once the pause is stored."""
+    worker, lines, job_id = await _start_worker([APPROVAL, "-i", f"version={version}"], store)
+    try:
+        await _until(lines, "job_paused")
+        await _recorded_paused(store, job_id)
+    finally:
+        worker.kill()
+        await worker.wait()
+    return worker, job_id
+
+
 async def _start_worker(args, store):
     """``corral run ARGS --json`` as a worker; returns (process, lines, job id) once it has started."""
     proc = await trio.lowlevel.open_process([*CORRAL, "run", *map(str, args), "--json", "--store", str(store)],
@@ -96,13 +108,7 @@ async def test_resume_and_cancel_a_live_workers_jobs_from_another_process(tmp_pa
 async def test_a_paused_job_outlives_its_worker_and_is_resumed_by_id(tmp_path):
     store = tmp_path / "s.db"
     with trio.fail_after(BOUND):
-        worker, lines, job_id = await _start_worker([APPROVAL, "-i", "version=3"], store)
-        try:
-            await _until(lines, "job_paused")
-            await _recorded_paused(store, job_id)
-        finally:
-            worker.kill()  # SIGKILL: no cleanup at all
-            await worker.wait()
+        worker, job_id = await _killed_while_paused(store, "3")
         owner = json.loads(corral("jobs", "--json", "--store", store).stdout)["owner"]
         assert owner["pid"] == worker.pid and owner["alive"] is False
         # `corral resume` with no JOB takes over non-paused jobs only: the paused one stays paused
@@ -142,13 +148,7 @@ async def test_a_paused_job_outlives_its_worker_and_is_resumed_by_id(tmp_path):
 async def test_with_no_worker_resume_by_id_runs_the_job_to_its_end_in_the_cli(tmp_path):
     store = tmp_path / "s.db"
     with trio.fail_after(BOUND):
-        worker, lines, job_id = await _start_worker([APPROVAL, "-i", "version=4"], store)
-        try:
-            await _until(lines, "job_paused")
-            await _recorded_paused(store, job_id)
-        finally:
-            worker.kill()
-            await worker.wait()
+        _worker, job_id = await _killed_while_paused(store, "4")
         ran = await trio.to_thread.run_sync(
             lambda: corral("resume", job_id, "--payload", '{"approved": true}', "--json", "--store", store))
     assert ran.returncode == 0, ran.stderr
