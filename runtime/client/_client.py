@@ -148,7 +148,7 @@ class ControlClient:
             return await local.wait()
         try:
             rec, answer = await self._route(job_id, "wait", {})
-        except _OwnerGone:
+        except (_OwnerGone, JobNotFound):  # ended and forgotten by its owner: the store says how
             return await self._stored_result(job_id)
         if answer is not None:
             return result_from_wire(answer)
@@ -183,7 +183,9 @@ class ControlClient:
     async def _stored_result(self, job_id: str) -> JobResult:
         """The owner went away mid-request: the job's end as its store record tells it."""
         rec = await self.store.get_job(job_id)
-        if rec is None or rec.state in LIVE_STATES:
+        if rec is None:
+            raise JobNotFound(job_id)
+        if rec.state in LIVE_STATES:
             raise JobStateError(f"job {job_id}: its runtime went away before it ended "
                                 f"(it reads {rec.state if rec else 'nothing'})")
         return _result_of(rec)

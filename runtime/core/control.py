@@ -280,6 +280,9 @@ class ControlServer:
         return result_to_wire(await handle.abandon(self._reason(params, "abandon", "abandoned")))
 
     async def _wait(self, params: dict[str, Any], conn: _Connection, request_id: Any) -> Any:
+        ended = self.runtime.finished(params["job_id"]) if isinstance(params.get("job_id"), str) else None
+        if ended is not None:  # it has just ended here: its kept result is the answer
+            return result_to_wire(ended)
         return result_to_wire(await self._job(params, "wait").wait())
 
     async def _events(self, params: dict[str, Any], conn: _Connection, request_id: Any) -> Any:

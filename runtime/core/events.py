@@ -21,7 +21,7 @@ import trio
 from actors.stream import Update
 
 from ..flow import ErrorAction, ExitAction, TimeoutAction
-from .states import TerminalState
+from .states import EndState
 
 __all__ = [
     "EVENT_TYPES",
@@ -144,7 +144,7 @@ class StepStream(Event):
 @attrs.frozen(kw_only=True)
 class JobFinished(Event):
     type: ClassVar[str] = "job_finished"
-    state: TerminalState
+    state: EndState
     reason: str | None = None
     error: str | None = None
 

@@ -27,8 +27,9 @@ from actors.stream import (
 
 from ..flow import Step, fill_template
 from .context import StepContext
+from .states import StepTimeout
 
-__all__ = ["CommandFailed", "executor_for", "run_agent", "run_command", "run_python"]
+__all__ = ["CommandFailed", "execute", "executor_for", "run_agent", "run_command", "run_python"]
 
 Executor = Callable[[StepContext, Step, dict[str, Any]], Awaitable[Mapping[str, Any] | None]]
 
@@ -146,3 +147,20 @@ _EXECUTORS: Mapping[str, Executor] = {"python": run_python, "command": run_comma
 def executor_for(step: Step) -> Executor:
     """The executor for ``step``'s kind."""
     return _EXECUTORS[step.kind]
+
+
+async def execute(ctx: StepContext, step: Step, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Run one attempt of ``step`` within its ``timeout``; its outputs, checked to be a dict."""
+    executor = executor_for(step)
+    if step.timeout is None:
+        outputs = await executor(ctx, step, inputs)
+    else:
+        with trio.move_on_after(step.timeout) as scope:
+            outputs = await executor(ctx, step, inputs)
+        if scope.cancelled_caught:
+            raise StepTimeout(f"step {step.name!r} timed out after {step.timeout}s")
+    if outputs is None:
+        return {}
+    if not isinstance(outputs, Mapping):
+        raise TypeError(f"step {step.name!r} returned {type(outputs).__name__}, expected a dict")
+    return dict(outputs)

@@ -25,7 +25,7 @@ from actors.actor import ActorStopped
 from actors.log import get_logger
 
 from ..flow import ExpressionError, Flow, InputRef
-from ..store import JobRecord, Restored
+from ..store import Restored
 from . import pauses
 from .context import StepContext
 from .events import (
@@ -39,14 +39,14 @@ from .events import (
     StepCompleted,
     StepFailed,
     StepStarted,
-    jsonable,
 )
-from .executors import executor_for
+from .executors import execute
+from .jobrecord import job_record
 from .messages import Abandon, Cancel, Control, Message, Resume, StepDone, StepError
 from .recording import Recording, RecordMode
 from .resources import JobResources
 from .services import JobServices
-from .states import JobResult, JobState, JobStateError, StepTimeout, describe_error
+from .states import JobResult, JobState, JobStateError, describe_error
 from .steps import StepRun, StepTable
 
 __all__ = ["Job"]
@@ -62,7 +62,7 @@ class Job:
     """
 
     __slots__ = (  # one per live job: no instance dict (~1.5 kB a job less)
-        "_done", "_early", "_outcome", "_parked", "_pause_timer", "_ready", "_resumed", "_started_at", "_steps",
+        "_done", "_draining", "_early", "_outcome", "_parked", "_pause_timer", "_ready", "_resumed", "_started_at", "_steps",
         "created_at", "deadline", "flow", "hub", "id", "inputs", "recording", "resources", "restored", "result",
         "resume_payload", "services", "state", "task",
     )
@@ -98,6 +98,7 @@ class Job:
         self._ready = False  # set once started: control messages before that wait in _early
         self._early: list[Control] | None = None
         self._pause_timer: trio.CancelScope | None = None  # an escalation's deadline (pauses.py)
+        self._draining = False  # see drain(): no step starts; the job ends INTERRUPTED
 
     @property
     def record(self) -> RecordMode:
@@ -107,19 +108,6 @@ class Job:
     def resolve_ref(self, ref: InputRef) -> Any:
         """The value an input reference reads now."""
         return self._steps.resolve_ref(ref, self.inputs, self.resume_payload)
-
-    def to_record(self, state: JobState) -> JobRecord:
-        """The job's store record; its data JSON-safe for a persistent store (see ``_same``)."""
-        result = self.result
-        safe = jsonable if self.services.store.persistent else _same
-        return JobRecord(
-            job_id=self.id, flow_name=self.flow.name, flow=self.services.flow_dict(self.flow),
-            inputs=safe(self.inputs), state=state.value, reason=result.reason if result else None,
-            error=result.error if result else None, outputs=safe(dict(result.outputs)) if result else {},
-            record=self.record, runtime_id=self.services.runtime_id, created_at=self.created_at,
-            updated_at=time.time(), finished_at=result.finished_at if result else None,
-            next_seq=self.hub.next_seq, resume_payload=safe(self.resume_payload),
-        )
 
     async def run(self, *, task_status: trio.TaskStatus[Job] = trio.TASK_STATUS_IGNORED) -> None:
         self.task = trio.lowlevel.current_task()
@@ -153,7 +141,7 @@ class Job:
     async def _serve_steps(self, task_status: trio.TaskStatus[Job]) -> None:
         paused = self.restored is not None and self.restored.paused  # taken over PAUSED: reads paused
         await self.recording.start(self.resources.nursery, self.hub,
-                                   lambda state: self.to_record(JobState.PAUSED if paused else state))
+                                   lambda state: job_record(self, JobState.PAUSED if paused else state))
         self.state = JobState.RUNNING
         self.hub.publish(JobStarted, flow=self.flow.name, inputs=self.inputs, resumed=self.restored is not None,
                          deadline=self.deadline)
@@ -207,15 +195,17 @@ class Job:
         if failed is not None and self._outcome[0] is JobState.COMPLETED:
             self._outcome = (JobState.FAILED, "store_error", describe_error(failed))
         state, reason, error = self._outcome
-        self.state = state
         self.result = JobResult(
             job_id=self.id, flow=self.flow.name, state=state, reason=reason,
             outputs=dict(self._steps.outputs), error=error, steps=dict(self._steps.states),
             inputs=self.inputs, started_at=self._started_at, finished_at=time.time(),
         )
+        # drained: the store reads paused or interrupted, a live state the next runtime resumes
+        stored = JobState.PAUSED if state is JobState.INTERRUPTED and self.state is JobState.PAUSED else state
+        self.state = state
         self.hub.publish(JobFinished, state=state.value, reason=reason, error=error)
         try:
-            await self.recording.finish(self.to_record, state)  # shielded when it writes
+            await self.recording.finish(lambda _: job_record(self, stored), state)  # shielded when it writes
             await self.services.finished(self.id, self.result)
         finally:
             self._done.set()
@@ -253,7 +243,13 @@ class Job:
 
     def _advance(self) -> None:
         """Start every ready step; finish the job when nothing is left to do."""
-        if self.state is JobState.PAUSED or self._outcome is not None:
+        if self._outcome is not None:
+            return
+        if self._draining and not self._steps.all_done:  # drained: ends once no step runs
+            if not self._steps.running:
+                self._finish(JobState.INTERRUPTED, "drained")
+            return
+        if self.state is JobState.PAUSED:
             return
         waiting = self._steps.start_ready(self._resumed, self._start_step)
         if self._steps.running:
@@ -267,6 +263,8 @@ class Job:
 
     def _start_step(self, run: StepRun) -> None:
         assert self._outcome is None, "no step starts after the job's outcome is decided"
+        if self._draining:  # a retry while draining: the next runtime runs the step again
+            return
         self._steps.start(run)
         nursery = self.resources.running_in
         assert nursery is not None
@@ -276,6 +274,10 @@ class Job:
         step = run.step
         if run.delay:
             await trio.sleep(run.delay)
+        if self._draining and self._steps.running.get(run.step.name) is run:
+            self._steps.stopped(run)  # drained before its user code began: left for the next runtime
+            self._advance()
+            return
         if self._steps.running.get(run.step.name) is not run:
             # The job's outcome was decided after this task was scheduled and before it ran (a
             # sibling failed in the same instant): one exit means nothing after it, so no
@@ -284,23 +286,11 @@ class Job:
         self.hub.publish(StepStarted, step=step.name, attempt=run.attempt, iteration=run.iteration)
         try:
             inputs = self._steps.inputs_of(step, self.inputs, self.resume_payload)
-            ctx = StepContext(self, step.name, run.attempt, run.iteration, inputs)
-            executor = executor_for(step)
-            if step.timeout is None:
-                outputs = await executor(ctx, step, inputs)
-            else:
-                with trio.move_on_after(step.timeout) as scope:
-                    outputs = await executor(ctx, step, inputs)
-                if scope.cancelled_caught:
-                    raise StepTimeout(f"step {step.name!r} timed out after {step.timeout}s")
-            if outputs is None:
-                outputs = {}
-            if not isinstance(outputs, Mapping):
-                raise TypeError(f"step {step.name!r} returned {type(outputs).__name__}, expected a dict")
+            outputs = await execute(StepContext(self, step.name, run.attempt, run.iteration, inputs), step, inputs)
         except Exception as exc:
             msg: Message = StepError(run, exc)
         else:
-            msg = StepDone(run, dict(outputs))
+            msg = StepDone(run, outputs)
         if self._outcome is None:  # else the job already ended and recorded this step CANCELLED
             self._on_message(msg)
 
@@ -366,6 +356,18 @@ class Job:
             return None
         return self._on_message(msg)
 
+    def drain(self) -> None:
+        """Start no new step; once none runs (a paused job: now), end INTERRUPTED ``drained``,
+        its record left live (paused or interrupted) for the next runtime to resume."""
+        if self._outcome is None and not self._draining:
+            self._draining = True
+            if self._ready:
+                self._advance()
+
+    def interrupt(self, reason: str) -> None:
+        """End now as INTERRUPTED (a drain's grace is over): running steps cancelled, record live."""
+        self._finish(JobState.INTERRUPTED, reason)
+
     def fail_on_store_error(self, exc: BaseException) -> None:
         """A durable job whose records cannot be written ends FAILED ``store_error``."""
         self._finish(JobState.FAILED, "store_error", describe_error(exc))
@@ -393,8 +395,4 @@ class Job:
         await self._done.wait()
         assert self.result is not None
         return self.result
-
-
-def _same(value: Any) -> Any:  # an in-memory store keeps the job's own dicts
-    return value
 

@@ -19,14 +19,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import attrs
 import psutil
 import trio
 
 from actors._groups import lone_exception
 from actors.log import get_logger
-from actors.process import find_marked
-from actors.tasks import walk_tasks
 
 from ..flow import Flow
 from ..store import (
@@ -40,30 +37,18 @@ from ..store import (
 )
 from . import takeover
 from .control import ControlServer, socket_path
+from .drain import drain as drain_jobs
 from .events import Event, event_from_dict
 from .handle import JobHandle
 from .job import Job
 from .recording import RECORD_MODES, RecordLimits, RecordMode, recording_for
 from .services import GroupOp, JobServices, ProcessOptions
 from .states import JobExistsError, JobNotFound, JobResult, JobState, JobStateError
+from .stats import RuntimeStats, count
 
 __all__ = ["RECORD_MODES", "RecordMode", "Runtime", "RuntimeStats", "open_runtime"]
 
 _log = get_logger("corral.runtime")
-
-
-@attrs.frozen
-class RuntimeStats:
-    """A snapshot of what the runtime holds, counted from the live objects themselves."""
-
-    live_jobs: int
-    pending_jobs: int
-    tasks: int
-    processes: int
-    streams: int
-    recorders: int
-    recorded_bytes: int
-    results: int
 
 
 class Runtime:
@@ -127,6 +112,22 @@ class Runtime:
         job = Job(self._services, flow, bound, job_id, recording=recording)
         self._admit(job)
         return JobHandle(job)
+
+    async def drain(self, grace: float) -> None:
+        """Stop for a deploy: refuse new jobs, give running steps ``grace`` seconds, then let go.
+
+        A durable job starts no new step and ends INTERRUPTED (reason ``"drained"``) once its
+        running steps are done -- a PAUSED one at once -- or when ``grace`` is over, its running
+        steps then cancelled and their processes killed.  Its record stays live and ownerless
+        (``paused`` or ``interrupted``) with its checkpoints, so the next runtime opened with
+        ``resume=True`` (or ``corral resume``) carries on from there.  Other jobs run on during
+        the grace, then end CANCELLED ``"drained"``.  Returns once every job's nursery has
+        closed; from the call on, ``spawn`` raises.
+        """
+        self._closing = True
+        queued = list(self._pending)
+        self._pending.clear()
+        await drain_jobs([job for job in self._live.values() if job not in queued], queued, grace)
 
     def _admit(self, job: Job) -> None:
         """Index ``job`` as live and start it, or queue it behind ``max_running_jobs``."""
@@ -198,25 +199,7 @@ class Runtime:
 
     def stats(self) -> RuntimeStats:
         """Count what live jobs hold: trio tasks, processes, streams, recorders."""
-        tasks = streams = recorders = recorded = 0
-        with_processes = False
-        for job in self._live.values():
-            if job.task is not None and job.result is None:
-                tasks += sum(1 for _ in walk_tasks(job.task))
-            with_processes = with_processes or bool(job.resources.process_groups)
-            streams += job.resources.open_streams()
-            recorder = job.recording.recorder
-            if recorder is not None:
-                recorders += 1
-                recorded += recorder.bytes
-        # one scan of the process table for all jobs: every live process carrying our marker
-        runtime_id = self.id
-        processes = len(find_marked(lambda m: m.runtime_id == runtime_id)) if with_processes else 0
-        return RuntimeStats(
-            live_jobs=len(self._live) - len(self._pending), pending_jobs=len(self._pending),
-            tasks=tasks, processes=processes, streams=streams, recorders=recorders,
-            recorded_bytes=recorded, results=len(self._results),
-        )
+        return count(self.id, self._live.values(), pending=len(self._pending), results=len(self._results))
 
     @property
     def control_path(self) -> Path | None:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import attrs
 
-__all__ = ["JobExistsError", "JobNotFound", "JobResult", "JobState", "JobStateError", "StepState", "StepTimeout", "TerminalState"]
+__all__ = ["EndState", "JobExistsError", "JobNotFound", "JobResult", "JobState", "JobStateError", "StepState", "StepTimeout", "TerminalState"]
 
 
 class JobState(enum.Enum):
@@ -21,9 +21,13 @@ class JobState(enum.Enum):
     FAILED = "failed"
     ABANDONED = "abandoned"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    """Let go of by a draining runtime before it ended (``Runtime.drain``): a durable job's record
+    stays live (``paused`` or ``interrupted``) and the next runtime resumes it.  Not terminal."""
 
     @property
     def terminal(self) -> bool:
+        """The job has ended for good (not INTERRUPTED, which another runtime resumes)."""
         return self in _TERMINAL
 
 
@@ -31,7 +35,11 @@ _TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.ABANDONED, 
 
 
 TerminalState = Literal["completed", "failed", "abandoned", "cancelled"]
-"""The value of a terminal :class:`JobState` (as :class:`~runtime.JobFinished` carries it)."""
+"""The value of a terminal :class:`JobState`."""
+
+EndState = Literal["completed", "failed", "abandoned", "cancelled", "interrupted"]
+"""How a job ended in its runtime (as :class:`~runtime.JobFinished` carries it): a terminal state,
+or ``interrupted`` when a draining runtime let go of it."""
 
 
 class StepState(enum.Enum):

@@ -91,6 +91,8 @@ async def test_client_resumes_cancels_and_names_unknown_jobs(tmp_path):
             await client.resume(first.id, {"x": 7})
             result = await client.result(first.id)
             assert result.state is JobState.COMPLETED and result.outputs["b"]["x"] == 7
+            again = await client.result(first.id)  # it has ended: its owner answers with what it kept
+            assert (again.state, again.outputs) == (result.state, result.outputs)
             try:
                 await client.resume(first.id, {"x": 8})
                 raise AssertionError("resumed a completed job")
@@ -101,6 +103,11 @@ async def test_client_resumes_cancels_and_names_unknown_jobs(tmp_path):
             try:
                 await client.cancel("no-such-job")
                 raise AssertionError("cancelled an unknown job")
+            except JobNotFound as exc:
+                assert "no-such-job" in str(exc)
+            try:
+                await client.result("no-such-job")
+                raise AssertionError("a result for an unknown job")
             except JobNotFound as exc:
                 assert "no-such-job" in str(exc)
 
