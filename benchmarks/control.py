@@ -49,6 +49,8 @@ from runtime.store import SqliteStore
 
 PAYLOAD = {"approved": True}
 WARMUP = 5  # untimed round trips of each kind before the timed ones
+SCRIPT = str(Path(__file__).resolve())  # run again with --worker as the worker
+SETTLE = 0.002  # seconds between requests, untimed: the worker's own work after an answer is done
 WORKER_GRACE = 30.0  # seconds the worker gets to leave after its stdin closes
 
 
@@ -120,7 +122,6 @@ async def worker(store: Path, echo_path: Path, n: int) -> None:
             while await stdin.receive_some(4096):
                 pass
         nursery.cancel_scope.cancel()
-    echo_path.unlink(missing_ok=True)
 
 
 # -- the benchmark --------------------------------------------------------------------------------
@@ -161,18 +162,27 @@ async def round_trips(store: Path, ready: dict[str, Any], n: int, repeats: int) 
             t0 = time.perf_counter()
             await client.resume(job_id, PAYLOAD)
             elapsed = time.perf_counter() - t0
-            result = await client.result(job_id)  # untimed: the worker is quiet again
-            if result.state is not JobState.COMPLETED:
-                raise RuntimeError(f"job {job_id} ended {result.state.value}")
+            await completed(job_id)
             return elapsed
 
         async def via_line(job_id: str) -> float:
             elapsed = await raw_resume(ready["control"], job_id)
-            await client.result(job_id)
+            await completed(job_id)
             return elapsed
 
+        async def completed(job_id: str) -> None:
+            # untimed: the job's end committed, so the worker is quiet before the next request.
+            # (Read from the store: client.result() can race the job's end and raise "has ended".)
+            while (rec := await client.store.get_job(job_id)) is None or rec.state != "completed":
+                if rec is not None and rec.state in ("failed", "cancelled", "abandoned"):
+                    raise RuntimeError(f"job {job_id} ended {rec.state}")
+                await trio.sleep(0.001)
+            await trio.sleep(SETTLE)
+
         async def echo(job_id: str) -> float:
-            return await echo_round_trip(ready["echo"], resume_line(job_id))
+            elapsed = await echo_round_trip(ready["echo"], resume_line(job_id))
+            await trio.sleep(SETTLE)
+            return elapsed
 
         for index, reps in enumerate((WARMUP, *([n] * repeats))):  # the first pass is a warm-up
             times: dict[str, list[float]] = {k: [] for k in out}
@@ -187,7 +197,7 @@ async def round_trips(store: Path, ready: dict[str, Any], n: int, repeats: int) 
 
 
 async def start_worker(store: Path, echo_path: Path, n: int) -> tuple[trio.Process, dict[str, Any]]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(store),
+    command = [sys.executable, SCRIPT, "--worker", str(store),
                "--echo", str(echo_path), "--jobs", str(n)]
     proc = await trio.lowlevel.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdout is not None
