@@ -73,7 +73,7 @@ async def spawn_paused(rt: Any, n: int) -> list[Any]:
     path = rt.store.path
     async with SqliteStore(path) as st:  # another connection sees only what is committed
         for job in jobs:
-            while (await st.get_job(job.id)).state != "paused":  # noqa: ASYNC110
+            while (rec := await st.get_job(job.id)) is None or rec.state != "paused":  # noqa: ASYNC110
                 await trio.sleep(0.01)
     return jobs
 
@@ -114,6 +114,7 @@ async def worker(store: Path, echo_path: Path, n: int) -> None:
         sock.listen(64)
         nursery.start_soon(trio.serve_listeners, echo_connection, [trio.SocketListener(sock)])
         jobs = await spawn_paused(rt, n)
+        assert rt.control_path is not None, "no control endpoint"
         ready = {"jobs": [job.id for job in jobs], "control": os.fspath(rt.control_path),
                  "echo": os.fspath(echo_path), "pid": os.getpid()}
         print(json.dumps(ready), flush=True)
@@ -196,20 +197,21 @@ async def round_trips(store: Path, ready: dict[str, Any], n: int, repeats: int) 
     return out
 
 
-async def start_worker(store: Path, echo_path: Path, n: int) -> tuple[trio.Process, dict[str, Any]]:
-    command = [sys.executable, SCRIPT, "--worker", str(store),
-               "--echo", str(echo_path), "--jobs", str(n)]
-    proc = await trio.lowlevel.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+async def ready_line(proc: trio.Process) -> dict[str, Any]:
+    """The worker's one line, once it holds its jobs."""
     assert proc.stdout is not None
     line = await read_line(proc.stdout, bytearray())
     if not line:
         await proc.wait()
         raise RuntimeError(f"the worker exited ({proc.returncode}) before it was ready")
-    return proc, json.loads(line)
+    ready: dict[str, Any] = json.loads(line)
+    return ready
 
 
-async def stop_worker(proc: trio.Process) -> None:
-    """Close its stdin (it leaves), wait for it; kill it by its pid only if it does not exit."""
+async def stop_worker(proc: trio.Process) -> str | None:
+    """Close its stdin (it leaves), wait for it; kill it by its pid only if it does not exit.
+
+    What went wrong, or ``None``."""
     with trio.CancelScope(shield=True):
         if proc.stdin is not None:
             await proc.stdin.aclose()
@@ -218,20 +220,25 @@ async def stop_worker(proc: trio.Process) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-            raise RuntimeError(f"the worker (pid {proc.pid}) did not leave at stdin EOF; killed")
-        if proc.returncode != 0:
-            raise RuntimeError(f"the worker exited {proc.returncode}")
+            return f"the worker (pid {proc.pid}) did not leave at stdin EOF; killed"
+    return None if proc.returncode == 0 else f"the worker exited {proc.returncode}"
 
 
 async def measure_round_trips(tmp: Path, n: int, repeats: int) -> dict[str, list[float]]:
     store = tmp / "worker.db"
     jobs = 2 * (WARMUP + n * repeats)  # the client's and the raw line's
-    with trio.fail_after(600):
-        proc, ready = await start_worker(store, tmp / "echo.sock", jobs)
+    command = [sys.executable, SCRIPT, "--worker", str(store), "--echo", str(tmp / "echo.sock"),
+               "--jobs", str(jobs)]
+    proc = await trio.lowlevel.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
-        return await round_trips(store, ready, n, repeats)
+        with trio.fail_after(600):
+            ready = await ready_line(proc)
+        trips = await round_trips(store, ready, n, repeats)
     finally:
-        await stop_worker(proc)
+        problem = await stop_worker(proc)
+    if problem is not None:
+        raise RuntimeError(problem)
+    return trips
 
 
 async def idle_endpoint_wakeups(tmp: Path, k: int, repeats: int, window: float) -> list[float]:
