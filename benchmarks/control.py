@@ -10,7 +10,8 @@ Figures (median of the repeats, with min and max; real processes, real clock):
   payload)`` is timed.  The endpoint replies to ``resume`` only once the job reads RUNNING, so
   the round trip is the call: the client's store look-up of the job's owner (its record and the
   live leases) and a new connection to the owner's socket per request (that is how the client
-  works), the request, the reply.  Each job's end is awaited, untimed, before the next resume.
+  works), the request, the reply.  Untimed between requests: the job's end is awaited (its
+  record reads completed in the store) and the worker gets 2 ms to settle; 5 warm-up rounds first.
   Floor: a bare trio Unix-socket JSON-line echo, also a new connection per request: the client
   connects, sends a JSON-RPC ``resume`` line of the same size, reads the echoed line, closes; the
   echo server runs in the same worker process.  Ratio = value / floor.
