@@ -42,7 +42,7 @@ def _scripts_on_disk() -> set[str]:
 
 HANG_GUARD = 300  # seconds: a guard against a hung subprocess, not a timing threshold
 
-EXPECTED_SCRIPTS = {"processes", "recorder", "scaling", "soak", "spawn", "store", "streams"}
+EXPECTED_SCRIPTS = {"control", "processes", "recorder", "scaling", "soak", "spawn", "store", "streams"}
 # cluster.py starts a local Ray (about 20 s): left to the cluster's own tests, kept out of this budget
 SKIPPED_HERE = {"cluster"}
 
@@ -99,7 +99,9 @@ def test_counts_that_must_be_zero_are_zero(quick_run):
     recorded = [r for f, r in rows.items() if f.startswith("recorder: stats().recorded_bytes")]
     leftovers += [r for f, r in rows.items() if f == "soak: live child processes once every job ended"]
     idle = [r for r in rows.values() if r["unit"] == "wakeups/s"]
-    assert leftovers and recorded and len(idle) == 3  # idle streams, paused jobs, idle adapters
+    # idle streams, paused jobs, idle adapters, an open control endpoint with paused jobs
+    assert leftovers and recorded and len(idle) == 4
+    assert any(r["figure"].startswith("control: scheduler wakeups/s") for r in idle)
     for r in leftovers + recorded + idle:
         assert r["max"] == 0, r
 
