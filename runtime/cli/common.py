@@ -18,10 +18,13 @@ import trio
 from actors._groups import lone_exception
 
 from ..core.handle import JobHandle
+from ..core.runtime import Runtime
 from ..core.states import JobStateError
 from ..store import LIVE_STATES, JobRecord, SqliteStore, StoreError, StoreReadOnly
 
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+DEFAULT_GRACE = 10.0
 EXIT_BAD_INPUT = 2
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 T = TypeVar("T")
@@ -31,6 +34,10 @@ DEFAULT_STORE = ".corral/corral.db"
 
 store_option = click.option("--store", default=DEFAULT_STORE, show_default=True, metavar="PATH",
                             help="The SQLite store (created on first use).")
+grace_option = click.option(
+    "--grace", default=DEFAULT_GRACE, show_default=True, type=click.FloatRange(0), metavar="SECONDS",
+    help="On SIGTERM: how long running steps get to finish before durable jobs are let go "
+         "(INTERRUPTED, resumable by `corral resume`) and the others cancelled.")
 verbose_option = click.option("-v", "--verbose", count=True, help="Log to stderr: -v INFO, -vv DEBUG.")
 
 
@@ -51,6 +58,26 @@ class Interrupts:
     @property
     def received(self) -> bool:
         return bool(self.signals)
+
+    def stop(self, rt: Runtime, grace: float, cancel: Callable[[], Awaitable[object]], what: str) -> None:
+        """On the first signal, SIGTERM drains ``rt`` (a deploy: durable jobs stay resumable) and
+        SIGINT (Ctrl-C) runs ``cancel``."""
+
+        async def on_first(name: str) -> None:
+            if name == "SIGTERM":
+                click.echo(f"\nSIGTERM: draining {what} (grace {grace:g}s); durable jobs stay "
+                           "resumable with `corral resume`", err=True)
+                await rt.drain(grace)
+            else:
+                click.echo(f"\n{name}: cancelling {what}", err=True)
+                await cancel()
+
+        self.on_first = on_first
+
+    def exit_if_received(self) -> None:
+        """Exit 143 after a SIGTERM, 130 after a SIGINT; return if neither came."""
+        if self.signals:
+            sys.exit(EXIT_TERMINATED if self.signals[0] == "SIGTERM" else EXIT_INTERRUPTED)
 
 
 @contextlib.asynccontextmanager

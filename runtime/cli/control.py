@@ -16,7 +16,15 @@ import click
 
 from ..client import ControlClient, open_client
 from ..core.states import JobNotFound, JobState, JobStateError
-from .common import existing_store, store_option, trio_run, verbose_option, verbosity
+from .common import (
+    Interrupts,
+    existing_store,
+    interruptible,
+    store_option,
+    trio_run,
+    verbose_option,
+    verbosity,
+)
 from .render import EventOutput, configure_logging
 
 __all__ = ["abandon", "cancel", "resume_one", "watch"]
@@ -42,20 +50,29 @@ def steer(path: Path, op: Callable[[ControlClient], Awaitable[Any]], *, run: boo
         sys.exit(EXIT_STATE_ERROR)
 
 
-def resume_one(path: Path, job_id: str, payload: Any, as_json: bool) -> None:
-    """Resume ``job_id``: through its live runtime, or (ownerless) here, to its end."""
+def resume_one(path: Path, job_id: str, payload: Any, as_json: bool, grace: float) -> None:
+    """Resume ``job_id``: through its live runtime, or (ownerless) here, to its end.  Run here,
+    Ctrl-C cancels it (exit 130) and SIGTERM drains it (exit 143), as under `corral run`."""
     output = EventOutput(as_json)
 
-    async def op(client: ControlClient) -> JobState | None:
-        await client.resume(job_id, payload)
-        if not client.runs_here(job_id):
-            return None
-        click.echo(f"job {job_id}: its runtime is gone; running it here", err=True)
-        async for event in client.events(job_id):
-            output(event)
-        return (await client.result(job_id)).state
+    async def op(client: ControlClient) -> tuple[JobState | None, Interrupts]:
+        async with interruptible() as interrupts:
+            await client.resume(job_id, payload)
+            if client.runtime is None or not client.runs_here(job_id):
+                return None, interrupts
+            click.echo(f"job {job_id}: its runtime is gone; running it here", err=True)
+            runtime = client.runtime
 
-    state = steer(path, op, run=True)
+            async def cancel() -> None:
+                await client.cancel(job_id, f"interrupted ({interrupts.signals[0]})")
+
+            interrupts.stop(runtime, grace, cancel, f"job {job_id}")
+            async for event in client.events(job_id):
+                output(event)
+            return (await client.result(job_id)).state, interrupts
+
+    state, interrupts = steer(path, op, run=True)
+    interrupts.exit_if_received()
     if state is None:
         click.echo(f"resumed job {job_id}")
         sys.exit(0)

@@ -28,14 +28,16 @@ from ..core.events import JobPaused
 from ..core.handle import JobHandle
 from ..core.recording import RECORD_MODES, RecordMode
 from ..core.runtime import open_runtime
-from ..core.states import JobState
+from ..core.states import JobResult, JobState
 from ..flow import InputError
 from ..store import SqliteStore, sweep_dead
 from . import control, inspect
 from .common import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
+    Interrupts,
     existing_store,
+    grace_option,
     import_from_cwd,
     interruptible,
     json_option,
@@ -118,13 +120,17 @@ def demo(jobs: int, concurrency: int, store: str, verbose: int) -> None:
 @click.option("--max-flow-bytes", type=click.IntRange(0), default=DEFAULT_MAX_FLOW_BYTES, show_default=True,
               envvar="CORRAL_MAX_FLOW_BYTES", metavar="N",
               help="Refuse a flow file larger than this, before parsing it (env CORRAL_MAX_FLOW_BYTES).")
+@grace_option
 @verbose_option
 def run(flow_file: str, pairs: tuple[str, ...], store: str, record: RecordMode, as_json: bool,
-        resume_payload: str | None, max_flow_bytes: int, verbose: int) -> None:
+        resume_payload: str | None, max_flow_bytes: int, grace: float, verbose: int) -> None:
     """Run one flow and show its events live; exit 0 only if the job COMPLETED.
 
-    Ctrl-C (or SIGTERM) cancels the job: its processes die, the store records it CANCELLED, and
-    the exit status is 130.  Exit status 2: the flow file or an input is invalid (nothing ran).
+    Ctrl-C (SIGINT) cancels the job: its processes die, the store records it CANCELLED, and the
+    exit status is 130.  SIGTERM (a deploy) drains: no new step starts, running steps get
+    --grace seconds, then a durable job is let go -- stored interrupted (or paused), resumable
+    by `corral resume` -- and one that is not durable is cancelled; exit status 143.  Exit
+    status 2: the flow file or an input is invalid (nothing ran).
     """
     configure_logging(verbosity(verbose))
     inputs = parse_inputs(pairs)
@@ -138,17 +144,16 @@ def run(flow_file: str, pairs: tuple[str, ...], store: str, record: RecordMode, 
         sys.exit(EXIT_BAD_INPUT)
     path = new_store(store)
 
-    async def go() -> tuple[JobState, bool]:
+    async def go() -> tuple[JobState, Interrupts]:
         output = EventOutput(as_json)
         async with interruptible() as interrupts, open_runtime(store=path) as rt:
             job = await rt.spawn(flow, inputs, record=record)
             events = job.events(maxlen=100_000)
 
-            async def cancel(name: str) -> None:
-                click.echo(f"\n{name}: cancelling job {job.id}", err=True)
-                await job.cancel(f"interrupted ({name})")
+            async def cancel() -> None:
+                await job.cancel(f"interrupted ({interrupts.signals[0]})")
 
-            interrupts.on_first = cancel
+            interrupts.stop(rt, grace, cancel, f"job {job.id}")
             async with trio.open_nursery() as resumers:
                 async for event in events:
                     output(event)
@@ -159,11 +164,10 @@ def run(flow_file: str, pairs: tuple[str, ...], store: str, record: RecordMode, 
                             click.echo("job paused: waiting (use --resume-payload JSON to resume "
                                        "automatically; Ctrl-C cancels)", err=True)
             result = await job.wait()
-        return result.state, interrupts.received
+        return result.state, interrupts
 
-    state, interrupted = trio_run(go)
-    if interrupted:
-        sys.exit(EXIT_INTERRUPTED)
+    state, interrupts = trio_run(go)
+    interrupts.exit_if_received()
     sys.exit(0 if state is JobState.COMPLETED else 1)
 
 
@@ -172,8 +176,10 @@ def run(flow_file: str, pairs: tuple[str, ...], store: str, record: RecordMode, 
 @store_option
 @click.option("--payload", metavar="JSON", help="Resume the PAUSED job JOB with this JSON payload.")
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
+@grace_option
 @verbose_option
-def resume(job_id: str | None, store: str, payload: str | None, as_json: bool, verbose: int) -> None:
+def resume(job_id: str | None, store: str, payload: str | None, as_json: bool, grace: float,
+           verbose: int) -> None:
     """Resume the paused job JOB with --payload; with no JOB, take over the durable jobs of
     runtimes that died and run them to their end.
 
@@ -183,15 +189,17 @@ def resume(job_id: str | None, store: str, payload: str | None, as_json: bool, v
 
     With no JOB, steps that completed before the crash are not run again (their outputs come from
     checkpoints); each job's recorded events are printed from its start, then its new ones live.
-    PAUSED jobs are left paused in the store (resume each with JOB --payload).  Ctrl-C cancels the
-    resumed jobs.  Exit status 0 if every resumed job completed.
+    PAUSED jobs are left paused in the store (resume each with JOB --payload), and so is a job
+    that pauses here: it is let go, ownerless, and the command returns.  Exit status 0 if every
+    resumed job completed or was left paused.  Ctrl-C cancels the jobs running here (130);
+    SIGTERM drains them as `corral run` does (143).
     """
     configure_logging(verbosity(verbose))
     path = existing_store(store)
     data = json_option(payload, "'--payload'")
     import_from_cwd()
     if job_id is not None:
-        resume_one(path, job_id, data, as_json)
+        resume_one(path, job_id, data, as_json, grace)
     if payload is not None:
         raise click.UsageError("--payload resumes one paused job: give its JOB id")
 
@@ -199,32 +207,34 @@ def resume(job_id: str | None, store: str, payload: str | None, as_json: bool, v
         # replay: the job may have started before we subscribed; its log before the crash comes too
         async for event in job.events(replay=True, maxlen=100_000):
             output(event)
+            if isinstance(event, JobPaused) and job.state is JobState.PAUSED:  # paused now, here
+                await job.release()
+                click.echo(f"job {job.id} paused at step {event.step}: left paused; resume it with "
+                           f"`corral resume {job.id} --payload JSON`", err=True)
 
-    async def go() -> tuple[list[JobState], bool]:
+    async def go() -> tuple[list[JobResult], Interrupts]:
         output = EventOutput(as_json)
         async with interruptible() as interrupts, open_runtime(store=path) as rt:
             handles = await rt.take_over(paused=False)
             if not handles:
                 click.echo("nothing to resume", err=True)
-                return [], False
+                return [], interrupts
 
-            async def cancel(name: str) -> None:
-                click.echo(f"\n{name}: cancelling the resumed jobs", err=True)
+            async def cancel() -> None:
                 async with trio.open_nursery() as nursery:
                     for job in handles:
                         nursery.start_soon(job.cancel, "interrupted")
 
-            interrupts.on_first = cancel
+            interrupts.stop(rt, grace, cancel, "the resumed jobs")
             async with trio.open_nursery() as followers:
                 for job in handles:
                     followers.start_soon(follow, job, output)
             results = [await job.wait() for job in handles]
-        return [r.state for r in results], interrupts.received
+        return results, interrupts
 
-    states, interrupted = trio_run(go)
-    if interrupted:
-        sys.exit(EXIT_INTERRUPTED)
-    sys.exit(0 if all(s is JobState.COMPLETED for s in states) else 1)
+    results, interrupts = trio_run(go)
+    interrupts.exit_if_received()
+    sys.exit(0 if all(r.state is JobState.COMPLETED or r.reason == "released" for r in results) else 1)
 
 
 @main.command()

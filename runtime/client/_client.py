@@ -73,6 +73,11 @@ class ControlClient:
             raise JobNotFound(job_id)
         return rec, None
 
+    @property
+    def runtime(self) -> Runtime | None:
+        """The runtime of a ``run=True`` client, where the jobs it took over run; else ``None``."""
+        return self._runtime
+
     def runs_here(self, job_id: str) -> bool:
         """Whether ``job_id`` was taken over by this client's runtime (``run=True``)."""
         return self._local(job_id) is not None
@@ -269,8 +274,10 @@ async def _stream_events(lease: Lease, job_id: str, from_seq: int) -> AsyncItera
 async def open_client(*, store: str | os.PathLike[str] | Store, run: bool = False) -> AsyncIterator[ControlClient]:
     """Open a control client on ``store`` (a store path, or an open-able :class:`Store`).
 
-    ``run=True``: a job whose runtime died is taken over by a runtime of this client and run to
-    its end here; leaving the block waits for those jobs.
+    ``run=True``: a job whose runtime died is taken over by a runtime of this client
+    (:attr:`ControlClient.runtime`) and run to its end here; leaving the block waits for those
+    jobs.  Leaving it with an exception (or cancelled) drains that runtime at once: the jobs it
+    took over end INTERRUPTED here and stay resumable in the store (see :meth:`Runtime.drain`).
     """
     path = None if isinstance(store, Store) else Path(store)
     if path is not None and not path.exists():
@@ -278,8 +285,15 @@ async def open_client(*, store: str | os.PathLike[str] | Store, run: bool = Fals
     if run:
         async with open_runtime(store=store) as rt:
             client = ControlClient(rt.store, path, rt)
-            yield client
-            await client._wait_adopted()
+            try:
+                yield client
+                await client._wait_adopted()
+            except BaseException:
+                # an error or a cancel leaves the block: the taken-over jobs are let go, not
+                # cancelled -- each stays live and ownerless in the store, resumable again
+                with trio.CancelScope(shield=True):
+                    await rt.drain(0)
+                raise
         return
     store_obj = SqliteStore(path) if path is not None else store
     assert isinstance(store_obj, Store)

@@ -32,7 +32,7 @@ async def drain(live: list[Job], queued: list[Job], grace: float) -> None:
         await job.finish_unstarted(JobState.INTERRUPTED if _durable(job) else JobState.CANCELLED, DRAINED)
     for job in live:
         if _durable(job):
-            job.drain()
+            job.drain(DRAINED)
     _log.info("draining", jobs=len(live), queued=len(queued), grace=grace)
     with trio.move_on_after(grace):
         for job in live:

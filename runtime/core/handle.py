@@ -133,6 +133,22 @@ class JobHandle(JobView):
         await self._job.control(msg)
         return await self._job.wait()
 
+    async def release(self) -> JobResult:
+        """Let go of this durable job without ending it: no new step starts, and once the running
+        ones are done (a PAUSED job: at once) it ends here INTERRUPTED, reason ``"released"``,
+        its record left live and ownerless with its checkpoints, for another runtime to resume
+        (``rt.adopt(job_id)``, ``open_runtime(resume=True)``, ``corral resume``).
+
+        Raises :class:`JobStateError` for a job that is not recorded durably (nothing could
+        resume it).  See also :meth:`Runtime.drain`, which lets go of every job.
+        """
+        if not self._job.recording.stores_events:
+            await trio.lowlevel.checkpoint()
+            raise JobStateError(f"job {self.id} is not recorded durably (record={self._job.record!r}): "
+                                "no other runtime could resume it; cancel it instead")
+        self._job.drain("released")
+        return await self._job.wait()
+
     async def resume(self, payload: Any = None) -> None:
         """Resume a PAUSED job; ``payload`` is visible to later steps as ``$resume``.
 

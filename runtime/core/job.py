@@ -98,7 +98,7 @@ class Job:
         self._ready = False  # set once started: control messages before that wait in _early
         self._early: list[Control] | None = None
         self._pause_timer: trio.CancelScope | None = None  # an escalation's deadline (pauses.py)
-        self._draining = False  # see drain(): no step starts; the job ends INTERRUPTED
+        self._draining: str | None = None  # see drain(): no step starts; the job ends INTERRUPTED
 
     @property
     def record(self) -> RecordMode:
@@ -245,9 +245,9 @@ class Job:
         """Start every ready step; finish the job when nothing is left to do."""
         if self._outcome is not None:
             return
-        if self._draining and not self._steps.all_done:  # drained: ends once no step runs
+        if self._draining is not None and (self.state is JobState.PAUSED or not self._steps.all_done):
             if not self._steps.running:
-                self._finish(JobState.INTERRUPTED, "drained")
+                self._finish(JobState.INTERRUPTED, self._draining)
             return
         if self.state is JobState.PAUSED:
             return
@@ -263,7 +263,7 @@ class Job:
 
     def _start_step(self, run: StepRun) -> None:
         assert self._outcome is None, "no step starts after the job's outcome is decided"
-        if self._draining:  # a retry while draining: the next runtime runs the step again
+        if self._draining is not None:  # a retry while draining: the next runtime runs the step again
             return
         self._steps.start(run)
         nursery = self.resources.running_in
@@ -274,7 +274,7 @@ class Job:
         step = run.step
         if run.delay:
             await trio.sleep(run.delay)
-        if self._draining and self._steps.running.get(run.step.name) is run:
+        if self._draining is not None and self._steps.running.get(run.step.name) is run:
             self._steps.stopped(run)  # drained before its user code began: left for the next runtime
             self._advance()
             return
@@ -356,11 +356,11 @@ class Job:
             return None
         return self._on_message(msg)
 
-    def drain(self) -> None:
-        """Start no new step; once none runs (a paused job: now), end INTERRUPTED ``drained``,
+    def drain(self, reason: str) -> None:
+        """Start no new step; once none runs (a paused job: now), end INTERRUPTED ``reason``,
         its record left live (paused or interrupted) for the next runtime to resume."""
-        if self._outcome is None and not self._draining:
-            self._draining = True
+        if self._outcome is None and self._draining is None:
+            self._draining = reason
             if self._ready:
                 self._advance()
 

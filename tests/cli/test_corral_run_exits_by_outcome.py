@@ -1,9 +1,11 @@
 """``corral run``: the exit code says how the job ended (0, 1, 2 for a refused flow or input, 130 on
-SIGINT), events go to stdout and logs to stderr, and an interrupted run leaves no process."""
+SIGINT, 143 on SIGTERM), events go to stdout and logs to stderr, and an interrupted run leaves no
+process; SIGTERM drains a durable job for ``corral resume``."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 
@@ -116,3 +118,100 @@ def test_run_input_errors_are_clear(tmp_path):
         assert result.returncode == 2 and fragment in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
     assert not store.exists()
+
+
+def _held_command(tmp_path):
+    """A command whose first run tells the test its pid (through a FIFO) and holds; its second
+    run prints ``{"second": true}`` at once.  (command, FIFO)"""
+    flag, fifo = tmp_path / "ran", tmp_path / "pid.fifo"
+    os.mkfifo(fifo)
+    hold = (f"import os, sys, time, pathlib; p = pathlib.Path({str(flag)!r})\n"
+            "if p.exists(): print('{\"second\": true}'); sys.exit(0)\n"
+            f"p.touch(); pathlib.Path({str(fifo)!r}).write_text(str(os.getpid())); time.sleep(600)\n")
+    return f"[python, -c, {json.dumps(hold)}]", fifo
+
+
+async def _sigterm_mid_step(flow, fifo, store):
+    """``corral run`` ``flow`` durably, SIGTERM it while the held step runs; (exit code, events,
+    the held process)."""
+    with trio.fail_after(BOUND):
+        proc = await trio.lowlevel.open_process(
+            [*CORRAL, "run", str(flow), "--json", "--store", str(store), "--grace", "0.2"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            pid = int(await trio.to_thread.run_sync(fifo.read_text, abandon_on_cancel=True))
+            held = psutil.Process(pid)
+            proc.send_signal(signal.SIGTERM)
+            events = []
+            lines = Lines(proc.stdout)
+            while (line := await lines.next()) is not None:
+                events.append(json.loads(line))
+            return await proc.wait(), events, held
+        finally:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_sigterm_drains_a_durable_job_for_corral_resume_to_finish(tmp_path):
+    # a deploy: SIGTERM lets the job go INTERRUPTED (not CANCELLED), its first step's checkpoint
+    # kept; `corral resume` runs only what was left
+    command, fifo = _held_command(tmp_path)
+    flow = write_flow(tmp_path, f"""\
+        name: deploy
+        steps:
+          first:
+            command: [python, -c, "print('{{\\"n\\": 1}}')"]
+          held:
+            after: [first]
+            command: {command}
+        """)
+    store = tmp_path / "s.db"
+    code, events, held = await _sigterm_mid_step(flow, fifo, store)
+    assert code == 143
+    job_id = events[-1]["job_id"]
+    assert events[-1]["type"] == "job_finished"
+    assert (events[-1]["state"], events[-1]["reason"]) == ("interrupted", "drained")
+    assert not held.is_running() or held.status() == psutil.STATUS_ZOMBIE
+    assert find_marked(lambda m: m.job_id == job_id) == []
+    shown = json.loads(corral("show", job_id[:10], "--json", "--store", store).stdout)
+    assert shown["state"] == "interrupted"
+
+    resumed = corral("resume", "--store", store, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    again = [e for e in json_lines(resumed.stdout) if e["seq"] >= len(events)]
+    assert [e["step"] for e in again if e["type"] == "step_started"] == ["held"]  # first is not rerun
+    assert again[-1]["type"] == "job_finished" and again[-1]["state"] == "completed"
+
+
+async def test_corral_resume_leaves_a_job_that_pauses_paused_and_returns(tmp_path):
+    command, fifo = _held_command(tmp_path)
+    flow = write_flow(tmp_path, f"""\
+        name: ask-after
+        steps:
+          held:
+            command: {command}
+            exits:
+              - {{name: ask, when: "True", action: escalate}}
+          after:
+            after: [held]
+            command: [python, -c, "import sys, json; print(json.dumps(json.load(sys.stdin)))"]
+            inputs: {{answer: $resume.answer}}
+        """)
+    store = tmp_path / "s.db"
+    code, events, _ = await _sigterm_mid_step(flow, fifo, store)
+    assert code == 143
+    job_id = events[-1]["job_id"]
+
+    resumed = corral("resume", "--store", store, "--json")  # held runs again and pauses: let go
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"corral resume {job_id} --payload JSON" in resumed.stderr
+    shown = json.loads(corral("show", job_id[:10], "--json", "--store", store).stdout)
+    assert shown["state"] == "paused"
+    assert find_marked(lambda m: m.job_id == job_id) == []
+
+    done = corral("resume", job_id, "--payload", '{"answer": 42}', "--store", store, "--json")
+    assert done.returncode == 0, done.stderr
+    last = json_lines(done.stdout)[-1]
+    assert last["type"] == "job_finished" and last["state"] == "completed"
+    shown = json.loads(corral("show", job_id[:10], "--json", "--store", store).stdout)
+    assert shown["outputs"]["after"] == {"answer": 42}

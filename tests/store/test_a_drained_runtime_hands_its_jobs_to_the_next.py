@@ -13,7 +13,16 @@ import pytest
 import trio
 from store_support import recorded, until_paused, until_restarted
 
-from runtime import ExitRule, Flow, JobState, Step, StepStarted, open_runtime
+from runtime import (
+    ExitRule,
+    Flow,
+    JobState,
+    JobStateError,
+    Step,
+    StepStarted,
+    open_client,
+    open_runtime,
+)
 from runtime.store import SqliteStore
 from runtime.testing import assert_no_leaks
 
@@ -194,3 +203,51 @@ async def test_a_queued_durable_job_is_stored_interrupted_and_runs_in_the_next_r
         assert {h.id for h in rt.jobs()} == {first.id, queued.id}
         for handle in rt.jobs():
             assert (await handle.wait()).state is JobState.COMPLETED
+
+
+async def test_release_lets_go_of_one_durable_job_and_refuses_one_that_is_not(tmp_path):
+    db = tmp_path / "s.db"
+    flow = Flow("ask", [Step("a", run=held, inputs={"gate": "free"},
+                             exits=[ExitRule("ask", when="True", action="escalate")])])
+    with trio.fail_after(BOUND):
+        async with open_runtime(store=db) as rt:
+            kept = await rt.spawn(flow, record="memory")
+            await until_paused(kept)
+            let_go = await rt.spawn(flow, record="durable")
+            await until_paused(let_go)
+            with pytest.raises(JobStateError, match=f"job {kept.id} is not recorded durably"):
+                await kept.release()
+            result = await let_go.release()
+            assert (result.state, result.reason) == (JobState.INTERRUPTED, "released")
+            assert kept.state is JobState.PAUSED  # only the one job was let go
+            await kept.cancel()
+            assert_no_leaks(rt)
+        rec, _ = await _record(db, let_go.id)
+        assert (rec.state, rec.runtime_id) == ("paused", None)
+
+
+async def test_a_client_left_by_an_error_lets_go_of_the_job_it_took_over(tmp_path):
+    db = tmp_path / "s.db"
+    GATES["b"] = trio.Event()  # b would hold once resumed: the client's block fails while the job runs
+    flow = Flow("ask", [
+        Step("a", run=held, inputs={"gate": "free"}, exits=[ExitRule("ask", when="True", action="escalate")]),
+        Step("b", run=held, after=["a"], inputs={"gate": "b", "resume": "$resume"}),
+    ])
+    try:
+        with trio.fail_after(BOUND):
+            async with open_runtime(store=db) as rt:
+                job = await rt.spawn(flow, record="durable")
+                await until_paused(job)
+                await recorded(job)
+                await job.release()  # ownerless and paused, as after its worker died
+            with pytest.raises(KeyError, match="boom"):
+                async with open_client(store=db, run=True) as client:
+                    await client.resume(job.id, {"ok": 1})
+                    assert client.runs_here(job.id)
+                    assert client.runtime.get(job.id).state is JobState.RUNNING
+                    raise KeyError("boom")
+            rec, checkpoints = await _record(db, job.id)
+            assert (rec.state, rec.runtime_id, rec.resume_payload) == ("interrupted", None, {"ok": 1})
+            assert set(checkpoints) == {"a"}
+    finally:
+        GATES.clear()
