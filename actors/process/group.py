@@ -33,6 +33,7 @@ __all__ = ["GroupOptions", "ProcessGroup", "open_process_group"]
 _SCAN_BOUND = 2.0  # extra time allowed for the process-table scans of the graceful stage
 _DRAIN_WAIT = 0.5  # bound on reading the rest of stderr once the tree is dead
 _KILL_ROUNDS = 3  # rescans for escapers that forked while being killed
+_KEEPER_SLACK = 1.0  # the keeper clears its descendants within term_grace; its margin beyond
 _CHUNK = 65536
 
 
@@ -271,7 +272,7 @@ class ProcessGroup:
         self._teardown_started = True
         try:
             with trio.move_on_after(
-                self._stdin_grace + self._term_grace + _SCAN_BOUND, shield=True
+                self._stdin_grace + self._term_grace + _SCAN_BOUND + _KEEPER_SLACK, shield=True
             ):
                 await self._graceful(self._proc)
             with trio.move_on_after(KILL_WAIT, shield=True):
@@ -298,11 +299,18 @@ class ProcessGroup:
                         member.terminate()
                     except psutil.Error:
                         pass
-            with trio.move_on_after(self._term_grace):
+            # A keeper clears its subreaped descendants within term_grace: let it finish first.
+            with trio.move_on_after(self._term_grace + (_KEEPER_SLACK if self._lifeline else 0)):
                 await wait_all_exit(proc, [member.pid for member, _ in tree])
 
     async def _kill(self) -> None:
-        """SIGKILL the group unconditionally, then every live member and marked escaper."""
+        """SIGKILL the group unconditionally, then every live member and marked escaper.
+
+        A keeper still alive here is stuck: what it has below it is killed first, before the
+        keeper dies with its group and its orphans (outside the group, unmarked) go to init.
+        """
+        if self._lifeline and self._process().returncode is None:
+            await trio.to_thread.run_sync(self._kill_descendants, abandon_on_cancel=True)
         killpg(self.pgid, signal.SIGKILL)
         for _ in range(_KILL_ROUNDS):
             tree = await trio.to_thread.run_sync(self._scan, abandon_on_cancel=True)
@@ -315,6 +323,17 @@ class ProcessGroup:
                 except psutil.Error:
                     pass
             await wait_all_exit(None, [member.pid for member, _ in tree])
+
+    def _kill_descendants(self) -> None:
+        try:
+            below = psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            return
+        for member in below:
+            try:
+                member.kill()
+            except psutil.Error:
+                pass
 
     async def _close_pipes(self) -> None:
         proc = self._process()
