@@ -7,7 +7,9 @@ torn down in bounded time: close stdin, wait, SIGTERM the group, wait, then
 SIGKILL the group unconditionally (even if the leader already exited) and every
 marked process that left the group (``setsid``, double fork), then reap. With
 ``lifeline=True`` a small keeper (:mod:`actors.keeper`) heads the group and
-takes it down if the runtime process itself dies, even by SIGKILL.
+takes it down if the runtime process itself dies, even by SIGKILL. The keeper
+is a child subreaper: every orphan, marked or not, reparents to it, and it
+kills and reaps them all before it exits (the group's SIGKILL waits for that).
 """
 
 from __future__ import annotations
