@@ -1,28 +1,38 @@
-"""The keeper: a tiny lifeline guard at the head of a corral process group.
+"""The keeper: a tiny lifeline guard and child subreaper at the head of a corral process group.
 
 Usage (the runtime builds this command line; see ``actors.process``)::
 
     python -I -S keeper.py LIFELINE_FD GRACE RUNTIME_PID -- COMMAND [ARGS...]
 
-The keeper is the session and group leader. It starts COMMAND as its only child
-in the same group, with its own stdin/stdout/stderr inherited (so the runtime's
-pipes reach COMMAND directly), then drops its own copies of stdin and stdout.
-It then waits for two things:
+The keeper is the session and group leader. It makes itself a child subreaper
+(``prctl(PR_SET_CHILD_SUBREAPER)``), so every orphaned descendant -- marked or
+not, in its own session or not -- reparents to the keeper rather than to init.
+It starts COMMAND as its child in the same group, with its own stdin/stdout/stderr
+inherited (so the runtime's pipes reach COMMAND directly), then drops its own
+copies of stdin and stdout. While COMMAND runs, it reaps the orphans that die.
+It ends in one of three ways:
 
-* COMMAND exits: the keeper exits with COMMAND's exit code, or ``128 + signal``
-  when COMMAND was killed by a signal.
+* COMMAND exits: the keeper SIGTERMs every remaining descendant, waits up to GRACE
+  seconds for them, SIGKILLs the rest (again and again, as killing one can orphan
+  its children onto the keeper), reaps them all, and exits with COMMAND's exit
+  code, or ``128 + signal`` when COMMAND was killed by a signal.
+* SIGTERM from the runtime (its group teardown, which reached the group already):
+  the same, except that the SIGTERM goes only to descendants outside the group.
 * EOF on the lifeline pipe (the runtime holds the write end for the group's
   whole life, so EOF means the runtime is gone, even if it was SIGKILLed): the
-  keeper sends SIGTERM to its group and to every process carrying its marker
-  (``CORRAL_MARKER`` in ``/proc/<pid>/environ``) that left the group, waits up
-  to GRACE seconds for COMMAND, then SIGKILLs the marked escapers and finally
-  the group, itself included.
+  keeper SIGTERMs its group, its descendants and every process carrying its
+  marker (``CORRAL_MARKER`` in ``/proc/<pid>/environ``), waits up to
+  ``min(GRACE, 2)`` seconds, SIGKILLs its descendants and the marked escapers and
+  finally the group, itself included.
 
-Signals: SIGTERM, SIGINT, SIGHUP and SIGQUIT do not kill the keeper (it must
-outlive COMMAND to keep guarding the group). A signal sent by the runtime, by the
-keeper itself or by a member of the group was a group-wide signal that already
-reached COMMAND; any other sender addressed the keeper alone, so the keeper
-forwards the signal to COMMAND.
+Without ``PR_SET_CHILD_SUBREAPER`` (prctl unavailable) the same steps run, but an
+orphan goes to init and only its marker can find it.
+
+Signals: SIGTERM, SIGINT, SIGHUP, SIGQUIT and SIGUSR1 do not kill the keeper (it
+must outlive COMMAND to keep guarding the group). Apart from the runtime's SIGTERM,
+a signal sent by the runtime, by the keeper itself or by a member of the group was
+a group-wide signal that already reached COMMAND; any other sender addressed the
+keeper alone, so the keeper forwards the signal to COMMAND.
 
 Stdlib only and no ``site`` import, so it starts in a few milliseconds.
 """
@@ -33,10 +43,16 @@ import os
 import signal
 import sys
 import threading
+import time
 
 MARKER_ENV = "CORRAL_MARKER"
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+WAKE = signal.SIGUSR1  # the lifeline thread wakes the main thread with it
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, WAKE)
 WAITED = (*FORWARDED, signal.SIGCHLD)
+PR_SET_CHILD_SUBREAPER = 36
+LIFELINE_GRACE_CAP = 2.0  # the SIGTERM grace once the runtime is gone
+KILL_ROUND = 0.1  # seconds to wait for SIGKILLed descendants before looking again
+KILL_ROUNDS = 50
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 127
 EXIT_CANNOT_RUN = 126
@@ -49,15 +65,58 @@ def _exit_code(status: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def _signal_marked(entry: bytes, sig: int) -> None:
+def become_subreaper() -> bool:
+    """Make this process a child subreaper; False when the platform cannot."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (ImportError, OSError, AttributeError):
+        return False
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+
+
+def _proc_names() -> list[str]:
+    try:
+        return [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+
+
+def descendants(root: int) -> list[tuple[int, int]]:
+    """Live (non-zombie) descendants of ``root`` as ``(pid, pgid)``, from ``/proc/<pid>/stat``."""
+    children: dict[int, list[tuple[int, int, bytes]]] = {}
+    for name in _proc_names():
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                data = handle.read()
+        except OSError:
+            continue
+        fields = data[data.rfind(b")") + 2 :].split()  # state ppid pgrp ...
+        if len(fields) > 2:
+            children.setdefault(int(fields[1]), []).append((int(name), int(fields[2]), fields[0]))
+    found: list[tuple[int, int]] = []
+    todo = [root]
+    while todo:
+        for pid, pgid, state in children.pop(todo.pop(), ()):
+            todo.append(pid)
+            if state != b"Z":
+                found.append((pid, pgid))
+    return found
+
+
+def _signal_marked(entry: bytes, sig: int, skip: set[int]) -> None:
     """Send ``sig`` to every other process whose environment holds ``entry``."""
     own = os.getpid()
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return
-    for name in names:
-        if not name.isdigit() or int(name) == own:
+    for name in _proc_names():
+        if int(name) == own or int(name) in skip:
             continue
         try:
             with open(f"/proc/{name}/environ", "rb") as handle:
@@ -65,31 +124,26 @@ def _signal_marked(entry: bytes, sig: int) -> None:
         except OSError:
             continue
         if entry in environ.split(b"\0"):
-            try:
-                os.kill(int(name), sig)
-            except OSError:
-                pass
+            _kill(int(name), sig)
 
 
 class Keeper:
-    """State shared by the keeper's main thread and its lifeline thread."""
+    """The keeper's state; one main thread does everything, a second one reads the lifeline."""
 
     def __init__(self, lifeline_fd: int, grace: float, runtime_pid: int) -> None:
         self.lifeline_fd = lifeline_fd
         self.grace = grace
         self.runtime_pid = runtime_pid
         self.child_pid = 0
-        self.lock = threading.Lock()
-        self.dying = False
-        self.exiting = False
-        self.child_gone = threading.Event()
+        self.code: int | None = None
+        self.lifeline_gone = False
         marker = os.environ.get(MARKER_ENV)
         self.marker_entry = (
             f"{MARKER_ENV}={marker}".encode("utf-8", "surrogateescape") if marker else None
         )
 
     def watch_lifeline(self) -> None:
-        """Block until the lifeline reaches EOF, then take the whole group down."""
+        """Block until the lifeline reaches EOF, then wake the main thread."""
         while True:
             try:
                 data = os.read(self.lifeline_fd, 4096)
@@ -99,26 +153,79 @@ class Keeper:
                 data = b""
             if not data:
                 break
-        with self.lock:
-            if self.exiting:
-                return
-            self.dying = True
-        self._signal_all(signal.SIGTERM)
-        self.child_gone.wait(self.grace)
-        self._signal_all(signal.SIGKILL)
+        self.lifeline_gone = True
+        _kill(os.getpid(), WAKE)
 
-    def _signal_all(self, sig: int) -> None:
-        """Signal marked escapers first, then the group (the keeper included)."""
+    # -- reaping -------------------------------------------------------------------
+
+    def reap(self) -> bool:
+        """Reap every child that exited (noting COMMAND's code); True while children remain."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return False
+            if pid == 0:
+                return True
+            if pid == self.child_pid:
+                self.code = _exit_code(status)
+
+    def reap_until(self, deadline: float) -> bool:
+        """Reap until the keeper has no child left (True) or ``deadline`` passes (False)."""
+        while self.reap():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            signal.sigtimedwait((signal.SIGCHLD,), left)
+        return True
+
+    def clear(self, grace: float, spare_group: bool) -> list[int]:
+        """SIGTERM the descendants, wait up to ``grace``, SIGKILL and reap until none is left.
+
+        ``spare_group`` leaves out members of the keeper's group (they got the runtime's SIGTERM).
+        Returns the pids that got the SIGTERM.
+        """
+        if not self.reap():
+            return []
+        own, group = os.getpid(), os.getpgrp()
+        termed = [pid for pid, pgid in descendants(own) if not (spare_group and pgid == group)]
+        for pid in termed:
+            _kill(pid, signal.SIGTERM)
+        if self.reap_until(time.monotonic() + grace):
+            return termed
+        for _ in range(KILL_ROUNDS):
+            for pid, _pgid in descendants(own):
+                _kill(pid, signal.SIGKILL)
+            if self.reap_until(time.monotonic() + KILL_ROUND):
+                break
+        return termed
+
+    # -- the three endings -------------------------------------------------------------
+
+    def die(self) -> None:
+        """The runtime is gone: take down descendants, marked escapers and the group."""
+        skip = {pid for pid, _pgid in descendants(os.getpid())}
         if self.marker_entry is not None:
-            _signal_marked(self.marker_entry, sig)
-        try:
-            if os.getpgrp() == os.getpid():  # only ever signal a group the keeper leads
+            _signal_marked(self.marker_entry, signal.SIGTERM, skip)
+        self._killpg(signal.SIGTERM)
+        self.clear(min(self.grace, LIFELINE_GRACE_CAP), spare_group=True)
+        self.finish()
+
+    def finish(self) -> None:
+        """After the lifeline's EOF: SIGKILL the marked escapers, then the group, itself included."""
+        if self.marker_entry is not None:
+            _signal_marked(self.marker_entry, signal.SIGKILL, set())
+        self._killpg(signal.SIGKILL)
+        os._exit(128 + signal.SIGKILL)  # not reached when the keeper leads its group
+
+    def _killpg(self, sig: int) -> None:
+        if os.getpgrp() == os.getpid():  # only ever signal a group the keeper leads
+            try:
                 os.killpg(0, sig)
-            else:
-                os.kill(self.child_pid, sig)
-                os.kill(os.getpid(), sig)
-        except OSError:
-            pass
+            except OSError:
+                pass
+        else:
+            _kill(self.child_pid, sig)
 
     def _from_inside(self, sender: int) -> bool:
         """True when ``sender`` signals the group as a whole (runtime, keeper, member)."""
@@ -129,10 +236,26 @@ class Keeper:
         except OSError:
             return False
 
+    def wait(self) -> str:
+        """Wait for COMMAND's exit, the runtime's SIGTERM or the lifeline's EOF; say which."""
+        while True:
+            info = signal.sigwaitinfo(WAITED)
+            if info.si_signo == signal.SIGCHLD:
+                self.reap()  # orphans that died, and maybe COMMAND
+                if self.code is not None:
+                    return "exited"
+            elif info.si_signo == WAKE and self.lifeline_gone:
+                return "lifeline"
+            elif info.si_signo == signal.SIGTERM and info.si_pid == self.runtime_pid:
+                return "terminated"
+            elif not self._from_inside(info.si_pid):
+                _kill(self.child_pid, info.si_signo)
+
     def run(self, argv: list[str]) -> int:
-        """Start ``argv``, wait for it (or for the lifeline) and return the exit code."""
+        """Start ``argv``, wait for it (or for the lifeline), clear descendants, return the code."""
         signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
         os.set_inheritable(self.lifeline_fd, False)
+        become_subreaper()
         try:
             self.child_pid = os.posix_spawnp(
                 argv[0],
@@ -152,25 +275,13 @@ class Keeper:
         os.dup2(devnull, 1)
         os.close(devnull)
         threading.Thread(target=self.watch_lifeline, daemon=True).start()
-        while True:
-            info = signal.sigwaitinfo(WAITED)
-            if info.si_signo == signal.SIGCHLD:
-                pid, status = os.waitpid(self.child_pid, os.WNOHANG)
-                if pid == self.child_pid and (os.WIFEXITED(status) or os.WIFSIGNALED(status)):
-                    code = _exit_code(status)
-                    break
-            elif not self._from_inside(info.si_pid):
-                try:
-                    os.kill(self.child_pid, info.si_signo)
-                except OSError:
-                    pass
-        with self.lock:
-            self.exiting = not self.dying
-        if not self.exiting:
-            # The lifeline thread is taking the group down; it ends with SIGKILL.
-            self.child_gone.set()
-            threading.Event().wait()
-        return code
+        ending = self.wait()
+        if ending == "lifeline":
+            self.die()
+        self.clear(self.grace, spare_group=ending == "terminated")
+        if self.lifeline_gone:
+            self.finish()
+        return self.code if self.code is not None else 128 + signal.SIGKILL
 
 
 def main(args: list[str]) -> int:

@@ -6,7 +6,8 @@ task leaves, the whole tree is torn down in bounded time: close stdin, wait, SIG
 wait, then SIGKILL the group unconditionally (even if the leader already exited) and every marked
 process that left the group (``setsid``, double fork), then reap. With ``lifeline=True`` a small
 keeper (:mod:`actors.keeper`) heads the group and takes it down if the runtime process itself
-dies, even by SIGKILL; :func:`sweep_dead_runtimes` catches whatever a dead runtime left behind
+dies, even by SIGKILL; as a child subreaper it also kills every orphaned descendant, marked or
+not, before it exits. :func:`sweep_dead_runtimes` catches whatever a dead runtime left behind
 when the next runtime starts.
 
 Layers, each importing only those before it::

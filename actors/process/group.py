@@ -7,7 +7,9 @@ torn down in bounded time: close stdin, wait, SIGTERM the group, wait, then
 SIGKILL the group unconditionally (even if the leader already exited) and every
 marked process that left the group (``setsid``, double fork), then reap. With
 ``lifeline=True`` a small keeper (:mod:`actors.keeper`) heads the group and
-takes it down if the runtime process itself dies, even by SIGKILL.
+takes it down if the runtime process itself dies, even by SIGKILL. The keeper
+is a child subreaper: every orphan, marked or not, reparents to it, and it
+kills and reaps them all before it exits (the group's SIGKILL waits for that).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = ["GroupOptions", "ProcessGroup", "open_process_group"]
 _SCAN_BOUND = 2.0  # extra time allowed for the process-table scans of the graceful stage
 _DRAIN_WAIT = 0.5  # bound on reading the rest of stderr once the tree is dead
 _KILL_ROUNDS = 3  # rescans for escapers that forked while being killed
+_KEEPER_SLACK = 1.0  # the keeper clears its descendants within term_grace; its margin beyond
 _CHUNK = 65536
 
 
@@ -271,7 +274,7 @@ class ProcessGroup:
         self._teardown_started = True
         try:
             with trio.move_on_after(
-                self._stdin_grace + self._term_grace + _SCAN_BOUND, shield=True
+                self._stdin_grace + self._term_grace + _SCAN_BOUND + _KEEPER_SLACK, shield=True
             ):
                 await self._graceful(self._proc)
             with trio.move_on_after(KILL_WAIT, shield=True):
@@ -298,11 +301,18 @@ class ProcessGroup:
                         member.terminate()
                     except psutil.Error:
                         pass
-            with trio.move_on_after(self._term_grace):
+            # A keeper clears its subreaped descendants within term_grace: let it finish first.
+            with trio.move_on_after(self._term_grace + (_KEEPER_SLACK if self._lifeline else 0)):
                 await wait_all_exit(proc, [member.pid for member, _ in tree])
 
     async def _kill(self) -> None:
-        """SIGKILL the group unconditionally, then every live member and marked escaper."""
+        """SIGKILL the group unconditionally, then every live member and marked escaper.
+
+        A keeper still alive here is stuck: what it has below it is killed first, before the
+        keeper dies with its group and its orphans (outside the group, unmarked) go to init.
+        """
+        if self._lifeline and self._process().returncode is None:
+            await trio.to_thread.run_sync(self._kill_descendants, abandon_on_cancel=True)
         killpg(self.pgid, signal.SIGKILL)
         for _ in range(_KILL_ROUNDS):
             tree = await trio.to_thread.run_sync(self._scan, abandon_on_cancel=True)
@@ -315,6 +325,17 @@ class ProcessGroup:
                 except psutil.Error:
                     pass
             await wait_all_exit(None, [member.pid for member, _ in tree])
+
+    def _kill_descendants(self) -> None:
+        try:
+            below = psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            return
+        for member in below:
+            try:
+                member.kill()
+            except psutil.Error:
+                pass
 
     async def _close_pipes(self) -> None:
         proc = self._process()

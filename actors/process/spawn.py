@@ -17,8 +17,6 @@ __all__ = ["spawn_in_session"]
 KEEPER = Path(__file__).parent.parent / "keeper.py"
 """The keeper script (:mod:`actors.keeper`), run by path with ``python -I -S``."""
 
-_KEEPER_GRACE_CAP = 2.0  # the keeper's SIGTERM grace once the runtime is gone
-
 
 def _resolve(executable: str, env: Mapping[str, str], cwd: str | None) -> None:
     """Raise ``FileNotFoundError`` unless ``executable`` can be started."""
@@ -38,7 +36,7 @@ def _keeper_argv(command: Sequence[str], lifeline_r: int, term_grace: float) -> 
         "-S",
         str(KEEPER),
         str(lifeline_r),
-        repr(min(term_grace, _KEEPER_GRACE_CAP)),
+        repr(term_grace),  # the keeper caps it once the runtime is gone
         str(os.getpid()),
         "--",
         *command,

@@ -294,7 +294,8 @@ async def test_leader_ignoring_sigterm_is_killed(marker: Marker, lifeline: bool)
         ) as group:
             pids = await read_pids(group.stdout, 1)
     assert_gone(pids)
-    assert group.returncode == -signal.SIGKILL
+    # With a keeper, the keeper SIGKILLs the command after the grace and reports it.
+    assert group.returncode == (128 + signal.SIGKILL if lifeline else -signal.SIGKILL)
 
 
 @pytest.mark.parametrize("lifeline", [True, False])
@@ -441,6 +442,63 @@ async def test_keeper_forwards_a_signal_addressed_to_it_alone(marker: Marker) ->
             await trio.run_process([sys.executable, "-c", kill])
             assert await group.wait() == 128 + signal.SIGTERM
     assert_gone(pids)
+
+
+ADOPTED = """
+import os, sys
+r, w = os.pipe()
+middle = os.fork()
+if middle == 0:
+    orphan = os.fork()
+    if orphan == 0:
+        os.read(r, 1)  # the middle has gone by now: whose is the orphan?
+        print("adopted_by", os.getppid(), flush=True)
+        os._exit(3)  # a child of the keeper exits: not the command
+    print("orphan", orphan, flush=True)
+    os._exit(0)
+os.waitpid(middle, 0)
+os.write(w, b"x")
+sys.stdin.read()
+sys.exit(7)
+"""
+
+
+async def test_keeper_adopts_and_reaps_orphans_while_its_command_runs(marker: Marker) -> None:
+    with trio.fail_after(LIMIT):
+        async with open_process_group(
+            [sys.executable, "-c", ADOPTED], marker=marker, **FAST
+        ) as group:
+            pids = await read_pids(group.stdout, 2)
+            assert pids["adopted_by"] == group.pid  # the keeper is a child subreaper
+            # reaped at once by the keeper (no zombie left), polled: nothing to park on
+            while psutil.pid_exists(pids["orphan"]):  # noqa: ASYNC110
+                await trio.sleep(0.02)
+            assert group.returncode is None  # the orphan's exit was not taken for the command's
+            await group.stdin.aclose()
+            assert await group.wait() == 7
+
+
+async def test_unmarked_escaper_ignoring_sigterm_is_killed_by_the_keeper(
+    marker: Marker, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "escaper.pid"
+    inner = f"trap '' TERM; sleep 600 & echo \\$! > {pidfile}"
+    command = ["sh", "-c", f'env -i setsid sh -c "{inner}"; exec sleep 600']
+    pid = 0
+    try:
+        with trio.fail_after(LIMIT):
+            async with open_process_group(command, marker=marker, **FAST) as group:
+                # a file has no event to park on: polled
+                while not pidfile.exists() or not pidfile.read_text().strip():  # noqa: ASYNC110
+                    await trio.sleep(0.02)
+                pid = int(pidfile.read_text())
+                assert os.getsid(pid) != os.getsid(group.pid)  # out of the session, no marker
+        assert not alive(pid)
+        assert group.returncode == 128 + signal.SIGTERM  # the command obeyed the SIGTERM
+        assert group.live_processes() == 0
+    finally:
+        if pid and alive(pid) and psutil.Process(pid).name() == "sleep":
+            os.kill(pid, signal.SIGKILL)
 
 
 # -- the runtime dies -----------------------------------------------------------------------
