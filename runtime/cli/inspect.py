@@ -54,13 +54,15 @@ def jobs(store: str, states: tuple[str, ...], limit: int, as_json: bool, verbose
     for rec in records:
         owner = _owner(rec, leases)
         shown = "" if owner is None else (f"pid {owner['pid']}@{owner['host']} " if owner["pid"] else "")
-        shown += "" if owner is None else ("alive" if owner["alive"] else "dead")
+        shown += "" if owner is None else ("alive" if owner["alive"] else "none" if owner["runtime_id"] is None
+                                           else "dead")
         click.echo(f"{rec.job_id[:12]:<12}  {short(rec.flow_name, 20):<20}  {rec.state:<11}  "
                    f"{short(rec.reason or '', 24):<24}  {when(rec.created_at):<19}  {duration(rec):<9}  {shown}")
 
 
 def _owner(rec: JobRecord, leases: Mapping[str, Lease]) -> dict[str, Any] | None:
-    """Who runs a live job (its runtime's pid and host) and whether that runtime is alive."""
+    """Who runs a live job (its runtime's pid and host) and whether that runtime is alive (a job
+    let go by a draining runtime has no owner: ``runtime_id`` is None)."""
     if rec.state not in LIVE_STATES:
         return None
     lease = leases.get(rec.runtime_id or "")

@@ -1,18 +1,22 @@
-"""Every example in examples/ runs: the YAML flows through ``corral run``, the embedding example
-as a program.  Real subprocesses, real SQLite files, bounded by subprocess timeouts."""
+"""Every example in examples/ runs: the YAML flows through ``corral run``, the embedding and
+worker examples as programs (the worker through a deploy: SIGTERM, then a new worker).  Real subprocesses, real SQLite files, bounded by subprocess timeouts."""
 
 from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import trio
+from cli_support import Lines
 
 from actors.process import find_marked
 from runtime.cli.yaml import load_flow, load_flow_text
+from runtime.store import SqliteStore
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -88,3 +92,59 @@ def test_readme_yaml_flow_loads():
     flow = load_flow_text(block, "README.md")
     assert [s.name for s in flow.steps] == ["triage", "fix", "review"]
     assert flow.step("review").exits[0].action == "loop"
+
+
+async def _worker(store: Path, *args: str):
+    """``python -m examples.worker STORE ARGS``; (process, its lines, the job ids it holds)."""
+    proc = await trio.lowlevel.open_process([sys.executable, "-m", "examples.worker", str(store), *args],
+                                            cwd=REPO, stdout=subprocess.PIPE)
+    lines, ids = Lines(proc.stdout), []
+    while (line := await lines.next()) != "ready":
+        assert line is not None, "the worker ended before it was ready"
+        ids.append(line.split()[1])
+    return proc, lines, ids
+
+
+async def _stored_state(store: Path, job_id: str, state: str) -> None:
+    # the worker is another process: SQLite tells no one of its commits, so read until it shows
+    async with SqliteStore(store) as st:
+        while (await st.get_job(job_id)).state != state:  # noqa: ASYNC110
+            await trio.sleep(0.05)
+
+
+async def test_the_worker_example_drains_on_sigterm_and_the_next_worker_carries_on(tmp_path):
+    store = tmp_path / "worker.db"
+    with trio.fail_after(BOUND):
+        first, lines, (job_id,) = await _worker(store, "--spawn", "1")
+        try:
+            await _stored_state(store, job_id, "paused")
+            first.send_signal(signal.SIGTERM)  # a deploy: the paused job is let go, not cancelled
+            rest = [line async for line in _each(lines)]
+            assert await first.wait() == 143
+        finally:
+            first.kill()
+            await first.wait()
+        assert rest == [f"job {job_id} interrupted drained"]
+        async with SqliteStore(store) as st:
+            rec = await st.get_job(job_id)
+        assert (rec.state, rec.runtime_id) == ("paused", None)
+
+        second, lines, held = await _worker(store, "--spawn", "0")  # takes the paused job over
+        try:
+            assert held == [job_id]
+            approve = await trio.run_process(
+                [sys.executable, "-m", "runtime", "resume", job_id, "--payload", '{"approved": true}',
+                 "--store", str(store)], cwd=REPO, capture_stdout=True, capture_stderr=True, check=False)
+            assert approve.returncode == 0, approve.stderr
+            rest = [line async for line in _each(lines)]
+            assert await second.wait() == 0
+        finally:
+            second.kill()
+            await second.wait()
+    assert rest == [f"job {job_id} completed"]
+    assert find_marked(lambda m: m.job_id == job_id) == []
+
+
+async def _each(lines):
+    while (line := await lines.next()) is not None:
+        yield line
