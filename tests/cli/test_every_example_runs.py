@@ -108,7 +108,7 @@ async def _worker(store: Path, *args: str):
 async def _stored_state(store: Path, job_id: str, state: str) -> None:
     # the worker is another process: SQLite tells no one of its commits, so read until it shows
     async with SqliteStore(store) as st:
-        while (await st.get_job(job_id)).state != state:  # noqa: ASYNC110
+        while (rec := await st.get_job(job_id)) is None or rec.state != state:  # noqa: ASYNC110
             await trio.sleep(0.05)
 
 
