@@ -18,8 +18,17 @@ import pytest
 import trio
 from store_support import recorded, until_paused, until_restarted
 
-from runtime import AgentSpec, ExitRule, Flow, JobPaused, JobState, SecretUnavailable, Step, event_to_dict, open_runtime
-from runtime.store import SqliteStore
+from runtime import (
+    AgentSpec,
+    ExitRule,
+    Flow,
+    JobPaused,
+    JobState,
+    SecretUnavailable,
+    Step,
+    event_to_dict,
+    open_runtime,
+)
 from runtime.testing import assert_no_leaks
 
 BOUND = 60
