@@ -49,6 +49,7 @@ from .flow import (
     FlowInput,
     InputError,
     OnError,
+    SecretUnavailable,
     Step,
     TimeoutAction,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "RecordMode",
     "Runtime",
     "RuntimeStats",
+    "SecretUnavailable",
     "Step",
     "StepCancelled",
     "StepCompleted",

@@ -16,6 +16,7 @@ step modules are importable from.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from ..core.handle import JobHandle
 from ..core.recording import RECORD_MODES, RecordMode
 from ..core.runtime import open_runtime
 from ..core.states import JobResult, JobState
-from ..flow import InputError
+from ..flow import InputError, SecretUnavailable
+from ..flow.secrets import require_env_from
 from ..store import SqliteStore, sweep_dead
 from . import control, inspect
 from .common import (
@@ -139,7 +141,8 @@ def run(flow_file: str, pairs: tuple[str, ...], store: str, record: RecordMode, 
     try:
         flow = load_flow(flow_file, max_bytes=max_flow_bytes)
         flow.bind_inputs(inputs)  # refused before a runtime or a store is opened
-    except (FlowLoadError, InputError) as exc:
+        require_env_from(flow, os.environ)
+    except (FlowLoadError, InputError, SecretUnavailable) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     path = new_store(store)

@@ -66,7 +66,7 @@ class ClusterRuntime:
         if not isinstance(flow, Flow):
             raise TypeError(f"spawn() needs a Flow, got {type(flow).__name__}")
         bound = flow.bind_inputs(inputs)  # InputError before anything is placed, as embedded
-        data = flow_to_dict(flow)
+        data = flow_to_dict(flow, env_values=True)  # in memory to the host, which stores names only
         if not data.get("portable", True):
             raise ValueError(f"flow {flow.name!r} uses a lambda or callable and cannot run on a cluster")
         job_id = job_id or uuid.uuid4().hex

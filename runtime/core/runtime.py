@@ -26,6 +26,7 @@ from actors._groups import lone_exception
 from actors.log import get_logger
 
 from ..flow import Flow
+from ..flow.secrets import require_env_from
 from ..store import (
     LIVE_STATES,
     MemoryStore,
@@ -86,7 +87,8 @@ class Runtime:
         """Start a job of ``flow`` (or queue it as PENDING when ``max_running_jobs`` are running).
 
         ``inputs`` must fit the flow (see :meth:`Flow.bind_inputs`), else :class:`InputError` is
-        raised before anything runs or is stored.  ``job_id`` is an idempotency key: an id that is
+        raised before anything runs or is stored, as is :class:`SecretUnavailable` for an agent's
+        ``env_from`` variable missing from the runtime's environment.  ``job_id`` is an idempotency key: an id that is
         live, among the kept results, or in the store raises :class:`JobExistsError` and leaves
         what is stored untouched.
 
@@ -100,6 +102,7 @@ class Runtime:
             raise TypeError(f"spawn() needs a Flow, got {type(flow).__name__}")
         recording = recording_for(record)  # a ValueError naming the modes, before anything is stored
         bound = flow.bind_inputs(inputs)
+        require_env_from(flow, os.environ)  # SecretUnavailable naming the variable, nothing stored
         if job_id is None:
             job_id = uuid.uuid4().hex
         else:

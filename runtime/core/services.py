@@ -10,6 +10,7 @@ exists only for jobs.
 from __future__ import annotations
 
 import collections
+import os
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from actors.process import Marker, ProcessGroup
 
 from ..flow import AgentSpec, Flow
 from ..flow.codec import flow_to_dict
+from ..flow.secrets import agent_env
 from ..store import ProcessGroupRow, Store, group_row
 from .recording import Recording, RecordLimits
 from .states import JobResult
@@ -80,9 +82,10 @@ class JobServices:
 
     def adapter(self, job_id: str, spec: AgentSpec, workspace: Path,
                 on_group: Callable[[ProcessGroup, bool], None]) -> AgentAdapter:
-        """A new (not yet started) adapter for ``spec``, its processes marked as ``job_id``'s."""
+        """A new (not yet started) adapter for ``spec``, its processes marked as ``job_id``'s; its
+        ``env_from`` read from the runtime's environment now (:class:`SecretUnavailable` if missing)."""
         return AgentAdapter(
-            spec.command, marker=self.marker(job_id), workspace=workspace, env=dict(spec.env),
+            spec.command, marker=self.marker(job_id), workspace=workspace, env=agent_env(spec, os.environ, job_id),
             permissions=PermissionPolicy(spec.permissions), on_group=on_group,
             stdin_grace=self.process.stdin_grace, term_grace=self.process.term_grace,
         )

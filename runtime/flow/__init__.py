@@ -9,6 +9,7 @@ the CLI; no YAML)::
     model                       Flow: a DAG of steps
     document                    the plain-data model of a flow (what YAML and the store hold)
     codec                       flow <-> data (cattrs)
+    secrets                     agent env: values in memory only, names in the store
 """
 
 from .errors import FlowError as FlowError
@@ -18,6 +19,7 @@ from .inputs import InputError as InputError
 from .inputs import InputRef as InputRef
 from .model import Flow as Flow
 from .rules import ExpressionError as ExpressionError
+from .secrets import SecretUnavailable as SecretUnavailable
 from .step import AgentSpec as AgentSpec
 from .step import ErrorAction as ErrorAction
 from .step import ExitAction as ExitAction

@@ -134,7 +134,7 @@ def _build_step(sd: StepDoc, base: DataPath, fail: Fail) -> Step:
     agent = None
     if sd.agent is not None:
         try:
-            agent = AgentSpec(_argv(sd.agent.command), sd.agent.env, sd.agent.permissions)
+            agent = AgentSpec(_argv(sd.agent.command), sd.agent.env, sd.agent.permissions, sd.agent.env_from)
         except FlowError as exc:
             fail((*base, "agent", exc.field.rsplit(".", 1)[-1]), exc.problem)
     try:
@@ -194,9 +194,23 @@ def _ref(fn: Any) -> str | None:
     return f"{module}:{qualname}"
 
 
-def flow_to_dict(flow: Flow) -> dict[str, Any]:
+def _agent_doc(spec: AgentSpec, env_values: bool) -> AgentDoc:
+    if env_values:
+        return AgentDoc(list(spec.command), dict(spec.env), spec.permissions, list(spec.env_from))
+    # the store keeps names only: a rebuilt flow reads every one from its runtime's environment
+    names = sorted({*(name for name, _ in spec.env), *spec.env_from})
+    return AgentDoc(list(spec.command), {}, spec.permissions, names)
+
+
+def flow_to_dict(flow: Flow, *, env_values: bool = False) -> dict[str, Any]:
     """A JSON-ready definition of ``flow``.  Python steps become ``module:function`` references;
-    a lambda or nested function is stored as ``None`` (such a flow cannot be resumed)."""
+    a lambda or nested function is stored as ``None`` (such a flow cannot be resumed).
+
+    Secrets stay out: an agent's ``env`` values are dropped and their names join ``env_from``,
+    so the rebuilt flow reads them from the environment of the runtime that rebuilds it
+    (:mod:`runtime.flow.secrets`).  ``env_values=True`` keeps the values, for handing a flow to
+    another process in memory (the cluster backend), never for storing it.
+    """
     steps = []
     portable = True
     for s in flow.steps:
@@ -206,7 +220,7 @@ def flow_to_dict(flow: Flow) -> dict[str, Any]:
         doc = StepDoc(
             name=s.name, run=_ref(s.run) if s.run is not None else None,
             command=list(s.command) if s.command is not None else None,
-            agent=AgentDoc(list(s.agent.command), dict(s.agent.env), s.agent.permissions) if s.agent else None,
+            agent=_agent_doc(s.agent, env_values) if s.agent else None,
             prompt=s.prompt, after=list(s.after), inputs=dict(s.inputs),
             exits=[ExitDoc(r.name, r.when if isinstance(r.when, str) else None, r.action, r.target,
                            r.max_iterations, r.timeout, r.on_timeout) for r in s.exits],

@@ -63,6 +63,7 @@ class AgentDoc:
     command: list[str]
     env: dict[str, str] = attrs.Factory(dict)
     permissions: str = "reject"
+    env_from: list[str] = attrs.Factory(list)
 
 
 @attrs.define

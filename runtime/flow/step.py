@@ -173,17 +173,46 @@ def _env_tuple(env: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> tup
     return tuple(sorted((str(k), str(v)) for k, v in items))
 
 
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise FlowError("agent.env_from", f"must be a list of variable names, got the string {value!r}")
+    return tuple(value)
+
+
+def _redacted(env: tuple[tuple[str, str], ...]) -> str:
+    return repr({name: "***" for name, _ in env})
+
+
+def _check_env_from(spec: AgentSpec) -> None:
+    given = {name for name, _ in spec.env}
+    for name in spec.env_from:
+        if not isinstance(name, str) or not name or "=" in name:
+            raise FlowError("agent.env_from", f"{name!r} is not a variable name")
+        if name in given:
+            raise FlowError("agent.env_from", f"{name} is also given a value in env")
+    if len(set(spec.env_from)) != len(spec.env_from):
+        raise FlowError("agent.env_from", "names a variable twice")
+
+
 @attrs.frozen
 class AgentSpec:
-    """How to start an ACP agent adapter.  Equal specs within one job share one adapter process."""
+    """How to start an ACP agent adapter.  Equal specs within one job share one adapter process.
+
+    ``env`` gives variables by value, ``env_from`` names variables copied from the runtime's
+    environment when the adapter starts.  Values stay in memory: the store keeps only the names
+    (a resumed job reads them all from its runtime's environment, see :mod:`runtime.flow.secrets`),
+    and ``repr`` shows ``env`` redacted.
+    """
 
     command: tuple[str, ...] = attrs.field(converter=_str_tuple)
-    env: tuple[tuple[str, str], ...] = attrs.field(factory=tuple, converter=_env_tuple)
+    env: tuple[tuple[str, str], ...] = attrs.field(factory=tuple, converter=_env_tuple, repr=_redacted)
     permissions: PermissionMode = attrs.field(default="reject", converter=_permission_mode)
+    env_from: tuple[str, ...] = attrs.field(factory=tuple, converter=_names)
 
     def __attrs_post_init__(self) -> None:
         if not self.command or not all(isinstance(c, str) for c in self.command):
             raise FlowError("agent.command", "must be a non-empty list of strings")
+        _check_env_from(self)
 
 
 def _opt_tuple(value: Iterable[str] | None) -> tuple[str, ...] | None:
