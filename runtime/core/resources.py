@@ -136,7 +136,7 @@ class JobResources:
             try:
                 adapter = self._services.adapter(self._job_id, spec, self.workspace(), self.register_group)
                 await self.nursery.start(self._run_adapter, adapter,
-                                         name=f"corral.adapter:{self._job_id}:{spec.command[0]}")
+                                         name=f"corral.task:{self._job_id}:adapter")
             except BaseException:
                 del adapters[spec]
                 raise
