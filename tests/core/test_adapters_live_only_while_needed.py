@@ -89,10 +89,12 @@ async def no_adapter_left(rt, job_id: str, pids) -> None:
     assert adapter_tasks(job_id) == []
 
 
-async def test_a_paused_job_holds_no_agent_process_and_resumes_with_a_fresh_adapter(tmp_path):
+@pytest.mark.parametrize("pause", ["escalate", "waits_for_resume"])
+async def test_a_paused_job_holds_no_agent_process_and_resumes_with_a_fresh_adapter(tmp_path, pause):
     log = tmp_path / "agent.jsonl"
     spec = AgentSpec([*WRAPPED, "--grandchild", "--log", str(log)])  # keeper + 3 generations + child
-    ask, after = GroupSpy(result=True), GroupSpy()
+    # paused by draft's escalate rule, or because final (reading $resume) waits for a resume
+    ask, after = GroupSpy(result=pause == "escalate"), GroupSpy()
     flow = Flow(
         "review",
         [
