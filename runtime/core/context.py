@@ -104,7 +104,7 @@ class StepContext:
         return self._job.resources.stream(publish, kind, index, mode, **kw)
 
     async def agent(self, spec: AgentSpec) -> AgentAdapter:
-        """The job's adapter for ``spec`` (started on first use; shared within the job only)."""
+        """The job's adapter for ``spec`` (started on demand; shared within the job only)."""
         return await self._job.resources.adapter(spec)
 
     def template_lookup(self, step: Step, inputs: Mapping[str, Any]) -> Callable[[str], Any]:

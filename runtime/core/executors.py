@@ -4,9 +4,10 @@
 - command: a contained process group; the inputs go to its stdin as one JSON object; stdout
   parsed as a JSON object becomes the outputs, otherwise ``{"stdout": text}``; a non-zero exit
   fails the step with the tail of stderr.
-- agent: the job's adapter for the step's :class:`~runtime.flow.AgentSpec` (started on first use,
-  shared by the job's agent steps with an equal spec, never by two jobs) runs one prompt turn in
-  a new session; the message streams as job events; outputs are ``{"text", "stop_reason"}``.
+- agent: the job's adapter for the step's :class:`~runtime.flow.AgentSpec` (started on demand,
+  shared by the job's agent steps with an equal spec, never by two jobs, released once no step
+  still able to run needs it: see :mod:`runtime.core.resources`) runs one prompt turn in a new
+  session; the message streams as job events; outputs are ``{"text", "stop_reason"}``.
 """
 
 from __future__ import annotations

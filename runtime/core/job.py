@@ -237,6 +237,7 @@ class Job:
                 self.recording.state_changed(self.state, self.resume_payload)
         if self._outcome is None:
             self._advance()
+            self.resources.release_adapters(self._steps, paused=self.state is JobState.PAUSED)
         return None
 
     # -- scheduling -----------------------------------------------------------------------------

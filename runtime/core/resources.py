@@ -2,6 +2,18 @@
 
 Each is started in the job's nursery and gone with it; :class:`JobResources` only keeps count
 (``stats()`` and the leak checks read these counts).
+
+An agent adapter lives only while a step still able to run needs it.  It is started on demand
+(:meth:`JobResources.adapter`, when an agent step asks for it) and shared by the job's agent
+steps with an equal spec; after every step result, pause and resume the job calls
+:meth:`JobResources.release_adapters`, which stops each adapter whose spec no *running* agent
+step uses and -- unless the job is paused -- no *pending* one either
+(:meth:`~runtime.core.steps.StepTable.agents_needed`).  So a paused job holds no adapter its
+running steps do not use, a finished agent step's adapter goes as soon as no step waiting to run
+shares its spec, and a step a loop (or a resume) runs again gets a fresh adapter on demand, or the
+live one of its spec if another step kept it up.  Stopping is the adapter's own cancellation:
+in-flight sessions hear ``session/cancel``, then its process group is torn down (SIGTERM, grace,
+SIGKILL) and its task in the job's nursery ends.
 """
 
 from __future__ import annotations
@@ -11,7 +23,7 @@ from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -22,6 +34,9 @@ from actors.stream import Stream, StreamKind, StreamMode, open_stream
 from ..flow import AgentSpec
 from .services import JobServices
 from .states import JobStateError
+
+if TYPE_CHECKING:
+    from .steps import StepTable
 
 __all__ = ["JobResources"]
 
@@ -34,7 +49,8 @@ class JobResources:
 
     # most jobs start no process, stream or adapter: their containers are made on first use
     # (one job object fewer each for the garbage collector to walk while 100k jobs are live)
-    __slots__ = ("_adapters", "_job_id", "_services", "_workspace", "process_groups", "running_in", "streams")
+    __slots__ = ("_adapters", "_job_id", "_services", "_stops", "_workspace", "process_groups", "running_in",
+                 "streams")
 
     def __init__(self, job_id: str, services: JobServices) -> None:
         self._job_id = job_id
@@ -47,6 +63,7 @@ class JobResources:
         self.streams: AbstractSet[Stream] = _EMPTY
         """The job's streams not yet known to be done (see :meth:`open_streams`)."""
         self._adapters: dict[AgentSpec, AgentAdapter | trio.Event] | None = None
+        self._stops: dict[AgentAdapter, trio.CancelScope] | None = None  # what stops each live adapter
 
     @property
     def adapters(self) -> Mapping[AgentSpec, AgentAdapter | trio.Event]:
@@ -118,7 +135,8 @@ class JobResources:
             adapters[spec] = starting
             try:
                 adapter = self._services.adapter(self._job_id, spec, self.workspace(), self.register_group)
-                await self.nursery.start(adapter.run)
+                await self.nursery.start(self._run_adapter, adapter,
+                                         name=f"corral.task:{self._job_id}:adapter")
             except BaseException:
                 del adapters[spec]
                 raise
@@ -126,6 +144,32 @@ class JobResources:
                 starting.set()
             adapters[spec] = adapter
             return adapter
+
+    async def _run_adapter(self, adapter: AgentAdapter, *,
+                           task_status: trio.TaskStatus[AgentAdapter] = trio.TASK_STATUS_IGNORED) -> None:
+        if self._stops is None:
+            self._stops = {}
+        stops = self._stops
+        stops[adapter] = scope = trio.CancelScope()
+        try:
+            with scope:  # cancelled by release_adapters: the adapter's own teardown, bounded
+                await adapter.run(task_status=task_status)
+        finally:
+            del stops[adapter]
+
+    def release_adapters(self, steps: StepTable, paused: bool) -> None:
+        """Stop every adapter no step still able to run needs (see the module docstring)."""
+        adapters = self._adapters
+        if not adapters:
+            return
+        needed = steps.agents_needed(paused)
+        for spec, entry in list(adapters.items()):
+            # one still starting (an event) is awaited by a running step: it keeps its spec
+            if spec not in needed and isinstance(entry, AgentAdapter):
+                del adapters[spec]
+                stop = self._stops.get(entry) if self._stops is not None else None
+                if stop is not None:
+                    stop.cancel()
 
     # -- streams --------------------------------------------------------------------------------
 

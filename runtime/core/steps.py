@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from ..flow import ExitRule, Flow, InputRef, Step
+from ..flow import AgentSpec, ExitRule, Flow, InputRef, Step
 from ..store import Restored
 from .states import StepState
 
@@ -100,6 +100,15 @@ class StepTable:
             self.states[name] = StepState.CANCELLED
         self.running.clear()
         return names
+
+    def agents_needed(self, paused: bool) -> set[AgentSpec]:
+        """The agent specs of the steps still able to run: the running agent steps' and, unless
+        the job is ``paused``, the pending ones' (a completed step a loop resets is pending again)."""
+        specs = {run.step.agent for run in self.running.values() if run.step.agent is not None}
+        if not paused:
+            specs.update(step.agent for step in self._flow.steps
+                         if step.agent is not None and self.states[step.name] is StepState.PENDING)
+        return specs
 
     def loop(self, step: Step, rule: ExitRule) -> bool:
         """Take loop ``rule`` of ``step``: reset the steps it runs again.  False (and nothing

@@ -107,8 +107,8 @@ async def test_equal_specs_share_one_adapter_within_a_job_never_across_jobs():
     groups: dict[str, set[str]] = {}  # job id -> the process groups seen carrying its marker
 
     def watch(outputs) -> bool:
-        # an exit rule's condition runs as its step ends, in the job: every adapter the job has
-        # started is alive until the job ends, so a second adapter would be seen at step b
+        # an exit rule's condition runs as its step ends, in the job, before an adapter no later
+        # step needs is released: a second adapter (or a restarted one) would be seen at step b
         for marker in _markers(rt):
             groups.setdefault(marker.job_id, set()).add(marker.group_id)
         return False
