@@ -134,7 +134,8 @@ def _build_step(sd: StepDoc, base: DataPath, fail: Fail) -> Step:
     agent = None
     if sd.agent is not None:
         try:
-            agent = AgentSpec(_argv(sd.agent.command), sd.agent.env, sd.agent.permissions)
+            agent = AgentSpec(_argv(sd.agent.command), sd.agent.env, sd.agent.permissions, sd.agent.auth,
+                              sd.agent.start_timeout)
         except FlowError as exc:
             fail((*base, "agent", exc.field.rsplit(".", 1)[-1]), exc.problem)
     try:
@@ -206,7 +207,8 @@ def flow_to_dict(flow: Flow) -> dict[str, Any]:
         doc = StepDoc(
             name=s.name, run=_ref(s.run) if s.run is not None else None,
             command=list(s.command) if s.command is not None else None,
-            agent=AgentDoc(list(s.agent.command), dict(s.agent.env), s.agent.permissions) if s.agent else None,
+            agent=AgentDoc(list(s.agent.command), dict(s.agent.env), s.agent.permissions, s.agent.auth,
+                           s.agent.start_timeout) if s.agent else None,
             prompt=s.prompt, after=list(s.after), inputs=dict(s.inputs),
             exits=[ExitDoc(r.name, r.when if isinstance(r.when, str) else None, r.action, r.target,
                            r.max_iterations, r.timeout, r.on_timeout) for r in s.exits],

@@ -63,6 +63,8 @@ class AgentDoc:
     command: list[str]
     env: dict[str, str] = attrs.Factory(dict)
     permissions: str = "reject"
+    auth: str | None = None
+    start_timeout: float | None = None
 
 
 @attrs.define
