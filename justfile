@@ -1,5 +1,9 @@
 # corral tasks. `just --list` shows them.
 
+# install the pinned ACP adapters the real-adapter tests run (tests/agents/package-lock.json)
+agents:
+    npm ci --prefix tests/agents
+
 # run the test suite (the same command CI runs)
 test *ARGS:
     python -m pytest {{ARGS}}

@@ -7,6 +7,7 @@ Layers, each importing only those before it::
     jsonrpc      newline-delimited JSON-RPC 2.0 over a pair of trio streams
     permissions  how session/request_permission is answered
     workspace    fs/read_text_file and fs/write_text_file, confined to one directory
+    failures     AgentError and kin: which agent failed, in which ACP phase, how, its stderr
     client       the ACP client side (initialize, sessions, prompts, the agent's requests)
     adapter      an agent subprocess in its own process group, with a client on its stdio
 """
@@ -17,12 +18,20 @@ from .client import UpdateCallback as UpdateCallback
 from .errors import MethodNotFound as MethodNotFound
 from .errors import ProtocolError as ProtocolError
 from .errors import RemoteError as RemoteError
+from .failures import AgentError as AgentError
+from .failures import AgentProtocolError as AgentProtocolError
+from .failures import AgentStartTimeout as AgentStartTimeout
+from .failures import AuthRequired as AuthRequired
 from .jsonrpc import JsonRpcConnection as JsonRpcConnection
 from .permissions import PermissionPolicy as PermissionPolicy
 
 __all__ = [
     "AcpClient",
     "AgentAdapter",
+    "AgentError",
+    "AgentProtocolError",
+    "AgentStartTimeout",
+    "AuthRequired",
     "JsonRpcConnection",
     "MethodNotFound",
     "PermissionPolicy",

@@ -6,11 +6,18 @@ its own process group, connects an :class:`~actors.acp.AcpClient` to its stdio a
 is cancelled, the adapter first tells every in-flight session ``session/cancel`` (shielded,
 bounded), and only then tears the process tree down — so an agent hears the cancel before it
 hears SIGTERM.
+
+``initialize`` (then ``authenticate`` when an ``auth`` method id is given) and each
+``session/new`` are bounded by ``start_timeout``.  Every failure of an ACP call is raised as an
+:class:`~actors.acp.failures.AgentError` naming the agent, the phase, the JSON-RPC code, message
+and data, and the tail of the agent's stderr.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
@@ -18,12 +25,14 @@ import trio
 from .._groups import raise_lone
 from ..process import Marker, ProcessGroup
 from .client import AcpClient, UpdateCallback
-from .errors import ProtocolError
+from .errors import ProtocolError, RemoteError
+from .failures import AgentError, AgentProtocolError, AgentStartTimeout, agent_name, stderr_lines
 from .permissions import PermissionPolicy
 
 __all__ = ["AgentAdapter"]
 
 _CANCEL_GRACE = 1.0
+_STDERR_SETTLE = 0.05  # how long a failed call waits for the agent's last stderr lines
 
 
 class AgentAdapter:
@@ -32,13 +41,16 @@ class AgentAdapter:
     def __init__(self, command: Sequence[str], *, marker: Marker, workspace: Path,
                  env: Mapping[str, str] | None = None, permissions: PermissionPolicy | None = None,
                  stdin_grace: float = 0.5, term_grace: float = 2.0, start_timeout: float = 30.0,
-                 max_line_bytes: int = 1 << 20,
+                 max_line_bytes: int = 1 << 20, auth: str | None = None,
                  on_group: Callable[[ProcessGroup, bool], None] | None = None) -> None:
         self.group = ProcessGroup(command, marker=marker, env=env, cwd=workspace,
                                   stdin_grace=stdin_grace, term_grace=term_grace)
         self.workspace = workspace
         self._permissions = permissions or PermissionPolicy()
         self._start_timeout = start_timeout
+        self._auth = auth
+        self.auth_methods: list[object] = []
+        """The ``authMethods`` the agent advertised in its ``initialize`` answer."""
         self._max_line_bytes = max_line_bytes
         self._on_group = on_group
         self._client: AcpClient | None = None
@@ -64,7 +76,7 @@ class AgentAdapter:
                             registered = True
                         client = AcpClient(self.group.stdin, self.group.stdout, workspace=self.workspace,
                                            permissions=self._permissions, max_line_bytes=self._max_line_bytes,
-                                           request_timeout=self._start_timeout)
+                                           request_timeout=None)  # bounded by _calls
                         await nursery.start(client.run)
                     except Exception as exc:
                         self._start_error = exc
@@ -92,10 +104,7 @@ class AgentAdapter:
                 if self._start_error is not None:
                     raise self._start_error
                 assert self._client is not None
-                try:
-                    await self._client.initialize()
-                except ProtocolError as exc:
-                    raise ProtocolError(f"{exc}{self._stderr_suffix()}") from None
+                await self._start(self._client)
                 self.alive = True
                 task_status.started(self)
                 await self.group.wait()
@@ -112,21 +121,66 @@ class AgentAdapter:
                 self._shield.shield = False
                 nursery.cancel_scope.cancel()
 
-    def _stderr_suffix(self) -> str:
-        tail = self.group.stderr_tail.strip()
-        return f" (agent stderr: {tail[-400:]})" if tail else ""
+    async def _start(self, client: AcpClient) -> None:
+        done: list[str] = []
+        async with self._calls("initialize", done) as phase:
+            answer = await client.initialize()
+            methods = answer.get("authMethods")
+            self.auth_methods = list(methods) if isinstance(methods, list) else []
+            done.append("initialize")
+            if self._auth is not None:
+                phase[0] = "authenticate"
+                await client.authenticate(self._auth)
+
+    @asynccontextmanager
+    async def _calls(self, phase: str, done: list[str] | None = None) -> AsyncIterator[list[str]]:
+        """Bound the calls inside by ``start_timeout`` (unless ``done`` is None) and raise every
+        failure as an :class:`AgentError` naming the phase (the yielded list's one item)."""
+        current = [phase]
+        error: AgentError | None = None
+        try:
+            with trio.move_on_after(self._start_timeout if done is not None else math.inf) as scope:
+                yield current
+            if scope.cancelled_caught:
+                error = AgentStartTimeout.waiting(self.group.command, current[0], self._start_timeout,
+                                                  done or [], "")
+        except AgentError:
+            raise
+        except RemoteError as exc:
+            error = AgentError.from_remote(self._agent, current[0], exc, "", self.auth_methods)
+        except ProtocolError as exc:
+            error = AgentProtocolError(self._agent, current[0], str(exc))
+        except trio.TooSlowError as exc:
+            error = AgentStartTimeout(self._agent, current[0], str(exc))
+        if error is not None:
+            raise await self._with_stderr(error) from None
+
+    async def _with_stderr(self, error: AgentError) -> AgentError:
+        """``error`` again, with the tail of the agent's stderr (given a moment to arrive)."""
+        with trio.CancelScope(shield=True):
+            await trio.sleep(_STDERR_SETTLE)
+        error.stderr = self._stderr()
+        return error
+
+    @property
+    def _agent(self) -> str:
+        return agent_name(self.group.command)
+
+    def _stderr(self) -> str:
+        return stderr_lines(self.group.stderr_tail)
 
     async def prompt(self, text: str, on_update: UpdateCallback) -> str:
         """Run one prompt turn in a new session; returns the stop reason."""
         if self._client is None or not self.alive:
-            raise ProtocolError(f"agent adapter is not running{self._stderr_suffix()}")
-        session_id = await self._client.new_session()
+            raise await self._with_stderr(
+                AgentProtocolError(self._agent, "session/new", "agent adapter is not running"))
+        async with self._calls("session/new", []):
+            session_id = await self._client.new_session()
         self._sessions.add(session_id)
         self.prompts += 1
         try:
-            return await self._client.prompt(session_id, text, on_update)
-        except ProtocolError as exc:
-            raise ProtocolError(f"{exc}{self._stderr_suffix()}") from None
+            async with self._calls("session/prompt"):
+                return await self._client.prompt(session_id, text, on_update)
         finally:
             self._sessions.discard(session_id)
 

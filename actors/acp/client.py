@@ -65,8 +65,8 @@ class AcpClient:
             ``fs/*`` requests; also the default session ``cwd``.
         permissions: how to answer ``session/request_permission``.
         max_line_bytes: longest line accepted from the agent.
-        request_timeout: bound on ``initialize`` and ``session/new`` (prompt
-            turns are bounded by the caller, e.g. with ``trio.fail_after``).
+        request_timeout: bound on ``initialize``, ``authenticate`` and ``session/new``
+            (prompt turns are bounded by the caller, e.g. with ``trio.fail_after``).
         log: a structlog logger to log through (default: this module's).
 
     Start :meth:`run` in a nursery (``await nursery.start(client.run)``) before
@@ -137,6 +137,10 @@ class AcpClient:
                 f"this client speaks {PROTOCOL_VERSION}"
             )
         return result
+
+    async def authenticate(self, method_id: str) -> None:
+        """Authenticate with one of the ``authMethods`` of the ``initialize`` answer (``authenticate``)."""
+        await self._conn.request("authenticate", {"methodId": method_id})
 
     async def new_session(self, cwd: Path | None = None) -> str:
         """Open a session (``session/new``) and return its id.

@@ -41,10 +41,11 @@ GroupOp = tuple[str, ProcessGroupRow | str]
 @attrs.frozen
 class ProcessOptions:
     """How a job's process groups are torn down: seconds after stdin closes, then after SIGTERM,
-    before SIGKILL."""
+    before SIGKILL; and how long an agent may take to start when its spec leaves it ``None``."""
 
     stdin_grace: float = 0.5
     term_grace: float = 2.0
+    agent_start_timeout: float = 30.0
 
 
 class JobServices:
@@ -86,8 +87,9 @@ class JobServices:
         ``env_from`` read from the runtime's environment now (:class:`SecretUnavailable` if missing)."""
         return AgentAdapter(
             spec.command, marker=self.marker(job_id), workspace=workspace, env=agent_env(spec, os.environ, job_id),
-            permissions=PermissionPolicy(spec.permissions), on_group=on_group,
+            permissions=PermissionPolicy(spec.permissions), on_group=on_group, auth=spec.auth,
             stdin_grace=self.process.stdin_grace, term_grace=self.process.term_grace,
+            start_timeout=spec.start_timeout if spec.start_timeout is not None else self.process.agent_start_timeout,
         )
 
     def record_groups(self, ops: trio.MemorySendChannel[GroupOp]) -> None:

@@ -64,6 +64,8 @@ class AgentDoc:
     env: dict[str, str] = attrs.Factory(dict)
     permissions: str = "reject"
     env_from: list[str] = attrs.Factory(list)
+    auth: str | None = None
+    start_timeout: float | None = None
 
 
 @attrs.define

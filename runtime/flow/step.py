@@ -208,11 +208,17 @@ class AgentSpec:
     env: tuple[tuple[str, str], ...] = attrs.field(factory=tuple, converter=_env_tuple, repr=_redacted)
     permissions: PermissionMode = attrs.field(default="reject", converter=_permission_mode)
     env_from: tuple[str, ...] = attrs.field(factory=tuple, converter=_names)
+    #: An ``authMethods`` id of the agent: ``authenticate`` with it before ``session/new``.
+    auth: str | None = None
+    #: Seconds for initialize (+ authenticate) and each session/new; ``None``: the runtime's default.
+    start_timeout: float | None = attrs.field(default=None, validator=positive_seconds_or_none("agent.start_timeout"))
 
     def __attrs_post_init__(self) -> None:
         if not self.command or not all(isinstance(c, str) for c in self.command):
             raise FlowError("agent.command", "must be a non-empty list of strings")
         _check_env_from(self)
+        if self.auth is not None and (not isinstance(self.auth, str) or not self.auth):
+            raise FlowError("agent.auth", f"must be an authMethods id (a non-empty string), got {self.auth!r}")
 
 
 def _opt_tuple(value: Iterable[str] | None) -> tuple[str, ...] | None:

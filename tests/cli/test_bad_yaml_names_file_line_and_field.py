@@ -98,6 +98,16 @@ BAD = {
           agent: {command: [echo], permissions: maybe}
           prompt: hi
         """), 4, "steps.a.agent.permissions", "'maybe' is not one of"),
+    "zero agent start_timeout": (_flow("""\
+        a:
+          agent: {command: [echo], start_timeout: 0}
+          prompt: hi
+        """), 4, "steps.a.agent.start_timeout", "seconds"),
+    "empty agent auth": (_flow("""\
+        a:
+          agent: {command: [echo], auth: ""}
+          prompt: hi
+        """), 4, "steps.a.agent.auth", "authMethods id"),
     "loop without a bound": (_flow("""\
         a: {command: [echo]}
         b:

@@ -83,6 +83,20 @@ steps:
     step = flow.steps[0]
     assert step.agent.command == (sys.executable, "-m", "actors.fake_agent")
     assert step.agent.permissions == "reject"
+    assert step.agent.auth is None and step.agent.start_timeout is None
+
+
+def test_agent_auth_and_start_timeout_load_and_round_trip():
+    flow = load_flow_text("""\
+name: f
+steps:
+  ask:
+    agent: {command: [codex-acp], auth: codex-api-key, start_timeout: 90}
+    prompt: hi
+""")
+    agent = flow.steps[0].agent
+    assert agent.auth == "codex-api-key" and agent.start_timeout == 90
+    assert flow_from_dict(flow_to_dict(flow)).steps[0].agent == agent
 
 
 def test_yaml_flow_round_trips_through_the_store_format():
