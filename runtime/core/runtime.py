@@ -131,7 +131,8 @@ class Runtime:
         self._closing = True
         queued = list(self._pending)
         self._pending.clear()
-        await drain_jobs([job for job in self._live.values() if job not in queued], queued, grace)
+        waiting = {job.id for job in queued}
+        await drain_jobs([job for job in self._live.values() if job.id not in waiting], queued, grace)
 
     def _admit(self, job: Job) -> None:
         """Index ``job`` as live and start it, or queue it behind ``max_running_jobs``."""

@@ -16,5 +16,6 @@ from .leaks import WakeupCounter as WakeupCounter
 from .leaks import assert_no_leaks as assert_no_leaks
 from .leaks import job_tasks as job_tasks
 from .leaks import marked_processes as marked_processes
+from .leaks import wait_exited as wait_exited
 
-__all__ = ["LeakError", "WakeupCounter", "assert_no_leaks", "job_tasks", "marked_processes"]
+__all__ = ["LeakError", "WakeupCounter", "assert_no_leaks", "job_tasks", "marked_processes", "wait_exited"]

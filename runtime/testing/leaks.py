@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
 import psutil
@@ -122,3 +123,17 @@ class WakeupCounter(trio.abc.Instrument):
         self.count = 0
         self.names.clear()
 
+
+
+async def wait_exited(pids: Iterable[int]) -> None:
+    """Return once every process of ``pids`` has exited (a zombie counts as exited): each one's
+    pidfd turns readable, so nothing polls.  Bound it with ``trio.fail_after`` in a test."""
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            await trio.lowlevel.wait_readable(fd)
+        finally:
+            os.close(fd)

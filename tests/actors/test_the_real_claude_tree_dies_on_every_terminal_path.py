@@ -23,7 +23,7 @@ from test_real_acp_adapters import AGENTS, BIN, offline_home
 
 from actors.process import find_marked
 from runtime import AgentSpec, Flow, JobState, OnError, Step, StepFailed, open_runtime
-from runtime.testing import assert_no_leaks
+from runtime.testing import assert_no_leaks, wait_exited
 
 BOUND = 120
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,24 +67,6 @@ async def until_a_failed(job) -> None:
     async for event in job.events():
         if isinstance(event, StepFailed) and event.step == "a":
             return
-
-
-async def gone(procs: list[psutil.Process]) -> None:
-    """Park until every one of ``procs`` has exited (a pidfd turns readable); no polling."""
-    async with trio.open_nursery() as nursery:
-        for p in procs:
-            nursery.start_soon(_exited, p.pid)
-
-
-async def _exited(pid: int) -> None:
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        await trio.lowlevel.wait_readable(fd)
-    finally:
-        os.close(fd)
 
 
 def _ended(procs: list[psutil.Process]) -> list[psutil.Process]:
@@ -169,7 +151,7 @@ async def test_the_npm_exec_claude_tree_is_gone_after_a_sigkill_of_the_runtime(t
             assert "npm exec" in names and "claude-agent-acp" in names and len(procs) >= 4, names
             worker.send_signal(signal.SIGKILL)  # no cleanup at all: the keepers' lifelines see EOF
             await worker.wait()
-            await gone(procs)
+            await wait_exited(p.pid for p in procs)
         finally:
             worker.kill()
             await worker.wait()

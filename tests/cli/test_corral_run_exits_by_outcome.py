@@ -125,9 +125,9 @@ def _held_command(tmp_path):
     run prints ``{"second": true}`` at once.  (command, FIFO)"""
     flag, fifo = tmp_path / "ran", tmp_path / "pid.fifo"
     os.mkfifo(fifo)
-    hold = (f"import os, sys, time, pathlib; p = pathlib.Path({str(flag)!r})\n"
+    hold = (f"import os, signal, sys, pathlib; p = pathlib.Path({str(flag)!r})\n"
             "if p.exists(): print('{\"second\": true}'); sys.exit(0)\n"
-            f"p.touch(); pathlib.Path({str(fifo)!r}).write_text(str(os.getpid())); time.sleep(600)\n")
+            f"p.touch(); pathlib.Path({str(fifo)!r}).write_text(str(os.getpid())); signal.pause()\n")
     return f"[python, -c, {json.dumps(hold)}]", fifo
 
 

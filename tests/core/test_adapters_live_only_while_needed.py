@@ -10,7 +10,6 @@ pidfds, never by polling.  Real subprocesses, a real clock bounded by trio.fail_
 from __future__ import annotations
 
 import json
-import os
 
 import psutil
 import pytest
@@ -20,7 +19,7 @@ from core_support import BOUND, FAKE, WRAPPED
 
 from actors.process import MARKER_ENV, Marker, find_marked
 from runtime import AgentSpec, ExitRule, Flow, JobPaused, JobState, Step, open_runtime
-from runtime.testing import assert_no_leaks, job_tasks
+from runtime.testing import assert_no_leaks, job_tasks, wait_exited
 
 
 def job_groups(job_id: str) -> dict[int, str]:
@@ -55,17 +54,9 @@ class GroupSpy:
 
 
 async def wait_gone(pids) -> None:
-    """Return once every process of ``pids`` has exited (each one's pidfd becomes readable)."""
+    """Return once every process of ``pids`` has exited."""
     with trio.fail_after(BOUND):
-        for pid in pids:
-            try:
-                fd = os.pidfd_open(pid)
-            except ProcessLookupError:
-                continue
-            try:
-                await trio.lowlevel.wait_readable(fd)
-            finally:
-                os.close(fd)
+        await wait_exited(pids)
 
 
 def starts(log) -> int:

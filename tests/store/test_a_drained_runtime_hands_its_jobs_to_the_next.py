@@ -102,9 +102,9 @@ async def test_when_the_grace_is_over_the_step_is_cancelled_its_processes_killed
     flag, fifo = tmp_path / "ran", tmp_path / "pid.fifo"
     os.mkfifo(fifo)
     # the first run tells the test its pid, then holds; the run after the drain returns at once
-    script = (f"import os, sys, time, pathlib; p = pathlib.Path({str(flag)!r})\n"
+    script = (f"import os, signal, sys, pathlib; p = pathlib.Path({str(flag)!r})\n"
               "if p.exists(): print('{\"second\": true}'); sys.exit(0)\n"
-              f"p.touch(); pathlib.Path({str(fifo)!r}).write_text(str(os.getpid())); time.sleep(600)\n")
+              f"p.touch(); pathlib.Path({str(fifo)!r}).write_text(str(os.getpid())); signal.pause()\n")
     flow = Flow("long", [Step("work", command=[sys.executable, "-c", script])])
     with trio.fail_after(BOUND):
         async with open_runtime(store=db, term_grace=0.5) as rt:
