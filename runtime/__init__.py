@@ -12,6 +12,7 @@ nothing it started can outlive it.
 from .client import ControlClient, open_client
 from .core.context import StepContext
 from .core.events import (
+    AgentSession,
     EscalationTimedOut,
     Event,
     ExitResolved,
@@ -56,6 +57,7 @@ from .flow import (
 
 __all__ = [
     "RECORD_MODES",
+    "AgentSession",
     "AgentSpec",
     "ControlClient",
     "EscalationTimedOut",

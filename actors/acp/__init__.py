@@ -13,6 +13,7 @@ Layers, each importing only those before it::
 """
 
 from .adapter import AgentAdapter as AgentAdapter
+from .adapter import OpenedSession as OpenedSession
 from .client import AcpClient as AcpClient
 from .client import UpdateCallback as UpdateCallback
 from .errors import MethodNotFound as MethodNotFound
@@ -34,6 +35,7 @@ __all__ = [
     "AuthRequired",
     "JsonRpcConnection",
     "MethodNotFound",
+    "OpenedSession",
     "PermissionPolicy",
     "ProtocolError",
     "RemoteError",

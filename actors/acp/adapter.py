@@ -8,7 +8,7 @@ bounded), and only then tears the process tree down — so an agent hears the ca
 hears SIGTERM.
 
 ``initialize`` (then ``authenticate`` when an ``auth`` method id is given) and each
-``session/new`` are bounded by ``start_timeout``.  Every failure of an ACP call is raised as an
+``session/new`` / ``session/load`` are bounded by ``start_timeout``.  Every failure of an ACP call is raised as an
 :class:`~actors.acp.failures.AgentError` naming the agent, the phase, the JSON-RPC code, message
 and data, and the tail of the agent's stderr.
 """
@@ -20,19 +20,34 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import attrs
 import trio
 
 from .._groups import raise_lone
+from ..log import get_logger
 from ..process import Marker, ProcessGroup
 from .client import AcpClient, UpdateCallback
 from .errors import ProtocolError, RemoteError
 from .failures import AgentError, AgentProtocolError, AgentStartTimeout, agent_name, stderr_lines
 from .permissions import PermissionPolicy
 
-__all__ = ["AgentAdapter"]
+__all__ = ["AgentAdapter", "OpenedSession"]
+
+_log = get_logger(__name__)
 
 _CANCEL_GRACE = 1.0
 _STDERR_SETTLE = 0.05  # how long a failed call waits for the agent's last stderr lines
+
+
+@attrs.frozen
+class OpenedSession:
+    """The session a prompt turn runs in: ``loaded`` (re-attached with ``session/load``) or new;
+    ``fallback`` says why a session asked for was not reloaded (``None`` when none was asked for,
+    or it was)."""
+
+    session_id: str
+    loaded: bool = False
+    fallback: str | None = None
 
 
 class AgentAdapter:
@@ -51,6 +66,8 @@ class AgentAdapter:
         self._auth = auth
         self.auth_methods: list[object] = []
         """The ``authMethods`` the agent advertised in its ``initialize`` answer."""
+        self.can_load = False
+        """The agent advertised ``agentCapabilities.loadSession`` (it answers ``session/load``)."""
         self._max_line_bytes = max_line_bytes
         self._on_group = on_group
         self._client: AcpClient | None = None
@@ -127,6 +144,8 @@ class AgentAdapter:
             answer = await client.initialize()
             methods = answer.get("authMethods")
             self.auth_methods = list(methods) if isinstance(methods, list) else []
+            capabilities = answer.get("agentCapabilities")
+            self.can_load = isinstance(capabilities, dict) and capabilities.get("loadSession") is True
             done.append("initialize")
             if self._auth is not None:
                 phase[0] = "authenticate"
@@ -169,13 +188,23 @@ class AgentAdapter:
     def _stderr(self) -> str:
         return stderr_lines(self.group.stderr_tail)
 
-    async def prompt(self, text: str, on_update: UpdateCallback) -> str:
-        """Run one prompt turn in a new session; returns the stop reason."""
+    async def prompt(self, text: str, on_update: UpdateCallback, *, load: str | None = None,
+                     on_session: Callable[[OpenedSession], None] | None = None) -> str:
+        """Run one prompt turn; returns the stop reason.
+
+        The turn runs in a new session (``session/new``) or, given ``load`` (the id of a session
+        the agent opened for the same work before: a job resumed after a crash), in that session
+        again, re-attached with ``session/load`` when the agent advertised ``loadSession``.  If it
+        did not, or it refuses the id, the turn runs in a new session and the reason is logged at
+        WARNING.  ``on_session`` is told which session the turn runs in before it starts.
+        """
         if self._client is None or not self.alive:
             raise await self._with_stderr(
                 AgentProtocolError(self._agent, "session/new", "agent adapter is not running"))
-        async with self._calls("session/new", []):
-            session_id = await self._client.new_session()
+        opened = await self._open_session(self._client, load)
+        session_id = opened.session_id
+        if on_session is not None:
+            on_session(opened)
         self._sessions.add(session_id)
         self.prompts += 1
         try:
@@ -183,6 +212,26 @@ class AgentAdapter:
                 return await self._client.prompt(session_id, text, on_update)
         finally:
             self._sessions.discard(session_id)
+
+    async def _open_session(self, client: AcpClient, load: str | None) -> OpenedSession:
+        fallback: str | None = None
+        if load is not None and not self.can_load:
+            fallback = "the agent does not advertise loadSession"
+        elif load is not None:
+            try:
+                async with self._calls("session/load", []):
+                    await client.load_session(load)
+                return OpenedSession(load, loaded=True)
+            except AgentError as exc:
+                if exc.code is None:  # no answer, or the connection broke: not a refusal
+                    raise
+                fallback = f"session/load refused: JSON-RPC error {exc.code}: {exc.reason}"
+        if fallback is not None:
+            _log.warning("agent session not reloaded; opening a new one", agent=self._agent,
+                         session_id=load, reason=fallback)
+        async with self._calls("session/new", []):
+            session_id = await client.new_session()
+        return OpenedSession(session_id, fallback=fallback)
 
     @property
     def usable(self) -> bool:

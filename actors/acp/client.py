@@ -2,8 +2,9 @@
 
 :class:`AcpClient` speaks to one agent process through a pair of trio byte
 streams (the agent's stdin and stdout). It initializes the agent, opens
-sessions, runs prompt turns and streams each turn's ``session/update``
-notifications to the caller, and answers the agent's own requests:
+sessions (or re-attaches to one with ``session/load``), runs prompt turns and
+streams each turn's ``session/update`` notifications to the caller, and answers
+the agent's own requests:
 
 - ``session/request_permission`` according to a :class:`PermissionPolicy`
   (by default every request is rejected);
@@ -154,6 +155,20 @@ class AcpClient:
         if not isinstance(session_id, str) or not session_id:
             raise ProtocolError(f"agent answered session/new without a sessionId: {result!r}")
         return session_id
+
+    async def load_session(self, session_id: str, cwd: Path | None = None) -> None:
+        """Re-attach to a session the agent kept (``session/load``; only if it advertised
+        ``agentCapabilities.loadSession``).
+
+        The agent replays the session's history as ``session/update`` notifications before it
+        answers; no prompt turn runs in the session then, so the client drops them.  Raises
+        :class:`RemoteError` when the agent cannot load it (an unknown or expired id).
+        """
+        root = self._workspace.root
+        directory = root / cwd if cwd is not None else root
+        await self._conn.request(
+            "session/load", {"sessionId": session_id, "cwd": str(directory), "mcpServers": []}
+        )
 
     async def prompt(self, session_id: str, text: str, on_update: UpdateCallback) -> str:
         """Run one prompt turn and return its ``stopReason``.

@@ -7,13 +7,14 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from actors.acp import AgentAdapter
+from actors.acp import AgentAdapter, UpdateCallback
 from actors.actor import Actor
 from actors.log import Logger, get_logger
 from actors.process import ProcessGroup
 from actors.stream import Stream, StreamKind, StreamMode
 
 from ..flow import AgentSpec, InputRef, Step
+from .agent_sessions import prompt_in_session
 from .events import EventHub, StepStream
 from .resources import JobResources
 
@@ -106,6 +107,19 @@ class StepContext:
     async def agent(self, spec: AgentSpec) -> AgentAdapter:
         """The job's adapter for ``spec`` (started on demand; shared within the job only)."""
         return await self._job.resources.adapter(spec)
+
+    async def prompt_agent(self, spec: AgentSpec, text: str, on_update: UpdateCallback) -> str:
+        """One prompt turn on the job's adapter for ``spec``; returns the stop reason.
+
+        ``on_update`` gets each raw ACP ``session/update`` of the turn.  The turn's ACP session is
+        published as an :class:`~runtime.core.events.AgentSession` event; when the job was resumed
+        (after a crash or a drain) while this step was in a turn, the agent is asked to reload that
+        session (``session/load``), so the work goes on where it was (see
+        :mod:`runtime.core.agent_sessions`).
+        """
+        adapter = await self.agent(spec)
+        return await prompt_in_session(self._job.hub, self._job.resources, adapter, self.step, self.iteration,
+                                       text, on_update)
 
     def template_lookup(self, step: Step, inputs: Mapping[str, Any]) -> Callable[[str], Any]:
         """Resolve a prompt placeholder: a local input (with a dotted path) or an input reference."""

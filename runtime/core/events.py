@@ -25,6 +25,7 @@ from .states import EndState
 
 __all__ = [
     "EVENT_TYPES",
+    "AgentSession",
     "EscalationTimedOut",
     "Event",
     "EventHub",
@@ -142,6 +143,23 @@ class StepStream(Event):
 
 
 @attrs.frozen(kw_only=True)
+class AgentSession(Event):
+    """An agent step's prompt turn runs in ACP session ``session_id`` of its agent.
+
+    ``loaded``: re-attached with ``session/load`` (a job resumed after a crash or a drain) rather
+    than opened new; ``fallback``: why the session the step had before was not reloaded.  A
+    durable job's record of it is what lets the next runtime re-attach.
+    """
+
+    type: ClassVar[str] = "agent_session"
+    step: str
+    session_id: str
+    iteration: int = 0
+    loaded: bool = False
+    fallback: str | None = None
+
+
+@attrs.frozen(kw_only=True)
 class JobFinished(Event):
     type: ClassVar[str] = "job_finished"
     state: EndState
@@ -159,7 +177,7 @@ class Lagged:
 EVENT_TYPES: Mapping[str, type[Event]] = {
     cls.type: cls
     for cls in (JobStarted, StepStarted, StepCompleted, StepFailed, StepCancelled, ExitResolved,
-                JobPaused, EscalationTimedOut, JobResumed, StepStream, JobFinished)
+                JobPaused, EscalationTimedOut, JobResumed, StepStream, AgentSession, JobFinished)
 }
 
 

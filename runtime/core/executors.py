@@ -128,7 +128,7 @@ async def _publish_update(stream: Stream, update: Mapping[str, Any], tools: dict
 async def run_agent(ctx: StepContext, step: Step, inputs: dict[str, Any]) -> Mapping[str, Any]:
     assert step.agent is not None and step.prompt is not None
     prompt = fill_template(step.prompt, ctx.template_lookup(step, inputs))
-    adapter = await ctx.agent(step.agent)
+    await ctx.agent(step.agent)  # the adapter is up before the message opens
     text: list[str] = []
     tools: dict[str, str] = {}
     async with ctx.stream(kind="text") as stream:
@@ -138,7 +138,7 @@ async def run_agent(ctx: StepContext, step: Step, inputs: dict[str, Any]) -> Map
                 text.append(_text_of(update.get("content")))
             await _publish_update(stream, update, tools)
 
-        stop_reason = await adapter.prompt(prompt, on_update)
+        stop_reason = await ctx.prompt_agent(step.agent, prompt, on_update)
     return {"text": "".join(text), "stop_reason": stop_reason}
 
 

@@ -74,7 +74,7 @@ class Job:
         self.flow = flow
         self.inputs = dict(inputs)
         self.recording: Recording = services.recording(recording, job_id, self.fail_on_store_error)
-        self.resources = JobResources(job_id, services)
+        self.resources = JobResources(job_id, services, restored.sessions if restored else None)
         self.state = JobState.PENDING
         self.hub = EventHub(job_id, first_seq=restored.first_seq if restored else 0)
         self.resume_payload: Any = restored.resume_payload if restored else None

@@ -49,12 +49,15 @@ class JobResources:
 
     # most jobs start no process, stream or adapter: their containers are made on first use
     # (one job object fewer each for the garbage collector to walk while 100k jobs are live)
-    __slots__ = ("_adapters", "_job_id", "_services", "_stops", "_workspace", "process_groups", "running_in",
-                 "streams")
+    __slots__ = ("_adapters", "_job_id", "_services", "_sessions", "_stops", "_workspace", "process_groups",
+                 "running_in", "streams")
 
-    def __init__(self, job_id: str, services: JobServices) -> None:
+    def __init__(self, job_id: str, services: JobServices,
+                 sessions: Mapping[tuple[str, int], str] | None = None) -> None:
         self._job_id = job_id
         self._services = services
+        # (step, iteration) -> the ACP session a resumed job's agent step re-attaches to (taken once)
+        self._sessions = dict(sessions) if sessions else None
         self.running_in: trio.Nursery | None = None
         """The job's nursery while it runs (set and cleared by the job), else ``None``."""
         self._workspace: Path | None = None
@@ -117,6 +120,11 @@ class JobResources:
             return 0
         runtime_id, job_id = self._services.runtime_id, self._job_id
         return len(find_marked(lambda m: m.job_id == job_id and m.runtime_id == runtime_id))
+
+    def take_session(self, step: str, iteration: int) -> str | None:
+        """The ACP session ``step`` ran in at ``iteration`` before the job was resumed, once:
+        a later attempt (a retry) opens a new one."""
+        return self._sessions.pop((step, iteration), None) if self._sessions else None
 
     async def adapter(self, spec: AgentSpec) -> AgentAdapter:
         """The job's adapter for ``spec``: started on first use in the job's nursery, then shared."""

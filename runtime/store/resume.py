@@ -31,6 +31,8 @@ class Restored:
     deadline: float | None = None  # the flow timeout's wall-clock deadline, from the first start
     paused_on: tuple[str, str] | None = None  # (step, rule) of the pause it was left in
     pause_deadline: float | None = None  # that pause's wall-clock deadline (an escalate rule's timeout)
+    #: (step, iteration) -> the ACP session its agent turn last ran in, for each step to run again
+    sessions: Mapping[tuple[str, int], str] = attrs.field(factory=dict)
 
 
 async def resumable(store: Store, live_runtimes: set[str]) -> list[JobRecord]:
@@ -48,7 +50,8 @@ async def restore(store: Store, rec: JobRecord) -> tuple[Flow, Restored]:
     The log is written in seq order, so after a crash the store holds a prefix of it; replaying
     that prefix gives the step states.  A step counts as completed once its exit was resolved
     (its checkpoint is written before that); a loop resets the steps it re-runs, whose older
-    checkpoints are then stale.  Outputs come from the checkpoints.  The last pause's step, rule
+    checkpoints are then stale.  Outputs come from the checkpoints.  The ACP session of each agent
+step that has not completed its iteration is kept, for the step to re-attach to.  The last pause's step, rule
     and deadline are kept until a resume (an escalate rule's timeout, re-armed by the job).
     """
     flow = flow_from_dict(rec.flow)
@@ -63,6 +66,7 @@ async def restore(store: Store, rec: JobRecord) -> tuple[Flow, Restored]:
     resumed, deadline = False, None
     paused_on: tuple[str, str] | None = None
     pause_deadline: float | None = None
+    sessions: dict[tuple[str, int], str] = {}
     for row in events:
         data = row.payload
         if row.type == "job_started":
@@ -90,6 +94,8 @@ async def restore(store: Store, rec: JobRecord) -> tuple[Flow, Restored]:
                 pause_deadline = None if rule.timeout is None else row.ts + rule.timeout
         elif row.type == "job_paused":
             paused, paused_on, pause_deadline = True, (data["step"], data["rule"]), data.get("deadline")
+        elif row.type == "agent_session":
+            sessions[data["step"], data.get("iteration", 0)] = data["session_id"]
         elif row.type == "job_resumed":
             paused, payload, resumed = False, data.get("payload"), True
             paused_on = pause_deadline = None
@@ -99,5 +105,6 @@ async def restore(store: Store, rec: JobRecord) -> tuple[Flow, Restored]:
         outputs=outputs, iterations=iterations, loops=loops, abandoned=abandoned,
         first_seq=first_seq, paused=paused, resume_payload=payload, created_at=rec.created_at,
         resumed=resumed, deadline=deadline, paused_on=paused_on, pause_deadline=pause_deadline,
+        sessions={key: sid for key, sid in sessions.items() if completed.get(key[0]) != key[1]},
     )
     return flow, restored

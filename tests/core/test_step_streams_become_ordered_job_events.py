@@ -119,8 +119,9 @@ async def test_agent_step_event_order():
         mine = [e for e in seen if getattr(e, "step", None) == "a"]
         kinds = [type(e.update).__name__ if isinstance(e, StepStream) else type(e).__name__ for e in mine]
         start, terminal, completed = kinds.index("Start"), kinds.index("Done"), kinds.index("StepCompleted")
-        assert kinds[0] == "StepStarted" and start == 1
-        assert all(k == "Delta" for k in kinds[start + 1:terminal]) and terminal > start + 1
+        # the message opens, the turn's ACP session is named, then only deltas until the one Done
+        assert kinds[0] == "StepStarted" and start == 1 and kinds[2] == "AgentSession"
+        assert all(k == "Delta" for k in kinds[start + 2:terminal]) and terminal > start + 2
         assert terminal < completed and kinds.count("Done") == 1
         text = "".join(e.update.delta.text for e in mine
                        if isinstance(e, StepStream) and isinstance(e.update, Delta)
