@@ -132,6 +132,9 @@ class EventPrinter:
         elif kind == "escalation_timed_out":
             self._line(self._style(f"{tag}: escalation {ev.get('rule')!r} timed out -> {ev.get('action')}",
                                    fg="yellow"))
+        elif kind == "agent_session":
+            how = " reloaded" if ev.get("loaded") else (f" new ({ev['fallback']})" if ev.get("fallback") else "")
+            self._line(self._style(f"{tag}: agent session {ev.get('session_id')}{how}", dim=True))
         elif kind == "job_resumed":
             self._line(f"  resumed with {short(ev.get('payload'))}")
         elif kind == "job_finished":

@@ -10,7 +10,7 @@ import attrs
 from ..flow import Flow
 from ..flow.codec import flow_from_dict
 from .protocol import Store
-from .records import LIVE_STATES, JobRecord
+from .records import LIVE_STATES, EventRow, JobRecord
 
 __all__ = ["Restored", "restore", "resumable"]
 
@@ -50,8 +50,7 @@ async def restore(store: Store, rec: JobRecord) -> tuple[Flow, Restored]:
     The log is written in seq order, so after a crash the store holds a prefix of it; replaying
     that prefix gives the step states.  A step counts as completed once its exit was resolved
     (its checkpoint is written before that); a loop resets the steps it re-runs, whose older
-    checkpoints are then stale.  Outputs come from the checkpoints.  The ACP session of each agent
-step that has not completed its iteration is kept, for the step to re-attach to.  The last pause's step, rule
+    checkpoints are then stale.  Outputs come from the checkpoints; agent sessions from the events.  The last pause's step, rule
     and deadline are kept until a resume (an escalate rule's timeout, re-armed by the job).
     """
     flow = flow_from_dict(rec.flow)
@@ -66,7 +65,6 @@ step that has not completed its iteration is kept, for the step to re-attach to.
     resumed, deadline = False, None
     paused_on: tuple[str, str] | None = None
     pause_deadline: float | None = None
-    sessions: dict[tuple[str, int], str] = {}
     for row in events:
         data = row.payload
         if row.type == "job_started":
@@ -94,8 +92,6 @@ step that has not completed its iteration is kept, for the step to re-attach to.
                 pause_deadline = None if rule.timeout is None else row.ts + rule.timeout
         elif row.type == "job_paused":
             paused, paused_on, pause_deadline = True, (data["step"], data["rule"]), data.get("deadline")
-        elif row.type == "agent_session":
-            sessions[data["step"], data.get("iteration", 0)] = data["session_id"]
         elif row.type == "job_resumed":
             paused, payload, resumed = False, data.get("payload"), True
             paused_on = pause_deadline = None
@@ -105,6 +101,13 @@ step that has not completed its iteration is kept, for the step to re-attach to.
         outputs=outputs, iterations=iterations, loops=loops, abandoned=abandoned,
         first_seq=first_seq, paused=paused, resume_payload=payload, created_at=rec.created_at,
         resumed=resumed, deadline=deadline, paused_on=paused_on, pause_deadline=pause_deadline,
-        sessions={key: sid for key, sid in sessions.items() if completed.get(key[0]) != key[1]},
+        sessions=_open_sessions(events, completed),
     )
     return flow, restored
+
+
+def _open_sessions(events: list[EventRow], completed: Mapping[str, int]) -> dict[tuple[str, int], str]:
+    """The last ACP session of each agent step's iteration that did not complete (to re-attach to)."""
+    sessions = {(row.payload["step"], row.payload.get("iteration", 0)): row.payload["session_id"]
+                for row in events if row.type == "agent_session"}
+    return {key: sid for key, sid in sessions.items() if completed.get(key[0]) != key[1]}
