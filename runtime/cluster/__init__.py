@@ -1,8 +1,8 @@
 """Run corral jobs on a Ray cluster with the embedded runtime's API (optional extra ``corral[ray]``).
 
-A backend over the public API: it imports the :mod:`runtime` facade, :mod:`runtime.flow.codec`
-(flows travel to hosts as dicts), :mod:`runtime.testing` (each host checks itself for leaks) and
-:mod:`actors`, never the kernel's internals (an import-linter contract says so).
+A backend over the public API: it imports the :mod:`runtime` facade, :mod:`runtime.testing` (each
+host checks itself for leaks) and :mod:`actors`, never the kernel's internals (an import-linter
+contract says so).  Flows travel to hosts cloudpickled, as Ray ships functions (see ``_ship``).
 """
 
 from ._claim import ClusterBusy

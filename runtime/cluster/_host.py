@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ import trio
 from actors.log import get_logger
 from runtime import (
     Event,
+    Flow,
     JobFinished,
     JobHandle,
     JobResult,
@@ -25,10 +27,10 @@ from runtime import (
     event_to_dict,
     open_runtime,
 )
-from runtime.flow.codec import flow_from_dict
 from runtime.testing import assert_no_leaks
 
 from ._log import EventLog
+from ._ship import error_text, unpack
 
 log = get_logger(__name__)
 
@@ -48,17 +50,19 @@ class HostOptions(TypedDict, total=False):
 
 
 class HostInfo(TypedDict):
-    """A host's process and its embedded runtime's id (the marker of every process it starts)."""
+    """A host's process, its machine, and its embedded runtime's id (the marker of every process
+    it starts)."""
 
     pid: int
     runtime_id: str
+    node: str
 
 
 class HostJob(TypedDict):
     """What a host keeps of each job it was given: enough for another controller to follow it."""
 
     job_id: str
-    flow: dict[str, Any]  # flow_to_dict's output
+    flow: bytes  # the flow and its inputs as the controller pickled them (runtime.cluster._ship.pack)
     inputs: dict[str, Any]
     record: RecordMode
 
@@ -124,9 +128,8 @@ class Host:
                     for handle in rt.jobs():
                         cancels.start_soon(handle.cancel, "shutdown")
 
-    async def _spawn(self, flow_data: dict[str, Any], inputs: dict[str, Any], job_id: str,
-                     record: RecordMode) -> None:
-        handle = await self._rt.spawn(flow_from_dict(flow_data), inputs, job_id=job_id, record=record)
+    async def _spawn(self, flow: Flow, inputs: dict[str, Any], job_id: str, record: RecordMode) -> None:
+        handle = await self._rt.spawn(flow, inputs, job_id=job_id, record=record)
         events = handle.events(maxlen=1 << 20)  # subscribed before the first event is published
         self._nursery.start_soon(self._pump, handle, events, name=f"corral.host-pump:{job_id}")
 
@@ -170,25 +173,40 @@ class Host:
     # -- Ray methods ----------------------------------------------------------------------------------
 
     async def info(self) -> HostInfo:
-        """This host's pid and its embedded runtime's id (the marker the controller sweeps)."""
-        return HostInfo(pid=os.getpid(), runtime_id=self._rt.id)
+        """This host's pid, machine and embedded runtime's id (the marker the controller sweeps)."""
+        return HostInfo(pid=os.getpid(), runtime_id=self._rt.id, node=socket.gethostname())
 
-    async def spawn(self, flow_data: dict[str, Any], inputs: dict[str, Any], job_id: str,
-                    record: RecordMode = "off") -> str:
-        """Start a job in this host's runtime."""
+    async def spawn(self, payload: bytes, job_id: str, record: RecordMode = "off") -> str | None:
+        """Start a job in this host's runtime (``payload``: its flow and inputs, pickled).
+
+        ``None`` once it runs; if it cannot start here, the error as ``Type: message`` (the
+        traceback goes to this host's log at DEBUG): a Ray error would wrap it in Ray's text.
+        """
+        try:
+            flow, inputs = unpack(payload)
+        except Exception as exc:
+            log.debug("corral.cluster.unpickle_failed", job_id=job_id, exc_info=True)
+            return error_text(exc)
         with self._cond:
             self._logs[job_id] = EventLog(self._max_log_events, _seq)
-            self._specs[job_id] = HostJob(job_id=job_id, flow=flow_data, inputs=inputs, record=record)
+            self._specs[job_id] = HostJob(job_id=job_id, flow=payload, inputs=inputs, record=record)
         try:
-            await self._call(lambda: trio.from_thread.run(self._spawn, flow_data, inputs, job_id, record,
+            await self._call(lambda: trio.from_thread.run(self._spawn, flow, inputs, job_id, record,
                                                           trio_token=self._token))
+        except Exception as exc:
+            log.debug("corral.cluster.spawn_failed", job_id=job_id, exc_info=True)
+            self._drop(job_id)
+            return error_text(exc)
         except BaseException:
-            with self._cond:
-                self._logs.pop(job_id, None)
-                self._specs.pop(job_id, None)
-                self._notify()
+            self._drop(job_id)
             raise
-        return job_id
+        return None
+
+    def _drop(self, job_id: str) -> None:
+        with self._cond:
+            self._logs.pop(job_id, None)
+            self._specs.pop(job_id, None)
+            self._notify()
 
     async def events(self, job_id: str, from_seq: int = 0) -> AsyncIterator[list[dict[str, Any]]]:
         """Stream the job's event log from ``from_seq`` in batches (whatever is new at each step):

@@ -48,7 +48,7 @@ async def open_cluster_runtime(cluster: RayCluster, *, max_running_jobs: int | N
             held = await trio.to_thread.run_sync(claim, ray, cluster)
         actors = await trio.to_thread.run_sync(_start_hosts, ray, cluster, options)
         infos: list[HostInfo] = await trio.to_thread.run_sync(lambda: ray.get([a.info.remote() for a in actors]))
-        hosts = [HostRef(a, i["pid"], i["runtime_id"]) for a, i in zip(actors, infos, strict=True)]
+        hosts = [HostRef(a, i["pid"], i["runtime_id"], i["node"]) for a, i in zip(actors, infos, strict=True)]
         async with trio.open_nursery() as nursery:
             rt = ClusterRuntime(cluster, hosts, nursery, calls, max_results=max_results)
             if cluster.name is not None:

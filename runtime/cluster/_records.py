@@ -16,21 +16,23 @@ from ._ray import ActorHandle
 class HostRef:
     """A host actor: its process, its embedded runtime's id, the jobs it runs for this controller."""
 
-    __slots__ = ("actor", "alive", "jobs", "pid", "runtime_id")
+    __slots__ = ("actor", "alive", "jobs", "name", "pid", "runtime_id")
 
-    def __init__(self, actor: ActorHandle, pid: int, runtime_id: str) -> None:
+    def __init__(self, actor: ActorHandle, pid: int, runtime_id: str, node: str = "") -> None:
         self.actor = actor
         self.pid = pid
         self.runtime_id = runtime_id
         self.jobs: set[str] = set()
         self.alive = True
+        self.name = f"host pid {pid} on {node}" if node else f"host pid {pid}"
+        """How errors name this host."""
 
 
 class ClusterJob:
     """One job on the controller: where it runs, its state and result, and its copy of the job's
     event log (filled by the job's follower task, read by every :meth:`ClusterJobHandle.events`)."""
 
-    def __init__(self, job_id: str, flow: Flow, flow_data: dict[str, Any], inputs: Mapping[str, Any],
+    def __init__(self, job_id: str, flow: Flow, flow_data: bytes, inputs: Mapping[str, Any],
                  record: RecordMode, max_log_events: int) -> None:
         self.id = job_id
         self.flow = flow

@@ -24,13 +24,13 @@ from runtime import (
     RuntimeStats,
     event_from_dict,
 )
-from runtime.flow.codec import flow_from_dict, flow_to_dict
 
 from ._config import RayCluster
 from ._handle import ClusterJobHandle
 from ._host import AdoptedJob
 from ._ray import RayCalls
 from ._records import ClusterJob, HostRef
+from ._ship import durable_problem, error_text, pack, plain, unpack
 from .testing import cluster_leaks
 
 log = get_logger(__name__)
@@ -66,9 +66,9 @@ class ClusterRuntime:
         if not isinstance(flow, Flow):
             raise TypeError(f"spawn() needs a Flow, got {type(flow).__name__}")
         bound = flow.bind_inputs(inputs)  # InputError before anything is placed, as embedded
-        data = flow_to_dict(flow, env_values=True)  # in memory to the host, which stores names only
-        if not data.get("portable", True):
-            raise ValueError(f"flow {flow.name!r} uses a lambda or callable and cannot run on a cluster")
+        if record == "durable" and (problem := durable_problem(flow)) is not None:
+            raise ValueError(problem)
+        data = pack(flow, bound)  # TypeError naming what cannot travel, before anything is placed
         job_id = job_id or uuid.uuid4().hex
         if job_id in self._live or job_id in self._results:
             raise JobExistsError(job_id, "live" if job_id in self._live else "finished on this cluster")
@@ -163,12 +163,14 @@ class ClusterRuntime:
     async def _launch(self, job: ClusterJob, host: HostRef) -> None:
         """Start an assigned job on its host and follow it."""
         try:
-            await self._calls.get(host.actor.spawn.remote, job.flow_data, job.inputs, job.id, job.record)
+            error = await self._calls.get(host.actor.spawn.remote, job.flow_data, job.id, job.record)
         except self._calls.ray.exceptions.RayActorError:
             await self._host_lost(host)
             return
         except Exception as exc:
-            self._finish(job, job.ended(JobState.FAILED, "spawn_failed", repr(exc)))
+            error = error_text(exc)
+        if error is not None:
+            self._finish(job, job.ended(JobState.FAILED, "spawn_failed", plain(error, host.name)))
             return
         self._follow_soon(job, host)
 
@@ -190,6 +192,8 @@ class ClusterRuntime:
                 elif isinstance(event, JobResumed):
                     job.state = JobState.RUNNING
             result: JobResult | None = await self._calls.get(host.actor.result.remote, job.id)
+            if result is not None and result.error is not None:
+                result = attrs.evolve(result, error=plain(result.error, host.name))
             await self._calls.get(host.actor.forget.remote, job.id)
         except ray.exceptions.RayActorError:
             await self._host_lost(host)
@@ -265,7 +269,7 @@ class ClusterRuntime:
         for host in self.hosts:
             specs: list[AdoptedJob] = await self._calls.get(host.actor.adopt.remote)
             for spec in specs:
-                job = ClusterJob(spec["job_id"], flow_from_dict(spec["flow"]), spec["flow"], spec["inputs"],
+                job = ClusterJob(spec["job_id"], unpack(spec["flow"])[0], spec["flow"], spec["inputs"],
                                  spec["record"], self.cluster.max_log_events)
                 job.host = host
                 job.state = JobState(spec["state"])

@@ -1,4 +1,4 @@
-"""Small importable python steps for cluster smoke tests and benchmarks (flows reach hosts by reference)."""
+"""Small importable python steps for cluster smoke tests and benchmarks (importable, so durable jobs may use them)."""
 
 from __future__ import annotations
 
