@@ -65,7 +65,7 @@ class AgentAdapter:
         self._sessions: set[str] = set()
         self.terminals: Terminals | None = Terminals(
             marker=marker, workspace=workspace, sessions=self._sessions, env=env, on_group=on_group,
-            stdin_grace=stdin_grace, term_grace=term_grace, limits=terminal_limits) if terminals else None
+            term_grace=term_grace, limits=terminal_limits) if terminals else None
         """The agent's ``terminal/*`` (``None`` unless ``terminals=True``)."""
         self.alive = False
         self.prompts = 0

@@ -150,21 +150,22 @@ class Terminals:
         sessions: the sessions whose turn runs now (a live view, e.g. the adapter's set).
         on_group: called with ``(group, True)`` once a terminal's group started, ``(group, False)``
             once it is gone.
-        stdin_grace, term_grace: the teardown of each group (see ProcessGroup).
+        term_grace: seconds between SIGTERM and SIGKILL when a terminal's tree is torn down (its
+            stdin is empty from the start, so there is no stdin grace).
         limits: how many terminals, how much output each.
     """
 
     def __init__(self, *, marker: Marker, workspace: Path, sessions: Collection[str],
                  env: Mapping[str, str] | None = None,
                  on_group: Callable[[ProcessGroup, bool], None] | None = None,
-                 stdin_grace: float = 0.5, term_grace: float = 2.0, limits: TerminalLimits | None = None,
+                 term_grace: float = 2.0, limits: TerminalLimits | None = None,
                  log: EventLogger | None = None) -> None:
         self._marker = marker
         self._root = Path(workspace).resolve()
         self._sessions = sessions
         self._env = dict(env) if env is not None else {}
         self._on_group = on_group
-        self._graces = (stdin_grace, term_grace)
+        self._term_grace = term_grace
         self.limits = limits if limits is not None else TerminalLimits()
         self._log: EventLogger = log if log is not None else get_logger(__name__)
         self._terminals: dict[str, _Terminal] = {}
@@ -281,9 +282,8 @@ class Terminals:
         nursery = self._nursery
         if nursery is None:
             raise RemoteError(INTERNAL_ERROR, "terminal/create: the agent's terminals are shut down")
-        stdin_grace, term_grace = self._graces
         group = ProcessGroup((*_WRAPPER, command, *args), marker=attrs.evolve(self._marker, group_id=uuid.uuid4().hex),
-                             env=env, cwd=cwd, stdin_grace=stdin_grace, term_grace=term_grace, lifeline=True)
+                             env=env, cwd=cwd, stdin_grace=0.0, term_grace=self._term_grace, lifeline=True)
         terminal = _Terminal(f"term-{uuid.uuid4().hex[:16]}", session_id, command, group, OutputBuffer(limit))
         self._terminals[terminal.id] = terminal  # counted against the cap while it starts
         try:

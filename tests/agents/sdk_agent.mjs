@@ -9,8 +9,9 @@
 //                    "term-exit:CODE:SIGNAL term-truncated:BOOL term-output:JSON" (or "term-error:CODE:MSG")
 //   [[termflood:CMD]] create `sh -c CMD`, read its output until it is truncated; say
 //                    "flood:ID truncated:BOOL bytes:N output:JSON" (keeps it running)
-//   [[termhang:CMD]] create `sh -c CMD`, wait until its output has "ready", say "term-ready:ID",
-//                    then wait for session/cancel (never releasing it)
+//   [[termready:CMD]] create `sh -c CMD`, wait until its output has "ready", say "term-ready:ID"
+//                    and end the turn (never releasing it)
+//   [[termhang:CMD]] the same, then wait for session/cancel
 //   [[termkill:CMD]] create, wait for "ready", kill, wait_for_exit, output, release, output again;
 //                    say "killed:CODE:SIGNAL kept:JSON after-release:ERRCODE"
 //   [[termmany:N]]   create N `sleep 1000` terminals; say "many:OK" and "many-error:CODE:MSG" of the
@@ -114,14 +115,13 @@ async function terminals(client, sessionId, text) {
     said.push(`termbad:${kind}:${error?.code}:${error?.message}`);
   }
   for (const line of said) await say(client, sessionId, line + " ");
-  const hang = /\[\[termhang:(.*?)\]\]/.exec(text);
-  if (hang) {
-    const { terminalId } = await client.request(t.create, shell(sessionId, hang[1], limit));
+  const ready = /\[\[term(hang|ready):(.*?)\]\]/.exec(text);
+  if (ready) {
+    const { terminalId } = await client.request(t.create, shell(sessionId, ready[2], limit));
     await outputUntil(client, sessionId, terminalId, (a) => a.output.includes("ready"));
     await say(client, sessionId, `term-ready:${terminalId} `);
-    return true;
   }
-  return false;
+  return ready?.[1] === "hang";
 }
 
 function textOf(prompt) {
