@@ -205,5 +205,5 @@ class AgentAdapter:
 
     def live_processes(self) -> int:
         """Live processes of the agent's tree and of its terminals' (blocking)."""
-        return self.group.live_processes() + (self.terminals.live_processes() if self.terminals else 0)
+        return self.group.live_processes() + (self.terminals.live_processes() if self.terminals is not None else 0)
 
