@@ -7,6 +7,8 @@ Layers, each importing only those before it::
     jsonrpc      newline-delimited JSON-RPC 2.0 over a pair of trio streams
     permissions  how session/request_permission is answered
     workspace    fs/read_text_file and fs/write_text_file, confined to one directory
+    termio       a terminal's bounded output (cut at a UTF-8 boundary) and its exit status
+    terminals    terminal/*: each terminal a contained process group in the adapter's nursery
     failures     AgentError and kin: which agent failed, in which ACP phase, how, its stderr
     client       the ACP client side (initialize, sessions, prompts, the agent's requests)
     adapter      an agent subprocess in its own process group, with a client on its stdio
@@ -25,6 +27,8 @@ from .failures import AgentStartTimeout as AgentStartTimeout
 from .failures import AuthRequired as AuthRequired
 from .jsonrpc import JsonRpcConnection as JsonRpcConnection
 from .permissions import PermissionPolicy as PermissionPolicy
+from .terminals import TerminalLimits as TerminalLimits
+from .terminals import Terminals as Terminals
 
 __all__ = [
     "AcpClient",
@@ -39,5 +43,7 @@ __all__ = [
     "PermissionPolicy",
     "ProtocolError",
     "RemoteError",
+    "TerminalLimits",
+    "Terminals",
     "UpdateCallback",
 ]

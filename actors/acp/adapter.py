@@ -11,6 +11,10 @@ hears SIGTERM.
 ``session/new`` / ``session/load`` are bounded by ``start_timeout``.  Every failure of an ACP call is raised as an
 :class:`~actors.acp.failures.AgentError` naming the agent, the phase, the JSON-RPC code, message
 and data, and the tail of the agent's stderr.
+
+With ``terminals=True`` the agent may run commands through ``terminal/*``
+(:mod:`actors.acp.terminals`): each terminal is a process group of its own in the adapter's
+nursery, released when the prompt turn that made it ends and torn down with the adapter.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from .client import AcpClient, UpdateCallback
 from .errors import ProtocolError, RemoteError
 from .failures import AgentError, AgentProtocolError, AgentStartTimeout, agent_name, stderr_lines
 from .permissions import PermissionPolicy
+from .terminals import TerminalLimits, Terminals
 
 __all__ = ["AgentAdapter", "OpenedSession"]
 
@@ -57,7 +62,8 @@ class AgentAdapter:
                  env: Mapping[str, str] | None = None, permissions: PermissionPolicy | None = None,
                  stdin_grace: float = 0.5, term_grace: float = 2.0, start_timeout: float = 30.0,
                  max_line_bytes: int = 1 << 20, auth: str | None = None,
-                 on_group: Callable[[ProcessGroup, bool], None] | None = None) -> None:
+                 on_group: Callable[[ProcessGroup, bool], None] | None = None,
+                 terminals: bool = False, terminal_limits: TerminalLimits | None = None) -> None:
         self.group = ProcessGroup(command, marker=marker, env=env, cwd=workspace,
                                   stdin_grace=stdin_grace, term_grace=term_grace)
         self.workspace = workspace
@@ -74,6 +80,10 @@ class AgentAdapter:
         self._start_error: Exception | None = None
         self._shield = trio.CancelScope(shield=True)
         self._sessions: set[str] = set()
+        self.terminals: Terminals | None = Terminals(
+            marker=marker, workspace=workspace, sessions=self._sessions, env=env, on_group=on_group,
+            term_grace=term_grace, limits=terminal_limits) if terminals else None
+        """The agent's ``terminal/*`` (``None`` unless ``terminals=True``)."""
         self.alive = False
         self.prompts = 0
 
@@ -91,9 +101,11 @@ class AgentAdapter:
                         if self._on_group is not None:
                             self._on_group(self.group, True)
                             registered = True
+                        if self.terminals is not None:  # in this nursery: they die with the adapter
+                            await nursery.start(self.terminals.run)
                         client = AcpClient(self.group.stdin, self.group.stdout, workspace=self.workspace,
                                            permissions=self._permissions, max_line_bytes=self._max_line_bytes,
-                                           request_timeout=None)  # bounded by _calls
+                                           request_timeout=None, terminals=self.terminals)  # bounded by _calls
                         await nursery.start(client.run)
                     except Exception as exc:
                         self._start_error = exc
@@ -212,6 +224,8 @@ class AgentAdapter:
                 return await self._client.prompt(session_id, text, on_update)
         finally:
             self._sessions.discard(session_id)
+            if self.terminals is not None:
+                self.terminals.release_session(session_id)
 
     async def _open_session(self, client: AcpClient, load: str | None) -> OpenedSession:
         fallback: str | None = None
@@ -239,5 +253,6 @@ class AgentAdapter:
         return self.alive and self._client is not None and self._client.closed_error is None
 
     def live_processes(self) -> int:
-        return self.group.live_processes()
+        """Live processes of the agent's tree and of its terminals' (blocking)."""
+        return self.group.live_processes() + (self.terminals.live_processes() if self.terminals is not None else 0)
 

@@ -11,6 +11,8 @@ the agent's own requests:
 - ``fs/read_text_file`` and ``fs/write_text_file``, confined to a workspace
   directory: a path that leaves it (``..``, an absolute path elsewhere, a
   symlink pointing out) is refused with an error that says so;
+- ``terminal/*`` through a :class:`~actors.acp.terminals.Terminals` manager when one is given
+  (then ``initialize`` advertises ``clientCapabilities.terminal``);
 - anything else with JSON-RPC -32601 (method not found).
 
 It knows nothing of jobs: the owner runs :meth:`AcpClient.run` in its nursery
@@ -32,6 +34,7 @@ from ..log import EventLogger, get_logger
 from .jsonrpc import JsonRpcConnection, MethodNotFound, ProtocolError, RemoteError
 from .messages import Params, object_params
 from .permissions import PermissionPolicy as PermissionPolicy
+from .terminals import Terminals
 from .workspace import RESOURCE_NOT_FOUND as RESOURCE_NOT_FOUND
 from .workspace import Workspace
 
@@ -69,6 +72,7 @@ class AcpClient:
         request_timeout: bound on ``initialize``, ``authenticate`` and ``session/new``
             (prompt turns are bounded by the caller, e.g. with ``trio.fail_after``).
         log: a structlog logger to log through (default: this module's).
+        terminals: serves ``terminal/*`` (default: none, they get -32601; the owner runs it).
 
     Start :meth:`run` in a nursery (``await nursery.start(client.run)``) before
     calling anything else. When the agent breaks the protocol or its output ends,
@@ -85,8 +89,10 @@ class AcpClient:
         max_line_bytes: int = 1 << 20,
         request_timeout: float | None = None,
         log: EventLogger | None = None,
+        terminals: Terminals | None = None,
     ) -> None:
         self._permissions = permissions
+        self._terminals = terminals
         self._log: EventLogger = log if log is not None else get_logger(__name__)
         self._workspace = Workspace(workspace, self._log)
         self._turns: dict[str, trio.MemorySendChannel[dict[str, Any]]] = {}
@@ -124,7 +130,7 @@ class AcpClient:
                 "protocolVersion": PROTOCOL_VERSION,
                 "clientCapabilities": {
                     "fs": {"readTextFile": True, "writeTextFile": True},
-                    "terminal": False,
+                    "terminal": self._terminals is not None,
                 },
                 "clientInfo": _CLIENT_INFO,
             },
@@ -275,6 +281,8 @@ class AcpClient:
             return await trio.to_thread.run_sync(
                 self._workspace.write_text_file, object_params(method, params)
             )
+        if self._terminals is not None and method.startswith("terminal/"):
+            return await self._terminals.handle(method, object_params(method, params))
         self._log.warning("agent called an unsupported method", method=method)
         raise MethodNotFound(method)
 

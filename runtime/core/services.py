@@ -87,7 +87,7 @@ class JobServices:
         ``env_from`` read from the runtime's environment now (:class:`SecretUnavailable` if missing)."""
         return AgentAdapter(
             spec.command, marker=self.marker(job_id), workspace=workspace, env=agent_env(spec, os.environ, job_id),
-            permissions=PermissionPolicy(spec.permissions), on_group=on_group, auth=spec.auth,
+            permissions=PermissionPolicy(spec.permissions), on_group=on_group, auth=spec.auth, terminals=spec.terminals,
             stdin_grace=self.process.stdin_grace, term_grace=self.process.term_grace,
             start_timeout=spec.start_timeout if spec.start_timeout is not None else self.process.agent_start_timeout,
         )

@@ -26,26 +26,27 @@ class RuntimeStats:
     recorders: int
     recorded_bytes: int
     results: int
+    process_groups: int = 0
+    """Process groups live jobs hold: agent adapters, command steps, agents' terminals."""
 
 
 def count(runtime_id: str, live: Iterable[Job], *, pending: int, results: int) -> RuntimeStats:
     """Count what the ``live`` jobs of runtime ``runtime_id`` hold: trio tasks, processes (one scan
     of the process table for all jobs: every live process carrying the runtime's marker), streams,
     recorders and their bytes."""
-    jobs = tasks = streams = recorders = recorded = 0
-    with_processes = False
+    jobs = tasks = streams = recorders = recorded = groups = 0
     for job in live:
         jobs += 1
         if job.task is not None and job.result is None:
             tasks += sum(1 for _ in walk_tasks(job.task))
-        with_processes = with_processes or bool(job.resources.process_groups)
+        groups += len(job.resources.process_groups)
         streams += job.resources.open_streams()
         recorder = job.recording.recorder
         if recorder is not None:
             recorders += 1
             recorded += recorder.bytes
-    processes = len(find_marked(lambda m: m.runtime_id == runtime_id)) if with_processes else 0
+    processes = len(find_marked(lambda m: m.runtime_id == runtime_id)) if groups else 0
     return RuntimeStats(
         live_jobs=jobs - pending, pending_jobs=pending, tasks=tasks, processes=processes,
-        streams=streams, recorders=recorders, recorded_bytes=recorded, results=results,
+        streams=streams, recorders=recorders, recorded_bytes=recorded, results=results, process_groups=groups,
     )

@@ -135,7 +135,8 @@ def _build_step(sd: StepDoc, base: DataPath, fail: Fail) -> Step:
     if sd.agent is not None:
         try:
             agent = AgentSpec(_argv(sd.agent.command), sd.agent.env, sd.agent.permissions, sd.agent.env_from,
-                              auth=sd.agent.auth, start_timeout=sd.agent.start_timeout)
+                              auth=sd.agent.auth, start_timeout=sd.agent.start_timeout,
+                              terminals=sd.agent.terminals)
         except FlowError as exc:
             fail((*base, "agent", exc.field.rsplit(".", 1)[-1]), exc.problem)
     try:
@@ -198,10 +199,10 @@ def _ref(fn: Any) -> str | None:
 def _agent_doc(spec: AgentSpec, env_values: bool) -> AgentDoc:
     if env_values:
         return AgentDoc(list(spec.command), dict(spec.env), spec.permissions, list(spec.env_from),
-                        spec.auth, spec.start_timeout)
+                        spec.auth, spec.start_timeout, spec.terminals)
     # the store keeps names only: a rebuilt flow reads every one from its runtime's environment
     names = sorted({*(name for name, _ in spec.env), *spec.env_from})
-    return AgentDoc(list(spec.command), {}, spec.permissions, names, spec.auth, spec.start_timeout)
+    return AgentDoc(list(spec.command), {}, spec.permissions, names, spec.auth, spec.start_timeout, spec.terminals)
 
 
 def flow_to_dict(flow: Flow, *, env_values: bool = False) -> dict[str, Any]:

@@ -66,6 +66,7 @@ class AgentDoc:
     env_from: list[str] = attrs.Factory(list)
     auth: str | None = None
     start_timeout: float | None = None
+    terminals: bool = False
 
 
 @attrs.define
@@ -135,6 +136,12 @@ def _number(value: Any, _type: Any) -> float:
     return float(value)
 
 
+def _bool(value: Any, _type: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {type(value).__name__} {value!r}")
+    return value
+
+
 def _int(value: Any, _type: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"expected an integer, got {type(value).__name__}")
@@ -182,6 +189,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, _strict(str))
     conv.register_structure_hook(int, _int)
     conv.register_structure_hook(float, _number)
+    conv.register_structure_hook(bool, _bool)
     on(list[str], _str_list)
     generated: dict[type, Any] = {}
 

@@ -212,10 +212,14 @@ class AgentSpec:
     auth: str | None = None
     #: Seconds for initialize (+ authenticate) and each session/new; ``None``: the runtime's default.
     start_timeout: float | None = attrs.field(default=None, validator=positive_seconds_or_none("agent.start_timeout"))
+    #: Serve the agent's ``terminal/*``: commands in contained process groups, cwd in the workspace.
+    terminals: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not self.command or not all(isinstance(c, str) for c in self.command):
             raise FlowError("agent.command", "must be a non-empty list of strings")
+        if not isinstance(self.terminals, bool):
+            raise FlowError("agent.terminals", f"must be true or false, got {self.terminals!r}")
         _check_env_from(self)
         if self.auth is not None and (not isinstance(self.auth, str) or not self.auth):
             raise FlowError("agent.auth", f"must be an authMethods id (a non-empty string), got {self.auth!r}")

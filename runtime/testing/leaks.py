@@ -82,7 +82,7 @@ def assert_no_leaks(rt: Runtime | LeakChecked, *, allow_live_jobs: bool = False)
     if not allow_live_jobs:
         if stats.live_jobs or stats.pending_jobs:
             problems.append(f"{stats.live_jobs} live and {stats.pending_jobs} pending jobs")
-        for field in ("tasks", "processes", "streams", "recorders"):
+        for field in ("tasks", "processes", "process_groups", "streams", "recorders"):
             if getattr(stats, field):
                 problems.append(f"stats().{field} == {getattr(stats, field)}")
         if rt.nursery_tasks:

@@ -3,6 +3,21 @@
 //   [[permission]]   ask session/request_permission and say which option the client chose
 //   [[fs:PATH]]      fs/write_text_file PATH, then fs/read_text_file it back, and say what it read
 //   [[hang]]         say "waiting", then wait for session/cancel and stop with "cancelled"
+//   [[caps]]         say "terminal-cap:BOOL", the client's clientCapabilities.terminal
+//   [[termlimit:N]]  pass outputByteLimit N to the terminals this turn creates
+//   [[term:CMD]]     terminal/create `sh -c CMD`, wait_for_exit, output, release; say
+//                    "term-exit:CODE:SIGNAL term-truncated:BOOL term-output:JSON" (or "term-error:CODE:MSG")
+//   [[termflood:CMD]] create `sh -c CMD`, read its output until it is truncated; say
+//                    "flood:ID truncated:BOOL bytes:N output:JSON" (keeps it running)
+//   [[termready:CMD]] create `sh -c CMD`, wait until its output has "ready", say "term-ready:ID"
+//                    and end the turn (never releasing it)
+//   [[termhang:CMD]] the same, then wait for session/cancel
+//   [[termkill:CMD]] create, wait for "ready", kill, wait_for_exit, output, release, output again;
+//                    say "killed:CODE:SIGNAL kept:JSON after-release:ERRCODE"
+//   [[termmany:N]]   create N `sleep 1000` terminals; say "many:OK" and "many-error:CODE:MSG" of the
+//                    first refusal, then release them all
+//   [[termbad:KIND]] a bad terminal request (outside, dotdot, symlink, unknown, session, nocmd, env,
+//                    args, limit); say "termbad:KIND:CODE:MESSAGE"
 // and otherwise streams the prompt back as three text chunks.
 import { Readable, Writable } from "node:stream";
 import * as acp from "@agentclientprotocol/sdk";
@@ -10,6 +25,104 @@ import * as acp from "@agentclientprotocol/sdk";
 const m = acp.methods;
 const cancels = new Map(); // sessionId -> resolve() of the turn waiting for session/cancel
 let sessions = 0;
+let terminalCap = null; // clientCapabilities.terminal as the client advertised it
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function attempt(promise) {
+  try {
+    return [await promise, null];
+  } catch (error) {
+    return [null, error];
+  }
+}
+
+function shell(sessionId, cmd, limit) {
+  const params = { sessionId, command: "sh", args: ["-c", cmd] };
+  if (limit !== null) params.outputByteLimit = limit;
+  return params;
+}
+
+// Poll terminal/output until `done(answer)` (a test agent may poll; the client never does).
+async function outputUntil(client, sessionId, terminalId, done) {
+  for (;;) {
+    const answer = await client.request(m.client.terminal.output, { sessionId, terminalId });
+    if (done(answer) || answer.exitStatus) return answer;
+    await sleep(20);
+  }
+}
+
+async function terminals(client, sessionId, text) {
+  const t = m.client.terminal;
+  const said = [];
+  const limitMatch = /\[\[termlimit:(\d+)\]\]/.exec(text);
+  const limit = limitMatch ? Number(limitMatch[1]) : null;
+  if (text.includes("[[caps]]")) said.push(`terminal-cap:${terminalCap}`);
+  for (const [, cmd] of text.matchAll(/\[\[term:(.*?)\]\]/g)) {
+    const [created, error] = await attempt(client.request(t.create, shell(sessionId, cmd, limit)));
+    if (error) {
+      said.push(`term-error:${error.code}:${error.message}`);
+      continue;
+    }
+    const terminalId = created.terminalId;
+    const exit = await client.request(t.waitForExit, { sessionId, terminalId });
+    const out = await client.request(t.output, { sessionId, terminalId });
+    await client.request(t.release, { sessionId, terminalId });
+    said.push(`term-exit:${exit.exitCode}:${exit.signal} term-truncated:${out.truncated} term-output:${JSON.stringify(out.output)}`);
+  }
+  for (const [, cmd] of text.matchAll(/\[\[termflood:(.*?)\]\]/g)) {
+    const { terminalId } = await client.request(t.create, shell(sessionId, cmd, limit));
+    const out = await outputUntil(client, sessionId, terminalId, (a) => a.truncated);
+    said.push(`flood:${terminalId} truncated:${out.truncated} bytes:${Buffer.byteLength(out.output)} output:${JSON.stringify(out.output)}`);
+  }
+  for (const [, cmd] of text.matchAll(/\[\[termkill:(.*?)\]\]/g)) {
+    const { terminalId } = await client.request(t.create, shell(sessionId, cmd, limit));
+    await outputUntil(client, sessionId, terminalId, (a) => a.output.includes("ready"));
+    await client.request(t.kill, { sessionId, terminalId });
+    const exit = await client.request(t.waitForExit, { sessionId, terminalId });
+    const kept = await client.request(t.output, { sessionId, terminalId });
+    await client.request(t.release, { sessionId, terminalId });
+    const [, gone] = await attempt(client.request(t.output, { sessionId, terminalId }));
+    said.push(`killed:${exit.exitCode}:${exit.signal} kept:${JSON.stringify(kept.output)} after-release:${gone?.code}`);
+  }
+  const many = /\[\[termmany:(\d+)\]\]/.exec(text);
+  if (many) {
+    const ids = [];
+    let refusal = null;
+    for (let i = 0; i < Number(many[1]); i++) {
+      const [created, error] = await attempt(client.request(t.create, { sessionId, command: "sleep", args: ["1000"] }));
+      if (created) ids.push(created.terminalId);
+      else refusal ??= error;
+    }
+    for (const terminalId of ids) await client.request(t.release, { sessionId, terminalId });
+    said.push(`many:${ids.length}`);
+    if (refusal) said.push(`many-error:${refusal.code}:${refusal.message}`);
+  }
+  for (const [, kind] of text.matchAll(/\[\[termbad:(\w+)\]\]/g)) {
+    const bad = {
+      outside: { sessionId, command: "pwd", cwd: "/" },
+      dotdot: { sessionId, command: "pwd", cwd: "../.." },
+      symlink: { sessionId, command: "pwd", cwd: "escape" },
+      session: { sessionId: "not-a-session", command: "pwd" },
+      nocmd: { sessionId, command: "no-such-command-for-corral" },
+      env: { sessionId, command: "pwd", env: [{ name: "A=B", value: "secret-value" }] },
+      args: { sessionId, command: "pwd", args: ["ok", "bad\u0000arg"] },
+      limit: { sessionId, command: "pwd", outputByteLimit: -1 },
+    }[kind];
+    const [, error] = bad
+      ? await attempt(client.request(t.create, bad))
+      : await attempt(client.request(t.output, { sessionId, terminalId: "term-never-made" }));
+    said.push(`termbad:${kind}:${error?.code}:${error?.message}`);
+  }
+  for (const line of said) await say(client, sessionId, line + " ");
+  const ready = /\[\[term(hang|ready):(.*?)\]\]/.exec(text);
+  if (ready) {
+    const { terminalId } = await client.request(t.create, shell(sessionId, ready[2], limit));
+    await outputUntil(client, sessionId, terminalId, (a) => a.output.includes("ready"));
+    await say(client, sessionId, `term-ready:${terminalId} `);
+  }
+  return ready?.[1] === "hang";
+}
 
 function textOf(prompt) {
   return prompt.filter((b) => b.type === "text").map((b) => b.text).join("");
@@ -43,12 +156,14 @@ async function turn({ params, client }) {
     const read = await client.request(m.client.fs.readTextFile, { sessionId, path: fs[1] });
     await say(client, sessionId, `read:${read.content} `);
   }
-  if (text.includes("[[hang]]")) {
-    const cancelled = new Promise((resolve) => cancels.set(sessionId, resolve));
+  const cancelled = new Promise((resolve) => cancels.set(sessionId, resolve));
+  const termHang = await terminals(client, sessionId, text);
+  if (termHang || text.includes("[[hang]]")) {
     await say(client, sessionId, "waiting");
     await cancelled;
     return { stopReason: "cancelled" };
   }
+  cancels.delete(sessionId);
   const words = text.replace(/\[\[[^\]]*\]\]\s*/g, "").split(" ");
   const third = Math.ceil(words.length / 3);
   for (let i = 0; i < words.length; i += third) {
@@ -60,11 +175,14 @@ async function turn({ params, client }) {
 
 const app = acp
   .agent({ name: "corral-sdk-agent" })
-  .onRequest(m.agent.initialize, () => ({
+  .onRequest(m.agent.initialize, ({ params }) => {
+    terminalCap = params.clientCapabilities?.terminal ?? null;
+    return {
     protocolVersion: acp.PROTOCOL_VERSION,
     agentCapabilities: { loadSession: false },
     authMethods: [],
-  }))
+    };
+  })
   .onRequest(m.agent.session.new, () => ({ sessionId: `sdk-${++sessions}` }))
   .onRequest(m.agent.session.prompt, turn)
   .onNotification(m.agent.session.cancel, ({ params }) => {

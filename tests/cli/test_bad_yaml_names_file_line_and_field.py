@@ -108,6 +108,11 @@ BAD = {
           agent: {command: [echo], auth: ""}
           prompt: hi
         """), 4, "steps.a.agent.auth", "authMethods id"),
+    "terminals not a boolean": (_flow("""\
+        a:
+          agent: {command: [echo], terminals: "yes"}
+          prompt: hi
+        """), 4, "steps.a.agent.terminals", "expected true or false, got str 'yes'"),
     "loop without a bound": (_flow("""\
         a: {command: [echo]}
         b:

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from runtime import ExitRule, OnError
+from runtime import AgentSpec, ExitRule, OnError
 from runtime.cli.yaml import FlowLoadError, load_flow, load_flow_text
 from runtime.flow.codec import flow_from_dict, flow_to_dict
 
@@ -83,7 +83,7 @@ steps:
     step = flow.steps[0]
     assert step.agent.command == (sys.executable, "-m", "actors.fake_agent")
     assert step.agent.permissions == "reject"
-    assert step.agent.auth is None and step.agent.start_timeout is None
+    assert step.agent.auth is None and step.agent.start_timeout is None and step.agent.terminals is False
 
 
 def test_agent_auth_and_start_timeout_load_and_round_trip():
@@ -97,6 +97,21 @@ steps:
     agent = flow.steps[0].agent
     assert agent.auth == "codex-api-key" and agent.start_timeout == 90
     assert flow_from_dict(flow_to_dict(flow)).steps[0].agent == agent
+
+
+def test_agent_terminals_load_and_round_trip():
+    flow = load_flow_text("""\
+name: f
+steps:
+  ask:
+    agent: {command: [codex-acp], terminals: true}
+    prompt: hi
+""")
+    agent = flow.steps[0].agent
+    assert agent.terminals is True
+    assert flow_to_dict(flow)["steps"][0]["agent"]["terminals"] is True
+    assert flow_from_dict(flow_to_dict(flow)).steps[0].agent == agent
+    assert agent != AgentSpec(["codex-acp"])  # a spec with terminals gets an adapter of its own
 
 
 def test_yaml_flow_round_trips_through_the_store_format():

@@ -7,7 +7,7 @@ import functools
 
 import pytest
 
-from runtime import ExitRule, Flow, FlowError, FlowInput, OnError, Step
+from runtime import AgentSpec, ExitRule, Flow, FlowError, FlowInput, OnError, Step
 
 
 async def noop(ctx, inputs):
@@ -176,3 +176,9 @@ def test_declared_inputs():
     assert err(lambda: Flow("f", [Step("a", run=noop)], inputs={"x": FlowInput(int, default="1")})).field \
         == "inputs"
     assert err(lambda: Flow("f", [Step("a", run=noop)], inputs=["x"])).field == "inputs"
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None])
+def test_agent_terminals_must_be_a_boolean(bad):
+    e = err(lambda: AgentSpec(["agent"], terminals=bad))
+    assert e.field == "agent.terminals" and repr(bad) in e.problem
