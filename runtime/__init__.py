@@ -12,6 +12,7 @@ nothing it started can outlive it.
 from .client import ControlClient, open_client
 from .core.context import StepContext
 from .core.events import (
+    AgentUpdate,
     EscalationTimedOut,
     Event,
     ExitResolved,
@@ -48,6 +49,7 @@ from .flow import (
     FlowError,
     FlowInput,
     InputError,
+    McpServer,
     OnError,
     SecretUnavailable,
     Step,
@@ -57,6 +59,7 @@ from .flow import (
 __all__ = [
     "RECORD_MODES",
     "AgentSpec",
+    "AgentUpdate",
     "ControlClient",
     "EscalationTimedOut",
     "Event",
@@ -79,6 +82,7 @@ __all__ = [
     "JobStateError",
     "JobView",
     "Lagged",
+    "McpServer",
     "OnError",
     "RecordMode",
     "Runtime",

@@ -8,6 +8,7 @@ Layers, each importing only those before it::
     permissions  how session/request_permission is answered
     workspace    fs/read_text_file and fs/write_text_file, confined to one directory
     failures     AgentError and kin: which agent failed, in which ACP phase, how, its stderr
+    session      what session/new answered (id, modes)
     client       the ACP client side (initialize, sessions, prompts, the agent's requests)
     adapter      an agent subprocess in its own process group, with a client on its stdio
 """
@@ -24,6 +25,7 @@ from .failures import AgentStartTimeout as AgentStartTimeout
 from .failures import AuthRequired as AuthRequired
 from .jsonrpc import JsonRpcConnection as JsonRpcConnection
 from .permissions import PermissionPolicy as PermissionPolicy
+from .session import Session as Session
 
 __all__ = [
     "AcpClient",
@@ -37,5 +39,6 @@ __all__ = [
     "PermissionPolicy",
     "ProtocolError",
     "RemoteError",
+    "Session",
     "UpdateCallback",
 ]

@@ -7,8 +7,13 @@ is cancelled, the adapter first tells every in-flight session ``session/cancel``
 bounded), and only then tears the process tree down — so an agent hears the cancel before it
 hears SIGTERM.
 
-``initialize`` (then ``authenticate`` when an ``auth`` method id is given) and each
-``session/new`` are bounded by ``start_timeout``.  Every failure of an ACP call is raised as an
+Each session is opened with the adapter's ``mcp_servers`` (ACP ``McpServer`` objects, passed as
+``mcpServers``; a stdio server is the agent's own child, so it dies with the agent's tree) and,
+when a ``mode`` is given, switched to it with ``session/set_mode`` -- refused first, naming the
+mode and the available ones, if the agent advertised modes and this is not one of them.
+
+``initialize`` (then ``authenticate`` when an ``auth`` method id is given), each
+``session/new`` and ``session/set_mode`` are bounded by ``start_timeout``.  Every failure of an ACP call is raised as an
 :class:`~actors.acp.failures.AgentError` naming the agent, the phase, the JSON-RPC code, message
 and data, and the tail of the agent's stderr.
 """
@@ -19,6 +24,7 @@ import math
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -28,6 +34,7 @@ from .client import AcpClient, UpdateCallback
 from .errors import ProtocolError, RemoteError
 from .failures import AgentError, AgentProtocolError, AgentStartTimeout, agent_name, stderr_lines
 from .permissions import PermissionPolicy
+from .session import Session
 
 __all__ = ["AgentAdapter"]
 
@@ -42,13 +49,16 @@ class AgentAdapter:
                  env: Mapping[str, str] | None = None, permissions: PermissionPolicy | None = None,
                  stdin_grace: float = 0.5, term_grace: float = 2.0, start_timeout: float = 30.0,
                  max_line_bytes: int = 1 << 20, auth: str | None = None,
-                 on_group: Callable[[ProcessGroup, bool], None] | None = None) -> None:
+                 on_group: Callable[[ProcessGroup, bool], None] | None = None,
+                 mcp_servers: Sequence[Mapping[str, Any]] = (), mode: str | None = None) -> None:
         self.group = ProcessGroup(command, marker=marker, env=env, cwd=workspace,
                                   stdin_grace=stdin_grace, term_grace=term_grace)
         self.workspace = workspace
         self._permissions = permissions or PermissionPolicy()
         self._start_timeout = start_timeout
         self._auth = auth
+        self._mcp_servers = tuple(mcp_servers)  # ACP McpServer objects: their env/headers are secrets
+        self._mode = mode
         self.auth_methods: list[object] = []
         """The ``authMethods`` the agent advertised in its ``initialize`` answer."""
         self._max_line_bytes = max_line_bytes
@@ -175,7 +185,10 @@ class AgentAdapter:
             raise await self._with_stderr(
                 AgentProtocolError(self._agent, "session/new", "agent adapter is not running"))
         async with self._calls("session/new", []):
-            session_id = await self._client.new_session()
+            session = await self._client.open_session(mcp_servers=self._mcp_servers)
+        session_id = session.session_id
+        if self._mode is not None:
+            await self._set_mode(self._client, session, self._mode)
         self._sessions.add(session_id)
         self.prompts += 1
         try:
@@ -183,6 +196,15 @@ class AgentAdapter:
                 return await self._client.prompt(session_id, text, on_update)
         finally:
             self._sessions.discard(session_id)
+
+    async def _set_mode(self, client: AcpClient, session: Session, mode: str) -> None:
+        """``session/set_mode``; a mode the agent did not advertise is refused before asking."""
+        if session.modes is not None and mode not in session.modes:
+            listed = ", ".join(repr(m) for m in session.modes) or "(none)"
+            raise await self._with_stderr(AgentError(
+                self._agent, "session/set_mode", f"mode {mode!r} is not one of the agent's modes: {listed}"))
+        async with self._calls("session/set_mode", []):
+            await client.set_mode(session.session_id, mode)
 
     @property
     def usable(self) -> bool:
