@@ -15,7 +15,8 @@ Every kind of ACP v1's ``SessionUpdate`` is handled:
   ``session_info_update``, ``usage_update``, ``notice``, ``compaction_update`` and
   ``compaction_summary_chunk`` (its content as text) -> an ``AgentUpdate`` whose ``data`` is the
   update's fields, bounded (strings cut at 2000 characters, lists and objects at 100 items, at
-  most 8 levels and about 16 000 characters in all; ``_meta`` dropped).
+  most 8 levels and about 16 000 characters in all -- what is cut is marked ``…`` --; ``_meta``
+  dropped).
 - ``user_message_chunk`` is ignored: it replays our own prompt.
 - An unknown kind, or an update missing a field its kind requires, is ignored with a DEBUG log.
 
@@ -125,10 +126,24 @@ class _Budget:
         if depth >= MAX_DEPTH or self.left <= 0:
             return "…"
         if isinstance(value, Mapping):
-            return {self.text(str(k)): self.value(v, depth + 1)
-                    for k, v in list(value.items())[:MAX_ITEMS] if k != "_meta"}
+            out: dict[str, Any] = {}
+            for i, (k, v) in enumerate(value.items()):
+                if i == MAX_ITEMS or self.left <= 0:
+                    out["…"] = "truncated"
+                    break
+                if k != "_meta":
+                    key = str(k)[:MAX_STRING]
+                    self.left -= len(key)
+                    out[key] = self.value(v, depth + 1)
+            return out
         if isinstance(value, list | tuple):
-            return [self.value(v, depth + 1) for v in value[:MAX_ITEMS]]
+            items = []
+            for i, v in enumerate(value):
+                if i == MAX_ITEMS or self.left <= 0:
+                    items.append("…")
+                    break
+                items.append(self.value(v, depth + 1))
+            return items
         return self.text(repr(value))
 
 

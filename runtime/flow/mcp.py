@@ -64,6 +64,8 @@ class McpServer:
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise FlowError("mcp_server.name", f"must be a non-empty string, got {self.name!r}")
+        if self.transport is None and self.command is None and self.url is None:
+            raise self._bad("command", "an MCP server needs a command (stdio) or a url (http, sse)")
         if self.transport is None:
             object.__setattr__(self, "transport", "stdio" if self.command is not None else "http")
         if self.transport not in MCP_TRANSPORTS:
