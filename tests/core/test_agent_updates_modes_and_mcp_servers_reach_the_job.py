@@ -8,7 +8,7 @@
   advertise fails the step naming it and the agent's modes;
 - ``AgentSpec(mcp_servers=...)`` reaches the agent in ``session/new``; the stdio server it starts
   is its child and dies with its tree when the job completes or is cancelled; the server's env
-  value reaches the server and never the SQLite file or the events.
+  value reaches the server and never the SQLite file, the events, the logs or ``repr``.
 
 They need ``npm ci --prefix tests/agents`` (CI runs it); without it they FAIL saying so.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -128,7 +129,8 @@ def started_server(pidfile: Path) -> int:
     return int(info["pid"])
 
 
-async def test_a_stdio_mcp_server_gets_its_env_and_dies_with_the_agent_when_the_job_completes(tmp_path):
+async def test_a_stdio_mcp_server_gets_its_env_and_dies_with_the_agent_when_the_job_completes(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
     spec, pidfile = mcp_spec(tmp_path)
     db = tmp_path / "s.db"
     async with open_runtime(term_grace=1.0, workspace=tmp_path / "ws", store=db) as rt:
@@ -141,6 +143,9 @@ async def test_a_stdio_mcp_server_gets_its_env_and_dies_with_the_agent_when_the_
             await wait_exited([pid])
         assert_no_leaks(rt)
     assert_secret_kept(db, events)
+    assert caplog.records, "nothing was logged: the capture saw nothing"
+    assert SECRET not in caplog.text and SECRET not in "".join(str(r.__dict__) for r in caplog.records)
+    assert SECRET not in repr(spec)
 
 
 async def test_a_stdio_mcp_server_dies_with_the_agent_when_the_job_is_cancelled(tmp_path):
