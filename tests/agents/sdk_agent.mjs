@@ -2,8 +2,10 @@
 // for corral's real-adapter tests.  Run with node.  The prompt text picks what it does:
 //   [[permission]]   ask session/request_permission and say which option the client chose
 //   [[fs:PATH]]      fs/write_text_file PATH, then fs/read_text_file it back, and say what it read
-//   [[updates]]      send one session/update of each kind (plan, tool calls with wrapped text and
-//                    diff content, thought, commands, mode, usage, an unknown and a malformed one)
+//   [[updates]]      send one session/update of each kind of ACP v1 (plan, tool calls with wrapped
+//                    text and diff content, thought, commands, mode, config options, session info,
+//                    usage, notice, compaction, a user message chunk, an image chunk), then an
+//                    unknown kind and a malformed one
 //   [[mcp]]          say which mcpServers session/new got (names, commands, args, env *names*), and
 //                    spawn each stdio one as a child with the env it was given; wait until it
 //                    writes a line to its stdout
@@ -53,6 +55,15 @@ async function allUpdates(client, sessionId) {
   await update(client, sessionId, { sessionUpdate: "current_mode_update", currentModeId: "code" });
   await update(client, sessionId, { sessionUpdate: "usage_update", used: 1200, size: 200000,
     cost: { amount: 0.25, currency: "USD" } });
+  await update(client, sessionId, { sessionUpdate: "config_option_update", configOptions: [
+    { id: "model", name: "Model", type: "select", currentValue: "fast", options: [{ value: "fast", name: "Fast" }] },
+  ] });
+  await update(client, sessionId, { sessionUpdate: "session_info_update", title: "Fixing the notes" });
+  await update(client, sessionId, { sessionUpdate: "notice", severity: "warning", title: "rate limit near" });
+  await update(client, sessionId, { sessionUpdate: "compaction_update", compactionId: "c1", status: "completed" });
+  await update(client, sessionId, { sessionUpdate: "compaction_summary_chunk", compactionId: "c1",
+    content: { type: "text", text: "summary so far" } });
+  await update(client, sessionId, { sessionUpdate: "user_message_chunk", content: { type: "text", text: "echo of the prompt" } });
   await update(client, sessionId, { sessionUpdate: "x_future_kind", whatever: [1, 2, 3] });
   await update(client, sessionId, { sessionUpdate: "plan", entries: "not a list" }); // malformed
   await update(client, sessionId, { sessionUpdate: "agent_message_chunk", content: { type: "image", mimeType: "image/png", data: "iVBORw0KGgo=" } });

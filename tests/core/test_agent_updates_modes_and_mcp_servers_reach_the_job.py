@@ -69,7 +69,8 @@ async def test_every_update_kind_reaches_the_stream_or_an_agent_update_event(tmp
         with trio.fail_after(BOUND):
             result, events = await run(rt, AgentSpec(sdk_agent()), "[[updates]] done now", record="durable")
         assert result.state is JobState.COMPLETED, result.error
-        # the image block is a placeholder, never its data; the unknown and malformed kinds vanish
+        # the image block is a placeholder, never its data; the replayed user message, the unknown
+        # kind and the malformed update vanish
         assert result.outputs["a"]["text"] == "[image image/png]done now"
         assert [d.chunk for d in deltas(events, "ReasoningContentDelta")] == ["thinking it over"]
         tool = "".join(d.chunk for d in deltas(events, "ToolResponseDelta"))
@@ -78,7 +79,8 @@ async def test_every_update_kind_reaches_the_stream_or_an_agent_update_event(tmp
         updates = [(e.kind, e.data) for e in events if isinstance(e, AgentUpdate)]
         kinds = [k for k, _ in updates]
         assert kinds == ["plan", "tool_call", "tool_call_update", "available_commands_update",
-                         "current_mode_update", "usage_update"], kinds
+                         "current_mode_update", "usage_update", "config_option_update", "session_info_update",
+                         "notice", "compaction_update", "compaction_summary_chunk"], kinds
         data = dict(updates)
         assert [e["content"] for e in data["plan"]["entries"]] == ["read the notes", "write the fix"]
         assert data["plan"]["entries"][0] == {"content": "read the notes", "priority": "high",
@@ -89,6 +91,11 @@ async def test_every_update_kind_reaches_the_stream_or_an_agent_update_event(tmp
         assert [c["name"] for c in data["available_commands_update"]["availableCommands"]] == ["plan", "test"]
         assert data["current_mode_update"] == {"currentModeId": "code"}
         assert data["usage_update"] == {"used": 1200, "size": 200000, "cost": {"amount": 0.25, "currency": "USD"}}
+        assert data["config_option_update"]["configOptions"][0]["currentValue"] == "fast"
+        assert data["session_info_update"] == {"title": "Fixing the notes"}
+        assert data["notice"] == {"severity": "warning", "title": "rate limit near"}
+        assert data["compaction_update"] == {"compactionId": "c1", "status": "completed"}
+        assert data["compaction_summary_chunk"] == {"compactionId": "c1", "content": "summary so far"}
         stored = [row for row in await rt.store.read_events(result.job_id) if row.type == "agent_update"]
         assert [row.payload["kind"] for row in stored] == kinds
         assert stored[0].payload["data"] == data["plan"]
