@@ -13,9 +13,9 @@ when a ``mode`` is given, switched to it with ``session/set_mode`` -- refused fi
 mode and the available ones, if the agent advertised modes and this is not one of them.
 
 ``initialize`` (then ``authenticate`` when an ``auth`` method id is given), each
-``session/new`` and ``session/set_mode`` are bounded by ``start_timeout``.  Every failure of an ACP call is raised as an
-:class:`~actors.acp.failures.AgentError` naming the agent, the phase, the JSON-RPC code, message
-and data, and the tail of the agent's stderr.
+``session/new`` and ``session/set_mode`` are bounded by ``start_timeout``.  Every failure of an
+ACP call is raised as an :class:`~actors.acp.failures.AgentError` naming the agent, the phase,
+the JSON-RPC code, message and data, and the tail of the agent's stderr.
 """
 
 from __future__ import annotations
