@@ -13,6 +13,7 @@ from .client import ControlClient, open_client
 from .core.context import StepContext
 from .core.events import (
     AgentSession,
+    AgentUpdate,
     EscalationTimedOut,
     Event,
     ExitResolved,
@@ -49,6 +50,7 @@ from .flow import (
     FlowError,
     FlowInput,
     InputError,
+    McpServer,
     OnError,
     SecretUnavailable,
     Step,
@@ -59,6 +61,7 @@ __all__ = [
     "RECORD_MODES",
     "AgentSession",
     "AgentSpec",
+    "AgentUpdate",
     "ControlClient",
     "EscalationTimedOut",
     "Event",
@@ -81,6 +84,7 @@ __all__ = [
     "JobStateError",
     "JobView",
     "Lagged",
+    "McpServer",
     "OnError",
     "RecordMode",
     "Runtime",

@@ -10,6 +10,7 @@ Layers, each importing only those before it::
     termio       a terminal's bounded output (cut at a UTF-8 boundary) and its exit status
     terminals    terminal/*: each terminal a contained process group in the adapter's nursery
     failures     AgentError and kin: which agent failed, in which ACP phase, how, its stderr
+    session      what session/new answered (id, modes)
     client       the ACP client side (initialize, sessions, prompts, the agent's requests)
     adapter      an agent subprocess in its own process group, with a client on its stdio
 """
@@ -27,6 +28,7 @@ from .failures import AgentStartTimeout as AgentStartTimeout
 from .failures import AuthRequired as AuthRequired
 from .jsonrpc import JsonRpcConnection as JsonRpcConnection
 from .permissions import PermissionPolicy as PermissionPolicy
+from .session import Session as Session
 from .terminals import TerminalLimits as TerminalLimits
 from .terminals import Terminals as Terminals
 
@@ -43,6 +45,7 @@ __all__ = [
     "PermissionPolicy",
     "ProtocolError",
     "RemoteError",
+    "Session",
     "TerminalLimits",
     "Terminals",
     "UpdateCallback",

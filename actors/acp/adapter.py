@@ -7,10 +7,15 @@ is cancelled, the adapter first tells every in-flight session ``session/cancel``
 bounded), and only then tears the process tree down — so an agent hears the cancel before it
 hears SIGTERM.
 
-``initialize`` (then ``authenticate`` when an ``auth`` method id is given) and each
-``session/new`` / ``session/load`` are bounded by ``start_timeout``.  Every failure of an ACP call is raised as an
-:class:`~actors.acp.failures.AgentError` naming the agent, the phase, the JSON-RPC code, message
-and data, and the tail of the agent's stderr.
+``initialize`` (then ``authenticate`` when an ``auth`` method id is given), each
+``session/new`` / ``session/load`` and ``session/set_mode`` are bounded by ``start_timeout``.
+Every failure of an ACP call is raised as an :class:`~actors.acp.failures.AgentError` naming the
+agent, the phase, the JSON-RPC code, message and data, and the tail of the agent's stderr.
+
+Each session is opened with the adapter's ``mcp_servers`` (ACP ``McpServer`` objects, passed as
+``mcpServers``; a stdio server is the agent's own child, so it dies with the agent's tree) and,
+when a ``mode`` is given, switched to it with ``session/set_mode`` -- refused first, naming the
+mode and the available ones, if the agent advertised modes and this is not one of them.
 
 With ``terminals=True`` the agent may run commands through ``terminal/*``
 (:mod:`actors.acp.terminals`): each terminal is a process group of its own in the adapter's
@@ -23,6 +28,7 @@ import math
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
@@ -34,6 +40,7 @@ from .client import AcpClient, UpdateCallback
 from .errors import ProtocolError, RemoteError
 from .failures import AgentError, AgentProtocolError, AgentStartTimeout, agent_name, stderr_lines
 from .permissions import PermissionPolicy
+from .session import Session
 from .terminals import TerminalLimits, Terminals
 
 __all__ = ["AgentAdapter", "OpenedSession"]
@@ -63,13 +70,16 @@ class AgentAdapter:
                  stdin_grace: float = 0.5, term_grace: float = 2.0, start_timeout: float = 30.0,
                  max_line_bytes: int = 1 << 20, auth: str | None = None,
                  on_group: Callable[[ProcessGroup, bool], None] | None = None,
-                 terminals: bool = False, terminal_limits: TerminalLimits | None = None) -> None:
+                 terminals: bool = False, terminal_limits: TerminalLimits | None = None,
+                 mcp_servers: Sequence[Mapping[str, Any]] = (), mode: str | None = None) -> None:
         self.group = ProcessGroup(command, marker=marker, env=env, cwd=workspace,
                                   stdin_grace=stdin_grace, term_grace=term_grace)
         self.workspace = workspace
         self._permissions = permissions or PermissionPolicy()
         self._start_timeout = start_timeout
         self._auth = auth
+        self._mcp_servers = tuple(mcp_servers)  # ACP McpServer objects: their env/headers are secrets
+        self._mode = mode
         self.auth_methods: list[object] = []
         """The ``authMethods`` the agent advertised in its ``initialize`` answer."""
         self.can_load = False
@@ -213,8 +223,10 @@ class AgentAdapter:
         if self._client is None or not self.alive:
             raise await self._with_stderr(
                 AgentProtocolError(self._agent, "session/new", "agent adapter is not running"))
-        opened = await self._open_session(self._client, load)
+        opened, session = await self._open_session(self._client, load)
         session_id = opened.session_id
+        if self._mode is not None:
+            await self._set_mode(self._client, session, self._mode)
         if on_session is not None:
             on_session(opened)
         self._sessions.add(session_id)
@@ -227,15 +239,15 @@ class AgentAdapter:
             if self.terminals is not None:
                 self.terminals.release_session(session_id)
 
-    async def _open_session(self, client: AcpClient, load: str | None) -> OpenedSession:
+    async def _open_session(self, client: AcpClient, load: str | None) -> tuple[OpenedSession, Session]:
         fallback: str | None = None
         if load is not None and not self.can_load:
             fallback = "the agent does not advertise loadSession"
         elif load is not None:
             try:
                 async with self._calls("session/load", []):
-                    await client.load_session(load)
-                return OpenedSession(load, loaded=True)
+                    loaded = await client.load_session(load, mcp_servers=self._mcp_servers)
+                return OpenedSession(load, loaded=True), loaded
             except AgentError as exc:
                 if exc.code is None:  # no answer, or the connection broke: not a refusal
                     raise
@@ -244,8 +256,17 @@ class AgentAdapter:
             _log.warning("agent session not reloaded; opening a new one", agent=self._agent,
                          session_id=load, reason=fallback)
         async with self._calls("session/new", []):
-            session_id = await client.new_session()
-        return OpenedSession(session_id, fallback=fallback)
+            session = await client.open_session(mcp_servers=self._mcp_servers)
+        return OpenedSession(session.session_id, fallback=fallback), session
+
+    async def _set_mode(self, client: AcpClient, session: Session, mode: str) -> None:
+        """``session/set_mode``; a mode the agent did not advertise is refused before asking."""
+        if session.modes is not None and mode not in session.modes:
+            listed = ", ".join(repr(m) for m in session.modes) or "(none)"
+            raise await self._with_stderr(AgentError(
+                self._agent, "session/set_mode", f"mode {mode!r} is not one of the agent's modes: {listed}"))
+        async with self._calls("session/set_mode", []):
+            await client.set_mode(session.session_id, mode)
 
     @property
     def usable(self) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -34,11 +34,12 @@ from ..log import EventLogger, get_logger
 from .jsonrpc import JsonRpcConnection, MethodNotFound, ProtocolError, RemoteError
 from .messages import Params, object_params
 from .permissions import PermissionPolicy as PermissionPolicy
+from .session import Session as Session
 from .terminals import Terminals
 from .workspace import RESOURCE_NOT_FOUND as RESOURCE_NOT_FOUND
 from .workspace import Workspace
 
-__all__ = ["PROTOCOL_VERSION", "RESOURCE_NOT_FOUND", "AcpClient", "PermissionPolicy"]
+__all__ = ["PROTOCOL_VERSION", "RESOURCE_NOT_FOUND", "AcpClient", "PermissionPolicy", "Session"]
 
 #: The ACP protocol version this client speaks.
 PROTOCOL_VERSION = 1
@@ -149,22 +150,36 @@ class AcpClient:
         """Authenticate with one of the ``authMethods`` of the ``initialize`` answer (``authenticate``)."""
         await self._conn.request("authenticate", {"methodId": method_id})
 
-    async def new_session(self, cwd: Path | None = None) -> str:
-        """Open a session (``session/new``) and return its id.
+    async def new_session(self, cwd: Path | None = None, *,
+                          mcp_servers: Sequence[Mapping[str, Any]] = ()) -> str:
+        """Open a session (``session/new``) and return its id (see :meth:`open_session`)."""
+        return (await self.open_session(cwd, mcp_servers=mcp_servers)).session_id
+
+    async def open_session(self, cwd: Path | None = None, *,
+                           mcp_servers: Sequence[Mapping[str, Any]] = ()) -> Session:
+        """Open a session (``session/new``): its id and the modes the agent advertised.
 
         ``cwd`` defaults to the workspace; a relative ``cwd`` is taken relative to it.
+        ``mcp_servers`` are ACP ``McpServer`` objects, sent as ``mcpServers`` (never logged:
+        their ``env`` and ``headers`` hold secrets).
         """
         root = self._workspace.root
         directory = root / cwd if cwd is not None else root
-        result = await self._conn.request("session/new", {"cwd": str(directory), "mcpServers": []})
+        result = await self._conn.request(
+            "session/new", {"cwd": str(directory), "mcpServers": [dict(s) for s in mcp_servers]})
         session_id = result.get("sessionId") if isinstance(result, dict) else None
         if not isinstance(session_id, str) or not session_id:
             raise ProtocolError(f"agent answered session/new without a sessionId: {result!r}")
-        return session_id
+        return Session.from_answer(session_id, result)
 
-    async def load_session(self, session_id: str, cwd: Path | None = None) -> None:
+    async def set_mode(self, session_id: str, mode_id: str) -> None:
+        """Switch the session to one of the agent's modes (``session/set_mode``)."""
+        await self._conn.request("session/set_mode", {"sessionId": session_id, "modeId": mode_id})
+
+    async def load_session(self, session_id: str, cwd: Path | None = None, *,
+                           mcp_servers: Sequence[Mapping[str, Any]] = ()) -> Session:
         """Re-attach to a session the agent kept (``session/load``; only if it advertised
-        ``agentCapabilities.loadSession``).
+        ``agentCapabilities.loadSession``): the session, with the modes the agent advertised.
 
         The agent replays the session's history as ``session/update`` notifications before it
         answers; no prompt turn runs in the session then, so the client drops them.  Raises
@@ -172,9 +187,11 @@ class AcpClient:
         """
         root = self._workspace.root
         directory = root / cwd if cwd is not None else root
-        await self._conn.request(
-            "session/load", {"sessionId": session_id, "cwd": str(directory), "mcpServers": []}
+        result = await self._conn.request(
+            "session/load",
+            {"sessionId": session_id, "cwd": str(directory), "mcpServers": [dict(s) for s in mcp_servers]},
         )
+        return Session.from_answer(session_id, result)
 
     async def prompt(self, session_id: str, text: str, on_update: UpdateCallback) -> str:
         """Run one prompt turn and return its ``stopReason``.

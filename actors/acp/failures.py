@@ -4,7 +4,7 @@ An :class:`~actors.acp.AgentAdapter` turns every failure of one ACP call into an
 :class:`AgentError` (or one of its subclasses) whose message names:
 
 - the agent (its command line),
-- the ACP phase (``initialize``, ``authenticate``, ``session/new``, ``session/prompt``),
+- the ACP phase (``initialize``, ``authenticate``, ``session/new``, ``session/set_mode``, ``session/prompt``),
 - the JSON-RPC code and message, and the error's ``data`` (its JSON, at most 500 characters),
 - the last lines of the agent's stderr.
 

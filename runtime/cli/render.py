@@ -116,6 +116,8 @@ class EventPrinter:
                 self._open = step
             self.out.write(text.replace("\n", "\n" + prefix))
             self.out.flush()
+        elif kind == "agent_update":  # the agent's plan, tool status, usage, ...
+            self._line(self._style(f"{tag}: {ev.get('kind')} {short(ev.get('data'))}", dim=True))
         elif kind == "step_completed":
             extra = f" (iteration {ev['iteration']})" if ev.get("iteration") else ""
             self._line(f"{tag}: completed{extra}  {short(ev.get('outputs'))}")

@@ -15,7 +15,7 @@ from actors.stream import Stream, StreamKind, StreamMode
 
 from ..flow import AgentSpec, InputRef, Step
 from .agent_sessions import prompt_in_session
-from .events import EventHub, StepStream
+from .events import AgentUpdate, EventHub, StepStream
 from .resources import JobResources
 
 __all__ = ["StepContext", "StepHost"]
@@ -103,6 +103,13 @@ class StepContext:
                 hub.publish(StepStream, step=step, update=update)
 
         return self._job.resources.stream(publish, kind, index, mode, **kw)
+
+    def agent_update(self, kind: str, data: Mapping[str, Any]) -> None:
+        """Publish an :class:`~runtime.core.events.AgentUpdate` of this step (what an agent step
+        does with the ``session/update`` kinds that are not its message stream)."""
+        hub = self._job.hub
+        if not hub.closed:
+            hub.publish(AgentUpdate, step=self.step, kind=kind, data=data)
 
     async def agent(self, spec: AgentSpec) -> AgentAdapter:
         """The job's adapter for ``spec`` (started on demand; shared within the job only)."""

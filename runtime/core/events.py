@@ -26,6 +26,7 @@ from .states import EndState
 __all__ = [
     "EVENT_TYPES",
     "AgentSession",
+    "AgentUpdate",
     "EscalationTimedOut",
     "Event",
     "EventHub",
@@ -160,6 +161,23 @@ class AgentSession(Event):
 
 
 @attrs.frozen(kw_only=True)
+class AgentUpdate(Event):
+    """An ACP ``session/update`` of an agent step that is not part of its message stream: the
+    agent's plan, available commands, mode, config options, session info, usage, notices,
+    compaction, and each tool call's status.
+
+    ``kind`` is the update's ``sessionUpdate`` (``plan``, ``usage_update``, ...); ``data`` its
+    other fields as JSON-ready values, bounded (long strings and lists are cut, ``_meta`` dropped;
+    see :mod:`runtime.core.updates`).
+    """
+
+    type: ClassVar[str] = "agent_update"
+    step: str
+    kind: str
+    data: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
 class JobFinished(Event):
     type: ClassVar[str] = "job_finished"
     state: EndState
@@ -177,7 +195,7 @@ class Lagged:
 EVENT_TYPES: Mapping[str, type[Event]] = {
     cls.type: cls
     for cls in (JobStarted, StepStarted, StepCompleted, StepFailed, StepCancelled, ExitResolved,
-                JobPaused, EscalationTimedOut, JobResumed, StepStream, AgentSession, JobFinished)
+                JobPaused, EscalationTimedOut, JobResumed, StepStream, AgentSession, AgentUpdate, JobFinished)
 }
 
 

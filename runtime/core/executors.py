@@ -7,7 +7,9 @@
 - agent: the job's adapter for the step's :class:`~runtime.flow.AgentSpec` (started on demand,
   shared by the job's agent steps with an equal spec, never by two jobs, released once no step
   still able to run needs it: see :mod:`runtime.core.resources`) runs one prompt turn in a new
-  session; the message streams as job events; outputs are ``{"text", "stop_reason"}``.
+  session; the message streams as job events, the agent's other updates (plan, tool status,
+  usage, ...) become :class:`~runtime.core.events.AgentUpdate` events (see
+  :mod:`runtime.core.updates`); outputs are ``{"text", "stop_reason"}``.
 """
 
 from __future__ import annotations
@@ -18,17 +20,10 @@ from typing import Any
 
 import trio
 
-from actors.stream import (
-    ReasoningContentDelta,
-    Stream,
-    TextDelta,
-    ToolRequestDelta,
-    ToolResponseDelta,
-)
-
 from ..flow import Step, fill_template
 from .context import StepContext
 from .states import StepTimeout
+from .updates import UpdateMapper
 
 __all__ = ["CommandFailed", "execute", "executor_for", "run_agent", "run_command", "run_python"]
 
@@ -89,57 +84,14 @@ async def run_command(ctx: StepContext, step: Step, inputs: dict[str, Any]) -> M
     return parsed if isinstance(parsed, dict) else {"stdout": text}
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, Mapping):
-        return str(content.get("text", "")) if content.get("type", "text") == "text" else ""
-    if isinstance(content, list):
-        return "".join(_text_of(c) for c in content)
-    return ""
-
-
-async def _publish_update(stream: Stream, update: Mapping[str, Any], tools: dict[str, str]) -> None:
-    """Map one ACP ``session/update`` to stream deltas."""
-    kind = update.get("sessionUpdate")
-    if kind == "agent_message_chunk":
-        text = _text_of(update.get("content"))
-        if text:
-            await stream.delta(TextDelta(text))
-    elif kind == "agent_thought_chunk":
-        text = _text_of(update.get("content"))
-        if text:
-            await stream.delta(ReasoningContentDelta(0, text))
-    elif kind in ("tool_call", "tool_call_update"):
-        call_id = str(update.get("toolCallId", ""))
-        name = update.get("title") or tools.get(call_id)
-        if name:
-            tools[call_id] = str(name)
-        raw_in = update.get("rawInput")
-        if raw_in is not None:
-            await stream.delta(ToolRequestDelta(call_id, tools.get(call_id), json.dumps(raw_in)))
-        text = _text_of(update.get("content"))
-        raw_out = update.get("rawOutput")
-        if text or raw_out is not None:
-            out = text or json.dumps(raw_out)
-            await stream.delta(ToolResponseDelta(call_id, tools.get(call_id), out))
-        elif raw_in is None and kind == "tool_call":
-            await stream.delta(ToolRequestDelta(call_id, tools.get(call_id), ""))
-
-
 async def run_agent(ctx: StepContext, step: Step, inputs: dict[str, Any]) -> Mapping[str, Any]:
     assert step.agent is not None and step.prompt is not None
     prompt = fill_template(step.prompt, ctx.template_lookup(step, inputs))
     await ctx.agent(step.agent)  # the adapter is up before the message opens
-    text: list[str] = []
-    tools: dict[str, str] = {}
     async with ctx.stream(kind="text") as stream:
-
-        async def on_update(update: dict[str, Any]) -> None:
-            if update.get("sessionUpdate") == "agent_message_chunk":
-                text.append(_text_of(update.get("content")))
-            await _publish_update(stream, update, tools)
-
-        stop_reason = await ctx.prompt_agent(step.agent, prompt, on_update)
-    return {"text": "".join(text), "stop_reason": stop_reason}
+        updates = UpdateMapper(stream, ctx.agent_update, ctx.log)
+        stop_reason = await ctx.prompt_agent(step.agent, prompt, updates)
+    return {"text": "".join(updates.text), "stop_reason": stop_reason}
 
 
 _EXECUTORS: Mapping[str, Executor] = {"python": run_python, "command": run_command, "agent": run_agent}

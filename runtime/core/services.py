@@ -25,7 +25,7 @@ from actors.process import Marker, ProcessGroup
 
 from ..flow import AgentSpec, Flow
 from ..flow.codec import flow_to_dict
-from ..flow.secrets import agent_env
+from ..flow.secrets import agent_env, mcp_servers
 from ..store import ProcessGroupRow, Store, group_row
 from .recording import Recording, RecordLimits
 from .states import JobResult
@@ -84,12 +84,14 @@ class JobServices:
     def adapter(self, job_id: str, spec: AgentSpec, workspace: Path,
                 on_group: Callable[[ProcessGroup, bool], None]) -> AgentAdapter:
         """A new (not yet started) adapter for ``spec``, its processes marked as ``job_id``'s; its
-        ``env_from`` read from the runtime's environment now (:class:`SecretUnavailable` if missing)."""
+        ``env_from`` (and its MCP servers') read from the runtime's environment now
+        (:class:`SecretUnavailable` if missing)."""
         return AgentAdapter(
             spec.command, marker=self.marker(job_id), workspace=workspace, env=agent_env(spec, os.environ, job_id),
             permissions=PermissionPolicy(spec.permissions), on_group=on_group, auth=spec.auth, terminals=spec.terminals,
             stdin_grace=self.process.stdin_grace, term_grace=self.process.term_grace,
             start_timeout=spec.start_timeout if spec.start_timeout is not None else self.process.agent_start_timeout,
+            mcp_servers=mcp_servers(spec, os.environ, job_id), mode=spec.mode,
         )
 
     def record_groups(self, ops: trio.MemorySendChannel[GroupOp]) -> None:

@@ -23,6 +23,7 @@ from .document import (
     Fail,
     FlowDataError,
     FlowDoc,
+    McpServerDoc,
     OnErrorDoc,
     StepDoc,
     document_of,
@@ -31,6 +32,7 @@ from .document import (
 )
 from .errors import FlowError
 from .inputs import NO_DEFAULT, FlowInput
+from .mcp import McpServer, McpTransport
 from .model import Flow
 from .step import AgentSpec, ErrorAction, ExitAction, ExitRule, OnError, Step, TimeoutAction
 
@@ -133,10 +135,12 @@ def _build_step(sd: StepDoc, base: DataPath, fail: Fail) -> Step:
             fail((*base, "run"), str(exc))
     agent = None
     if sd.agent is not None:
+        servers = [_mcp_server(md, (*base, "agent", "mcp_servers", i), fail)
+                   for i, md in enumerate(sd.agent.mcp_servers)]
         try:
             agent = AgentSpec(_argv(sd.agent.command), sd.agent.env, sd.agent.permissions, sd.agent.env_from,
                               auth=sd.agent.auth, start_timeout=sd.agent.start_timeout,
-                              terminals=sd.agent.terminals)
+                              terminals=sd.agent.terminals, mode=sd.agent.mode, mcp_servers=servers)
         except FlowError as exc:
             fail((*base, "agent", exc.field.rsplit(".", 1)[-1]), exc.problem)
     try:
@@ -146,6 +150,17 @@ def _build_step(sd: StepDoc, base: DataPath, fail: Fail) -> Step:
     except FlowError as exc:
         rest = exc.field.split(".")[2:] if exc.field.startswith("steps.") else [exc.field]
         fail((*base, *rest), exc.problem)
+
+
+def _mcp_server(md: McpServerDoc, base: DataPath, fail: Fail) -> McpServer:
+    command = md.command
+    if command == "python":
+        command = sys.executable
+    try:
+        return McpServer(md.name, command, md.args, md.env, md.env_from, md.url,
+                         cast(McpTransport | None, md.transport), md.headers_from)
+    except FlowError as exc:
+        fail((*base, exc.field.rsplit(".", 1)[-1]), exc.problem)
 
 
 def _path_of(doc: FlowDoc, exc: FlowError) -> DataPath:
@@ -196,20 +211,28 @@ def _ref(fn: Any) -> str | None:
     return f"{module}:{qualname}"
 
 
+def _mcp_doc(server: McpServer) -> McpServerDoc:
+    return McpServerDoc(server.name, server.command, list(server.args), dict(server.env),
+                        list(server.env_from), server.url, server.transport, dict(server.headers_from))
+
+
 def _agent_doc(spec: AgentSpec, env_values: bool) -> AgentDoc:
     if env_values:
         return AgentDoc(list(spec.command), dict(spec.env), spec.permissions, list(spec.env_from),
-                        spec.auth, spec.start_timeout, spec.terminals)
+                        spec.auth, spec.start_timeout, spec.terminals, spec.mode,
+                        [_mcp_doc(s) for s in spec.mcp_servers])
     # the store keeps names only: a rebuilt flow reads every one from its runtime's environment
     names = sorted({*(name for name, _ in spec.env), *spec.env_from})
-    return AgentDoc(list(spec.command), {}, spec.permissions, names, spec.auth, spec.start_timeout, spec.terminals)
+    return AgentDoc(list(spec.command), {}, spec.permissions, names, spec.auth, spec.start_timeout, spec.terminals,
+                    spec.mode, [_mcp_doc(s.stored()) for s in spec.mcp_servers])
 
 
 def flow_to_dict(flow: Flow, *, env_values: bool = False) -> dict[str, Any]:
     """A JSON-ready definition of ``flow``.  Python steps become ``module:function`` references;
     a lambda or nested function is stored as ``None`` (such a flow cannot be resumed).
 
-    Secrets stay out: an agent's ``env`` values are dropped and their names join ``env_from``,
+    Secrets stay out: an agent's ``env`` values (and its MCP servers') are dropped and their names
+    join ``env_from``,
     so the rebuilt flow reads them from the environment of the runtime that rebuilds it
     (:mod:`runtime.flow.secrets`).  ``env_values=True`` keeps the values, for handing a flow to
     another process in memory (the cluster backend), never for storing it.

@@ -4,7 +4,7 @@ is structured into it by cattrs, and where in the data each problem lies.
 The model mirrors the Python API field for field (``steps`` as a mapping or a list,
 ``run``/``command``/``agent``/``prompt``, ``after``, ``inputs``, ``exits`` with ``when``,
 ``action``, ``target``, ``max_iterations``, ``timeout`` and ``on_timeout``, ``on_error`` and
-``timeout``).  A problem is located by a :data:`DataPath` (``("steps", 1, "after")``) and named
+``timeout``; an agent's ``mode`` and ``mcp_servers``, a list).  A problem is located by a :data:`DataPath` (``("steps", 1, "after")``) and named
 by :func:`field_name` (``steps.fix.after``).
 """
 
@@ -21,7 +21,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 
 from .errors import FlowError
 
-__all__ = ["DataPath", "Fail", "FlowDataError", "FlowDoc", "StepDoc", "document_of", "field_name"]
+__all__ = ["DataPath", "Fail", "FlowDataError", "FlowDoc", "McpServerDoc", "StepDoc", "document_of", "field_name"]
 
 DataPath = tuple[str | int, ...]
 """Where a node sits in a flow document: keys and list positions from the root."""
@@ -59,6 +59,18 @@ class OnErrorDoc:
 
 
 @attrs.define
+class McpServerDoc:
+    name: str
+    command: str | None = None
+    args: list[str] = attrs.Factory(list)
+    env: dict[str, str] = attrs.Factory(dict)
+    env_from: list[str] = attrs.Factory(list)
+    url: str | None = None
+    transport: str | None = None
+    headers_from: dict[str, str] = attrs.Factory(dict)
+
+
+@attrs.define
 class AgentDoc:
     command: list[str]
     env: dict[str, str] = attrs.Factory(dict)
@@ -67,6 +79,8 @@ class AgentDoc:
     auth: str | None = None
     start_timeout: float | None = None
     terminals: bool = False
+    mode: str | None = None
+    mcp_servers: list[McpServerDoc] = attrs.Factory(list)
 
 
 @attrs.define
@@ -169,6 +183,15 @@ def _items(hook: Any, what: str) -> Any:
 
     return structure
 
+def _list_of(hook: Any, what: str) -> Any:
+    def structure(value: Any, _t: Any) -> Any:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list of {what}s, got {type(value).__name__}")
+        return _items(hook, what)(value, _t)
+
+    return structure
+
+
 def _mapping_of(hook: Any, what: str) -> Any:
     def structure(value: Any, _t: Any) -> Any:
         if not isinstance(value, Mapping):
@@ -204,9 +227,11 @@ def _make_converter() -> cattrs.Converter:
 
     steps_hook, exits_hook = attrs_hook(StepDoc), attrs_hook(ExitDoc)
     on_error_hook, agent_hook = attrs_hook(OnErrorDoc), attrs_hook(AgentDoc)
+    mcp_hook = attrs_hook(McpServerDoc)
 
     on(list[StepDoc], _items(steps_hook, "step"))
     on(list[ExitDoc], _items(exits_hook, "exit rule"))
+    on(list[McpServerDoc], _list_of(mcp_hook, "MCP server"))
     on(OnErrorDoc, lambda v, t: _mapping_of(on_error_hook, "on_error")({"action": v} if isinstance(v, str) else v, t))
     on(AgentDoc, lambda v, t: _mapping_of(agent_hook, "agent")({"command": v} if isinstance(v, str | list) else v, t))
     on(dict[str, Any], lambda v, t: dict(_mapping_of(lambda x, _: x, "inputs")(v, t)))

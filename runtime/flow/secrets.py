@@ -1,4 +1,6 @@
-"""Agent secrets: the values of :attr:`AgentSpec.env` and ``env_from`` live only in memory.
+"""Agent secrets: the values of :attr:`AgentSpec.env` and ``env_from`` live only in memory, and
+so do those of its MCP servers (:class:`~runtime.flow.McpServer` ``env``, ``env_from`` and
+``headers_from``).
 
 The store keeps only the *names* of an agent's variables (:func:`~runtime.flow.codec.flow_to_dict`
 writes ``env`` and ``env_from`` together as ``env_from``), so a flow rebuilt from the store -- a
@@ -10,12 +12,13 @@ a resumed job, which then fails.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from .model import Flow
 from .step import AgentSpec
 
-__all__ = ["SecretUnavailable", "agent_env", "require_env_from"]
+__all__ = ["SecretUnavailable", "agent_env", "mcp_servers", "require_env_from"]
 
 
 class SecretUnavailable(ValueError):
@@ -40,10 +43,28 @@ def agent_env(spec: AgentSpec, environ: Mapping[str, str], job_id: str) -> dict[
     return env
 
 
+def mcp_servers(spec: AgentSpec, environ: Mapping[str, str], job_id: str) -> list[dict[str, Any]]:
+    """The ACP ``mcpServers`` of ``spec``: each server's ``env``, then its ``env_from`` and
+    ``headers_from`` variables read from ``environ`` (:class:`SecretUnavailable` for the first
+    one missing)."""
+    for server in spec.mcp_servers:
+        for name in server.secret_names:
+            if name not in environ:
+                raise SecretUnavailable(name, job_id)
+    return [server.to_acp(environ) for server in spec.mcp_servers]
+
+
+def _names(spec: AgentSpec) -> Iterator[str]:
+    yield from spec.env_from
+    for server in spec.mcp_servers:
+        yield from server.secret_names
+
+
 def require_env_from(flow: Flow, environ: Mapping[str, str]) -> None:
     """Raise :class:`SecretUnavailable` for the first ``env_from`` name of ``flow``'s agent steps
-    missing from ``environ`` (what ``spawn()`` checks before anything runs or is stored)."""
+    (theirs and their MCP servers') missing from ``environ`` (what ``spawn()`` checks before
+    anything runs or is stored)."""
     for step in flow.steps:
-        for name in step.agent.env_from if step.agent is not None else ():
+        for name in _names(step.agent) if step.agent is not None else ():
             if name not in environ:
                 raise SecretUnavailable(name)

@@ -16,6 +16,7 @@ import attrs
 
 from .errors import FlowError, suggest
 from .inputs import InputRef, parse_input
+from .mcp import McpServer
 from .rules import Expression, ExpressionError, compile_when
 from .templates import template_fields
 
@@ -179,6 +180,10 @@ def _names(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _servers(value: Iterable[McpServer]) -> tuple[McpServer, ...]:
+    return tuple(value)
+
+
 def _redacted(env: tuple[tuple[str, str], ...]) -> str:
     return repr({name: "***" for name, _ in env})
 
@@ -201,7 +206,9 @@ class AgentSpec:
     ``env`` gives variables by value, ``env_from`` names variables copied from the runtime's
     environment when the adapter starts.  Values stay in memory: the store keeps only the names
     (a resumed job reads them all from its runtime's environment, see :mod:`runtime.flow.secrets`),
-    and ``repr`` shows ``env`` redacted.
+    and ``repr`` shows ``env`` redacted.  ``mcp_servers`` (:class:`~runtime.flow.McpServer`) are
+    kept the same way.  ``mode`` is set with ``session/set_mode`` in every session; a mode the
+    agent does not advertise fails the step naming it and the agent's modes.
     """
 
     command: tuple[str, ...] = attrs.field(converter=_str_tuple)
@@ -214,6 +221,10 @@ class AgentSpec:
     start_timeout: float | None = attrs.field(default=None, validator=positive_seconds_or_none("agent.start_timeout"))
     #: Serve the agent's ``terminal/*``: commands in contained process groups, cwd in the workspace.
     terminals: bool = False
+    #: A mode id of the agent: ``session/set_mode`` to it after each ``session/new``.
+    mode: str | None = None
+    #: MCP servers passed in each ``session/new`` (values of their env are secrets, like ``env``).
+    mcp_servers: tuple[McpServer, ...] = attrs.field(factory=tuple, converter=_servers)
 
     def __attrs_post_init__(self) -> None:
         if not self.command or not all(isinstance(c, str) for c in self.command):
@@ -223,6 +234,13 @@ class AgentSpec:
         _check_env_from(self)
         if self.auth is not None and (not isinstance(self.auth, str) or not self.auth):
             raise FlowError("agent.auth", f"must be an authMethods id (a non-empty string), got {self.auth!r}")
+        if self.mode is not None and (not isinstance(self.mode, str) or not self.mode):
+            raise FlowError("agent.mode", f"must be a mode id (a non-empty string), got {self.mode!r}")
+        names = [s.name for s in self.mcp_servers if isinstance(s, McpServer)]
+        if len(names) != len(self.mcp_servers):
+            raise FlowError("agent.mcp_servers", "must be a list of McpServer")
+        if len(set(names)) != len(names):
+            raise FlowError("agent.mcp_servers", f"names an MCP server twice: {sorted(names)}")
 
 
 def _opt_tuple(value: Iterable[str] | None) -> tuple[str, ...] | None:

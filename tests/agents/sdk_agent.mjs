@@ -2,6 +2,13 @@
 // for corral's real-adapter tests.  Run with node.  The prompt text picks what it does:
 //   [[permission]]   ask session/request_permission and say which option the client chose
 //   [[fs:PATH]]      fs/write_text_file PATH, then fs/read_text_file it back, and say what it read
+//   [[updates]]      send one session/update of each kind of ACP v1 (plan, tool calls with wrapped
+//                    text and diff content, thought, commands, mode, config options, session info,
+//                    usage, notice, compaction, a user message chunk, an image chunk), then an
+//                    unknown kind and a malformed one
+//   [[mcp]]          say which mcpServers session/new got (names, commands, args, env *names*), and
+//                    spawn each stdio one as a child with the env it was given; wait until it
+//                    writes a line to its stdout
 //   [[hang]]         say "waiting", then wait for session/cancel and stop with "cancelled"
 //   [[caps]]         say "terminal-cap:BOOL", the client's clientCapabilities.terminal
 //   [[termlimit:N]]  pass outputByteLimit N to the terminals this turn creates
@@ -18,12 +25,18 @@
 //                    first refusal, then release them all
 //   [[termbad:KIND]] a bad terminal request (outside, dotdot, symlink, unknown, session, nocmd, env,
 //                    args, limit); say "termbad:KIND:CODE:MESSAGE"
-// and otherwise streams the prompt back as three text chunks.
+// and otherwise streams the prompt back as three text chunks.  session/new advertises the modes
+// "ask" and "code" (current "ask"); session/set_mode records the mode, and each reply starts with
+// "mode:<id> " once one was set.
+import { spawn } from "node:child_process";
 import { Readable, Writable } from "node:stream";
 import * as acp from "@agentclientprotocol/sdk";
 
 const m = acp.methods;
 const cancels = new Map(); // sessionId -> resolve() of the turn waiting for session/cancel
+const modes = new Map(); // sessionId -> the mode session/set_mode chose
+const servers = new Map(); // sessionId -> the mcpServers of its session/new
+const MODES = [{ id: "ask", name: "Ask" }, { id: "code", name: "Code" }];
 let sessions = 0;
 let terminalCap = null; // clientCapabilities.terminal as the client advertised it
 
@@ -135,9 +148,67 @@ async function say(client, sessionId, text) {
   });
 }
 
+async function update(client, sessionId, update) {
+  await client.notify(m.client.session.update, { sessionId, update });
+}
+
+async function allUpdates(client, sessionId) {
+  await update(client, sessionId, { sessionUpdate: "plan", entries: [
+    { content: "read the notes", priority: "high", status: "completed" },
+    { content: "write the fix", priority: "medium", status: "pending" },
+  ] });
+  await update(client, sessionId, { sessionUpdate: "agent_thought_chunk", content: { type: "text", text: "thinking it over" } });
+  await update(client, sessionId, { sessionUpdate: "tool_call", toolCallId: "t1", title: "read notes", kind: "read",
+    status: "in_progress", content: [{ type: "content", content: { type: "text", text: "notes: all good" } }] });
+  await update(client, sessionId, { sessionUpdate: "tool_call_update", toolCallId: "t1", status: "completed",
+    content: [{ type: "diff", path: "/ws/notes.txt", oldText: "old line\n", newText: "new line\n" }] });
+  await update(client, sessionId, { sessionUpdate: "available_commands_update", availableCommands: [
+    { name: "plan", description: "make a plan" }, { name: "test", description: "run the tests" },
+  ] });
+  await update(client, sessionId, { sessionUpdate: "current_mode_update", currentModeId: "code" });
+  await update(client, sessionId, { sessionUpdate: "usage_update", used: 1200, size: 200000,
+    cost: { amount: 0.25, currency: "USD" } });
+  await update(client, sessionId, { sessionUpdate: "config_option_update", configOptions: [
+    { id: "model", name: "Model", type: "select", currentValue: "fast", options: [{ value: "fast", name: "Fast" }] },
+  ] });
+  await update(client, sessionId, { sessionUpdate: "session_info_update", title: "Fixing the notes" });
+  await update(client, sessionId, { sessionUpdate: "notice", severity: "warning", title: "rate limit near" });
+  await update(client, sessionId, { sessionUpdate: "compaction_update", compactionId: "c1", status: "completed" });
+  await update(client, sessionId, { sessionUpdate: "compaction_summary_chunk", compactionId: "c1",
+    content: { type: "text", text: "summary so far" } });
+  await update(client, sessionId, { sessionUpdate: "user_message_chunk", content: { type: "text", text: "echo of the prompt" } });
+  await update(client, sessionId, { sessionUpdate: "x_future_kind", whatever: [1, 2, 3] });
+  await update(client, sessionId, { sessionUpdate: "plan", entries: "not a list" }); // malformed
+  await update(client, sessionId, { sessionUpdate: "agent_message_chunk", content: { type: "image", mimeType: "image/png", data: "iVBORw0KGgo=" } });
+}
+
+async function startMcp(client, sessionId) {
+  const given = servers.get(sessionId) ?? [];
+  const told = given.map((s) => `${s.name}:${s.command ?? s.url}:${(s.args ?? []).length}:${(s.env ?? s.headers ?? []).map((e) => e.name).join(",")}`);
+  await say(client, sessionId, `mcp:${told.join(";")} `);
+  for (const s of given.filter((s) => s.command)) {
+    const env = Object.fromEntries((s.env ?? []).map((e) => [e.name, e.value]));
+    const child = spawn(s.command, s.args ?? [], { env, stdio: ["pipe", "pipe", "inherit"] });
+    await new Promise((resolve, reject) => {
+      child.once("error", reject);
+      child.stdout.once("data", resolve);
+    });
+    await say(client, sessionId, `started:${s.name} `);
+  }
+}
+
 async function turn({ params, client }) {
   const { sessionId } = params;
   const text = textOf(params.prompt);
+  if (modes.has(sessionId)) {
+    await say(client, sessionId, `mode:${modes.get(sessionId)} `);
+  }
+  if (text.includes("[[updates]]")) {
+    await allUpdates(client, sessionId);
+  }
+  if (text.includes("[[mcp]]")) {
+    await startMcp(client, sessionId);
+  }
   if (text.includes("[[permission]]")) {
     const answer = await client.request(m.client.session.requestPermission, {
       sessionId,
@@ -183,7 +254,18 @@ const app = acp
     authMethods: [],
     };
   })
-  .onRequest(m.agent.session.new, () => ({ sessionId: `sdk-${++sessions}` }))
+  .onRequest(m.agent.session.new, ({ params }) => {
+    const sessionId = `sdk-${++sessions}`;
+    servers.set(sessionId, params.mcpServers);
+    return { sessionId, modes: { currentModeId: "ask", availableModes: MODES } };
+  })
+  .onRequest(m.agent.session.setMode, ({ params }) => {
+    if (!MODES.some((mode) => mode.id === params.modeId)) {
+      throw acp.RequestError.invalidParams({ modeId: params.modeId });
+    }
+    modes.set(params.sessionId, params.modeId);
+    return {};
+  })
   .onRequest(m.agent.session.prompt, turn)
   .onNotification(m.agent.session.cancel, ({ params }) => {
     cancels.get(params.sessionId)?.();

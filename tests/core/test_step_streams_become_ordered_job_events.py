@@ -11,6 +11,7 @@ import trio.lowlevel
 from actors.stream import Delta, Done, Full, Start, TextDelta
 from runtime import (
     AgentSpec,
+    AgentUpdate,
     ExitRule,
     Flow,
     JobState,
@@ -116,7 +117,9 @@ async def test_agent_step_event_order():
             result = await job.wait()
         seen = [e async for e in events]
         assert result.state is JobState.COMPLETED
-        mine = [e for e in seen if getattr(e, "step", None) == "a"]
+        statuses = [(e.kind, e.data.get("status")) for e in seen if isinstance(e, AgentUpdate)]
+        assert statuses == [("tool_call", "pending"), ("tool_call_update", "completed")]
+        mine = [e for e in seen if getattr(e, "step", None) == "a" and not isinstance(e, AgentUpdate)]
         kinds = [type(e.update).__name__ if isinstance(e, StepStream) else type(e).__name__ for e in mine]
         start, terminal, completed = kinds.index("Start"), kinds.index("Done"), kinds.index("StepCompleted")
         # the message opens, the turn's ACP session is named, then only deltas until the one Done
