@@ -283,11 +283,24 @@ class EventHub:
         self.next_seq += 1
         if self.sink is not None:
             self.sink(event)
+        self.deliver(event)
+        return event
+
+    def build(self, cls: type[Event], **fields: Any) -> Event:
+        """A ``cls`` event with the next seq, not yet delivered: the caller writes it first, then
+        hands it to :meth:`deliver`."""
+        if self.closed:
+            raise RuntimeError(f"job {self.job_id}: event published after JobFinished")
+        event = cls(job_id=self.job_id, seq=self.next_seq, ts=time.time(), **fields)
+        self.next_seq += 1
+        return event
+
+    def deliver(self, event: Event) -> None:
+        """Give ``event`` to every subscriber (not to the sink); a :class:`JobFinished` closes the hub."""
         for sub in self._subs:
             sub.put(event)
-        if cls is JobFinished:
+        if type(event) is JobFinished:
             self.close()
-        return event
 
     def close(self) -> None:
         """No more events: every subscription ends after draining."""

@@ -26,8 +26,8 @@ from actors.log import get_logger
 from actors.recorder import Recorder
 
 from ..store import Checkpoint, EventRow, JobRecord, JobUpdate, Store, StoreError, write_batch
-from .events import Event, EventHub, event_from_dict, event_to_dict, jsonable
-from .states import JobState
+from .events import Event, EventHub, JobFinished, event_from_dict, event_to_dict, jsonable
+from .states import JobState, describe_error
 
 __all__ = ["RECORD_MODES", "Prefetch", "RecordLimits", "RecordMode", "RecordOf", "Recording", "recording_for"]
 
@@ -38,6 +38,12 @@ RECORD_MODES: tuple[RecordMode, ...] = typing.get_args(RecordMode)
 
 RecordOf = Callable[[JobState], JobRecord]
 """The job's store record in a state (built only when it is written)."""
+
+Outcome = tuple[JobState, str | None, str | None]
+"""How a job ended: its state, reason and error."""
+
+Conclude = Callable[[Outcome], JobState]
+"""Makes an outcome the job's result; returns the state its record is stored in."""
 
 Prefetch = Callable[[int], Awaitable[list[Event]]]
 """Recorded events with a seq below the argument (a durable replay reads them from the store)."""
@@ -95,6 +101,14 @@ class Recording:
         kept, its nursery gone) must not be split by a schedule point it does not need.
         """
         return None
+
+    async def end(self, hub: EventHub, outcome: Outcome, conclude: Conclude, record: RecordOf) -> None:
+        """The job's end: ``conclude(outcome)`` makes its result, JobFinished is published and the
+        final record written (:meth:`finish`)."""
+        stored = conclude(outcome)
+        state, reason, error = outcome
+        hub.publish(JobFinished, state=state.value, reason=reason, error=error)
+        await self.finish(lambda _: record(stored), state)
 
     async def finish(self, record: RecordOf, state: JobState) -> None:
         """The job ended ``state``: write its final ``record(state)`` (built only if this mode keeps one), then
@@ -172,6 +186,41 @@ class _DurableRecording(_MemoryRecording):
             recorder.record(event, row, len(json.dumps(payload, default=repr)))
 
         return sink
+
+    async def end(self, hub: EventHub, outcome: Outcome, conclude: Conclude, record: RecordOf) -> None:
+        """The last events, JobFinished and the final record commit in one write; only then is
+        JobFinished delivered.  If that write fails, a COMPLETED job ends FAILED ``store_error``."""
+        recorder = self.recorder
+        if recorder is None or recorder.failed is not None:
+            await self._end_failed(hub, outcome, conclude, record)
+            return
+        stored = conclude(outcome)
+        event = hub.build(JobFinished, state=outcome[0].value, reason=outcome[1], error=outcome[2])
+        payload = event_to_dict(event)
+        size = len(json.dumps(payload, default=repr))
+        recorder.write(EventRow(job_id=event.job_id, seq=event.seq, type=event.type, ts=event.ts, payload=payload),
+                       size)
+        recorder.write(record(stored))
+        with trio.CancelScope(shield=True):
+            await recorder.flush()
+        if recorder.failed is not None:
+            _log.error("job_record_failed", job_id=self.job_id, error=describe_error(recorder.failed))
+            if outcome[0] is JobState.COMPLETED:
+                outcome = (JobState.FAILED, "store_error", describe_error(recorder.failed))
+                conclude(outcome)
+                event = JobFinished(job_id=event.job_id, seq=event.seq, ts=event.ts, state=outcome[0].value,
+                                    reason=outcome[1], error=outcome[2])
+        recorder.record(event, None, size)
+        self.recorder = None
+        hub.deliver(event)
+
+    async def _end_failed(self, hub: EventHub, outcome: Outcome, conclude: Conclude, record: RecordOf) -> None:
+        """The end of a job whose writes failed before: it cannot have COMPLETED; its final record
+        is still tried alone (the failure is logged)."""
+        failed = self.recorder.failed if self.recorder is not None else None
+        if failed is not None and outcome[0] is JobState.COMPLETED:
+            outcome = (JobState.FAILED, "store_error", describe_error(failed))
+        await super().end(hub, outcome, conclude, record)
 
     def checkpoint(self, step: str, outputs: Mapping[str, Any], iteration: int, attempt: int) -> None:
         if self.recorder is not None:

@@ -31,6 +31,7 @@ from actors._groups import is_cancellation
 from actors.log import get_logger
 
 from .errors import StoreError, StoreReadOnly
+from .recording import JobUpdate
 from .records import (
     Checkpoint,
     EventRow,
@@ -38,11 +39,10 @@ from .records import (
     Lease,
     ProcessGroupRow,
     StoreStats,
-    prepare_job_update,
 )
 from .sqlite_open import MARKER_KEY, MARKER_VALUE, Migration, StoreFile, describe
 from .sqlite_rows import CHECKPOINTS, EVENTS, GROUPS, JOBS, LEASES, Rows, Table
-from .sqlite_writer import BatchWriter, Write
+from .sqlite_writer import BatchWriter, Op, Write, execute_batch
 
 __all__ = ["MIGRATIONS", "Migration", "SqliteStore"]
 
@@ -192,13 +192,8 @@ class SqliteStore:
         Raises ``TypeError`` for a field :class:`JobRecord` does not have, :class:`StoreError`
         when there is no such job.
         """
-        fields = prepare_job_update(job_id, fields, time.time())
-        names = list(fields)
-        sets = ", ".join(f'"{name}" = ?' for name in names)
-        values = tuple(self._rows.column_value(JOBS, name, fields[name]) for name in names)
-        params = [(*values, job_id)]
-        count = await self._write(f"UPDATE jobs SET {sets} WHERE job_id = ?", params,
-                                  want_rowcount=True)
+        sql, params = self._rows.update(job_id, fields, time.time())
+        count = await self._write(sql, params, want_rowcount=True)
         if count == 0:
             raise StoreError(self.path, f"update_job: no job {job_id!r}")
 
@@ -307,44 +302,33 @@ class SqliteStore:
     async def _write(self, sql: str, params: list[tuple[Any, ...]], *,
                      want_rowcount: bool = False) -> int:
         """Enqueue one write and wait for the commit of its batch; returns its rowcount."""
+        return (await self._batches_write([(sql, params)], want_rowcount=want_rowcount))[0]
+
+    async def write_records(self, batch: Sequence[EventRow | Checkpoint | JobRecord | JobUpdate]) -> None:
+        """Persist ``batch`` in order in one transaction (event rows, checkpoints, job records and
+        updates; :func:`~runtime.store.write_batch` uses it).  :class:`StoreError` when an update
+        names no job (the whole batch is still committed)."""
+        if not batch:
+            self._check_open()
+            await trio.lowlevel.checkpoint()
+            return
+        ops, updates = self._rows.ops(batch, time.time())
+        counts = await self._batches_write(ops, want_rowcount=bool(updates))
+        for i, job_id in updates:
+            if counts[i] == 0:
+                raise StoreError(self.path, f"update_job: no job {job_id!r}")
+
+    async def _batches_write(self, ops: list[Op], *, want_rowcount: bool) -> list[int]:
         self._check_open()
         if self.read_only:
             raise StoreReadOnly(self.path, "opened read-only: cannot write to it")
         assert self._batches is not None
-        return await self._batches.write(sql, params, want_rowcount=want_rowcount)
+        return await self._batches.write_ops(ops, want_rowcount=want_rowcount)
 
-    def _execute_batch(self, batch: list[Write]) -> list[int]:
+    def _execute_batch(self, batch: list[Write]) -> list[list[int]]:
         """Run ``batch`` in one transaction on the writer connection (in a worker thread)."""
-        conn = self._writer
-        assert conn is not None
-        counts: list[int] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            i = 0
-            while i < len(batch):
-                op = batch[i]
-                if op.want_rowcount:
-                    counts.append(conn.executemany(op.sql, op.params).rowcount)
-                    i += 1
-                    continue
-                # consecutive calls of the same statement go in one executemany
-                j = i
-                params: list[tuple[Any, ...]] = []
-                while j < len(batch) and batch[j].sql == op.sql and not batch[j].want_rowcount:
-                    params.extend(batch[j].params)
-                    j += 1
-                conn.executemany(op.sql, params)
-                counts.extend([-1] * (j - i))
-                i = j
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            raise
-        return counts
+        assert self._writer is not None
+        return execute_batch(self._writer, batch)
 
     def _check_open(self) -> None:
         if self._state != "open":

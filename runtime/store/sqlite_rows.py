@@ -4,12 +4,22 @@ marked JSON (``metadata={"json": True}``) are stored as JSON text."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import cattrs
 
-from .records import JSON_FIELD, Checkpoint, EventRow, JobRecord, Lease, ProcessGroupRow
+from .recording import JobUpdate
+from .records import (
+    JSON_FIELD,
+    Checkpoint,
+    EventRow,
+    JobRecord,
+    Lease,
+    ProcessGroupRow,
+    prepare_job_update,
+)
 
 __all__ = ["CHECKPOINTS", "EVENTS", "GROUPS", "JOBS", "LEASES", "Rows", "Table"]
 
@@ -61,6 +71,39 @@ class Rows:
         data = self._conv.unstructure(rec)
         return tuple(json.dumps(data[c], separators=(",", ":")) if c in table.json_columns
                      else data[c] for c in table.columns)
+
+    def update(self, job_id: str, fields: dict[str, Any], now: float) -> tuple[str, list[tuple[Any, ...]]]:
+        """The UPDATE of ``fields`` of job ``job_id`` (``TypeError`` naming an unknown field)."""
+        fields = prepare_job_update(job_id, fields, now)
+        sets = ", ".join(f'"{name}" = ?' for name in fields)
+        values = tuple(self.column_value(JOBS, name, value) for name, value in fields.items())
+        return f"UPDATE jobs SET {sets} WHERE job_id = ?", [(*values, job_id)]
+
+    def ops(self, batch: Sequence[EventRow | Checkpoint | JobRecord | JobUpdate],
+            now: float) -> tuple[list[tuple[str, list[tuple[Any, ...]]]], list[tuple[int, str]]]:
+        """The statements that write ``batch`` in order (a run of event rows in one), and the
+        index and job of each update among them (to check that it found its job)."""
+        ops: list[tuple[str, list[tuple[Any, ...]]]] = []
+        updates: list[tuple[int, str]] = []
+        events: list[tuple[Any, ...]] | None = None
+        for item in batch:
+            if isinstance(item, EventRow):
+                if events is None:
+                    events = []
+                    ops.append((EVENTS.upsert, events))
+                events.append(self.params(EVENTS, item))
+                continue
+            events = None
+            if isinstance(item, JobUpdate):
+                updates.append((len(ops), item.job_id))
+                ops.append(self.update(item.job_id, dict(item.fields), now))
+            elif isinstance(item, Checkpoint):
+                ops.append((CHECKPOINTS.upsert, [self.params(CHECKPOINTS, item)]))
+            elif isinstance(item, JobRecord):
+                ops.append((JOBS.upsert, [self.params(JOBS, item)]))
+            else:
+                raise TypeError(f"write_records: cannot write {type(item).__name__}")
+        return ops, updates
 
     def record(self, table: Table, row: tuple[Any, ...]) -> Any:
         """The record a selected ``row`` of ``table`` holds."""

@@ -23,37 +23,71 @@ from actors.log import get_logger
 from .errors import StoreWriteFailed
 from .sqlite_open import describe
 
-__all__ = ["BatchWriter", "Write"]
+__all__ = ["BatchWriter", "Op", "Write", "execute_batch"]
 
 _log = get_logger("runtime.store.sqlite")
 
 
+Op = tuple[str, list[tuple[Any, ...]]]
+"""One statement and the parameters of its ``executemany``."""
+
+
 @attrs.define(eq=False)
 class Write:
-    """One write call waiting in the queue: ``params`` for one ``executemany`` of ``sql``."""
+    """One write call waiting in the queue: its statements, run in order in one transaction."""
 
-    sql: str
-    params: list[tuple[Any, ...]]
+    ops: list[Op]
+    rows: int
     nbytes: int
     want_rowcount: bool = False
     done: trio.Event = attrs.Factory(trio.Event)
-    rowcount: int = -1
+    rowcounts: list[int] = attrs.Factory(list)
     committed: bool = False
     error: BaseException | None = None
-
-    @property
-    def rows(self) -> int:
-        return len(self.params)
 
 
 def _nbytes(params: Iterable[tuple[Any, ...]]) -> int:
     return sum(len(v) if isinstance(v, str | bytes) else 8 for p in params for v in p)
 
 
+def execute_batch(conn: sqlite3.Connection, batch: list[Write]) -> list[list[int]]:
+    """Run ``batch`` in one transaction on ``conn`` (in the writer thread): every call's statements
+    in order, consecutive runs of one statement in one ``executemany``; each call's rowcounts."""
+    counts: list[list[int]] = [[] for _ in batch]
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        sql: str | None = None
+        params: list[tuple[Any, ...]] = []
+        for i, op in enumerate(batch):
+            for statement, rows in op.ops:
+                if op.want_rowcount:
+                    if sql is not None:
+                        conn.executemany(sql, params)
+                        sql, params = None, []
+                    counts[i].append(conn.executemany(statement, rows).rowcount)
+                    continue
+                if statement != sql:
+                    if sql is not None:
+                        conn.executemany(sql, params)
+                    sql, params = statement, []
+                params.extend(rows)
+        if sql is not None:
+            conn.executemany(sql, params)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        raise
+    return counts
+
+
 class BatchWriter:
     """Batches of writes, one transaction each, run by ``execute`` in a worker thread."""
 
-    def __init__(self, path: Path, batch_max: int, execute: Callable[[list[Write]], list[int]],
+    def __init__(self, path: Path, batch_max: int, execute: Callable[[list[Write]], list[list[int]]],
                  on_stopped: Callable[[], None]) -> None:
         self.path = path
         self.batch_max = batch_max
@@ -74,8 +108,13 @@ class BatchWriter:
         self._wake.set()
 
     async def write(self, sql: str, params: list[tuple[Any, ...]], *, want_rowcount: bool = False) -> int:
-        """Enqueue one write and wait for the commit of its batch; returns its rowcount."""
-        op = Write(sql, params, _nbytes(params), want_rowcount)
+        """Enqueue one statement and wait for the commit of its batch; returns its rowcount."""
+        return (await self.write_ops([(sql, params)], want_rowcount=want_rowcount))[0]
+
+    async def write_ops(self, ops: list[Op], *, want_rowcount: bool = False) -> list[int]:
+        """Enqueue statements that commit together, in order, and wait for that commit; their
+        rowcounts (``-1`` each unless ``want_rowcount``)."""
+        op = Write(ops, sum(len(p) for _, p in ops), sum(_nbytes(p) for _, p in ops), want_rowcount)
         self._queue.append(op)
         self.pending_rows += op.rows
         self._wake.set()
@@ -83,7 +122,7 @@ class BatchWriter:
         if op.error is not None:
             raise StoreWriteFailed(
                 self.path, f"write transaction failed: {describe(op.error)}") from op.error
-        return op.rowcount
+        return op.rowcounts or [-1] * len(ops)
 
     async def run(self) -> None:
         """Drain the queue one batch (one transaction) at a time; park while it is empty."""
@@ -144,7 +183,7 @@ class BatchWriter:
         self.rows_written += sum(op.rows for op in batch)
         self.bytes_written += sum(op.nbytes for op in batch)
         for op, count in zip(batch, counts, strict=True):
-            op.rowcount = count
+            op.rowcounts = count
             op.committed = True
         return None
 
