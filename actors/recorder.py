@@ -63,15 +63,43 @@ class Recorder:
     def record(self, event: Any, item: Any = None, size: int = 0) -> None:
         """Keep ``event`` in the ring and queue ``item`` (if given) for the sink.  Never blocks."""
         self.recorded += 1
-        if self._ring is not None:
-            self._ring.append((event, size))
+        ring = self._ring
+        if ring is not None:
+            ring.append((event, size))
             self._ring_bytes += size
-            while len(self._ring) > self.max_events or (self._ring_bytes > self.max_bytes and len(self._ring) > 1):
-                _, old = self._ring.popleft()
-                self._ring_bytes -= old
-                self.dropped += 1
+            if len(ring) > self.max_events or self._ring_bytes > self.max_bytes:
+                self._trim(ring)
         if item is not None:
             self.write(item, size)
+
+    def keeper(self, size_of: Callable[[Any], int]) -> Callable[[Any], None]:
+        """A one-argument :meth:`record` for a publisher's sink (ring only, nothing written): each
+        event kept is sized by ``size_of``.  The hot path of in-memory recording."""
+        ring = self._ring
+        if ring is None:
+            def count(event: Any) -> None:
+                self.recorded += 1
+
+            return count
+
+        def keep(event: Any) -> None:
+            size = size_of(event)
+            self.recorded += 1
+            ring.append((event, size))
+            self._ring_bytes += size
+            if len(ring) > self.max_events:  # full: the common case of a long stream, inline
+                self._ring_bytes -= ring.popleft()[1]
+                self.dropped += 1
+            if self._ring_bytes > self.max_bytes:
+                self._trim(ring)
+
+        return keep
+
+    def _trim(self, ring: collections.deque[tuple[Any, int]]) -> None:
+        while len(ring) > self.max_events or (self._ring_bytes > self.max_bytes and len(ring) > 1):
+            _, old = ring.popleft()
+            self._ring_bytes -= old
+            self.dropped += 1
 
     def write(self, item: Any, size: int = 0) -> None:
         """Queue ``item`` for the sink.  Never blocks."""

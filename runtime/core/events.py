@@ -18,7 +18,7 @@ import attrs
 import cattrs
 import trio
 
-from actors.stream import Update
+from actors.stream import Delta, TextDelta, Update
 
 from ..flow import ErrorAction, ExitAction, TimeoutAction
 from .states import EndState
@@ -34,13 +34,17 @@ __all__ = [
     "JobResumed",
     "JobStarted",
     "Lagged",
+    "Pending",
     "StepCancelled",
     "StepCompleted",
     "StepFailed",
     "StepStarted",
     "StepStream",
+    "approx_size",
     "event_from_dict",
+    "event_size",
     "event_to_dict",
+    "materialize",
 ]
 
 
@@ -197,6 +201,54 @@ def jsonable(value: Any) -> Any:
 
 _CONVERTER = _make_converter()
 
+Pending = tuple[type[Event], int, float, dict[str, Any]]
+"""An event kept unbuilt: its class, seq, ts and fields (:func:`materialize` builds it)."""
+
+
+def materialize(job_id: str, item: Event | Pending) -> Event:
+    """The event ``item`` is (an :class:`Event` as it is, a :data:`Pending` built)."""
+    if isinstance(item, Event):
+        return item
+    cls, seq, ts, fields = item
+    return cls(job_id=job_id, seq=seq, ts=ts, **fields)
+
+
+_ENVELOPE = 96  # type, job_id, seq, ts and the punctuation of an event as JSON
+
+
+def event_size(event: Event | Pending) -> int:
+    """About the length of ``event`` as JSON, without serialising it (what a ring counts against
+    its ``max_bytes``): a text delta costs its text, anything else a walk of its fields."""
+    if type(event) is tuple:
+        cls, _, _, fields = event
+        update = fields.get("update") if cls is StepStream else None
+        if type(update) is Delta and type(update.delta) is TextDelta and update.metadata is None:
+            return _ENVELOPE + 64 + len(fields["step"]) + len(update.delta.text)
+        return _ENVELOPE + approx_size(fields)
+    if type(event) is StepStream:
+        update = event.update
+        if type(update) is Delta and type(update.delta) is TextDelta and update.metadata is None:
+            return _ENVELOPE + 64 + len(event.step) + len(update.delta.text)
+    return _ENVELOPE + approx_size(event)
+
+
+def approx_size(value: Any) -> int:
+    """About the length of ``value`` as JSON (strings by length, numbers as 8, containers and
+    attrs instances by their items), without serialising it."""
+    cls = type(value)
+    if cls is str:
+        return len(value) + 2
+    if cls in _PLAIN:
+        return 8
+    fields = getattr(cls, "__attrs_attrs__", None)
+    if fields is not None:
+        return 2 + sum(len(f.name) + 4 + approx_size(getattr(value, f.name)) for f in fields)
+    if isinstance(value, Mapping):
+        return 2 + sum(len(str(k)) + 4 + approx_size(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return 2 + sum(1 + approx_size(v) for v in value)
+    return 16
+
 
 def event_to_dict(event: Event) -> dict[str, Any]:
     """A JSON-ready dict of ``event`` with its ``type`` (cattrs unstructure)."""
@@ -257,7 +309,10 @@ class Subscription:
 class EventHub:
     """Assigns ``seq`` and ``ts`` and fans events out.  Synchronous and non-blocking to publish.
 
-    ``sink`` (optional) sees every event first: the job's recorder.
+    ``sink`` (optional) sees every event first: the job's recorder.  ``keep`` (optional) is a
+    ring that wants events only to replay them: while nobody listens it gets a :data:`Pending`
+    (the event's class, seq, ts and fields; :func:`materialize` builds it), so that an event
+    nobody reads now is not built.
     """
 
     def __init__(self, job_id: str, *, first_seq: int = 0, maxlen: int = 1024,
@@ -266,6 +321,7 @@ class EventHub:
         self.next_seq = first_seq
         self.maxlen = maxlen
         self.sink = sink
+        self.keep: Callable[[Event | Pending], None] | None = None
         self.closed = False
         self._subs: set[Subscription] = set()
 
@@ -275,6 +331,8 @@ class EventHub:
         if self.closed:
             raise RuntimeError(f"job {self.job_id}: event published after JobFinished")
         if self.sink is None and not self._subs:
+            if self.keep is not None:
+                self.keep((cls, self.next_seq, time.time(), fields))
             self.next_seq += 1
             if cls is JobFinished:
                 self.closed = True
@@ -283,6 +341,8 @@ class EventHub:
         self.next_seq += 1
         if self.sink is not None:
             self.sink(event)
+        if self.keep is not None:
+            self.keep(event)
         self.deliver(event)
         return event
 

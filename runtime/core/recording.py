@@ -14,7 +14,6 @@ after spawn.
 
 from __future__ import annotations
 
-import json
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Literal
@@ -26,7 +25,16 @@ from actors.log import get_logger
 from actors.recorder import Recorder
 
 from ..store import Checkpoint, EventRow, JobRecord, JobUpdate, Store, StoreError, write_batch
-from .events import Event, EventHub, JobFinished, event_from_dict, event_to_dict, jsonable
+from .events import (
+    Event,
+    EventHub,
+    JobFinished,
+    event_from_dict,
+    event_size,
+    event_to_dict,
+    jsonable,
+    materialize,
+)
 from .states import JobState, describe_error
 
 __all__ = ["RECORD_MODES", "Prefetch", "RecordLimits", "RecordMode", "RecordOf", "Recording", "recording_for"]
@@ -144,16 +152,15 @@ class _MemoryRecording(Recording):
         recorder = self._recorder()
         await nursery.start(recorder.run)
         self.recorder = recorder
-        hub.sink = self._sink(recorder)
+        self._attach(hub, recorder)
 
-    def _sink(self, recorder: Recorder) -> Callable[[Event], None]:
-        def sink(event: Event) -> None:
-            recorder.record(event, None, len(json.dumps(event_to_dict(event), default=repr)))
-
-        return sink
+    def _attach(self, hub: EventHub, recorder: Recorder) -> None:
+        hub.keep = recorder.keeper(event_size)  # the ring: events sized, and built only to be replayed
 
     def replay_source(self) -> tuple[list[Event] | None, Prefetch | None]:
-        return (self.recorder.backlog() if self.recorder is not None else None), None
+        if self.recorder is None:
+            return None, None
+        return [materialize(self.job_id, item) for item in self.recorder.backlog()], None
 
 
 class _DurableRecording(_MemoryRecording):
@@ -179,13 +186,13 @@ class _DurableRecording(_MemoryRecording):
         except StoreError as exc:
             self._on_error(exc)
 
-    def _sink(self, recorder: Recorder) -> Callable[[Event], None]:
+    def _attach(self, hub: EventHub, recorder: Recorder) -> None:
         def sink(event: Event) -> None:
             payload = event_to_dict(event)
             row = EventRow(job_id=event.job_id, seq=event.seq, type=event.type, ts=event.ts, payload=payload)
-            recorder.record(event, row, len(json.dumps(payload, default=repr)))
+            recorder.record(event, row, event_size(event))
 
-        return sink
+        hub.sink = sink
 
     async def end(self, hub: EventHub, outcome: Outcome, conclude: Conclude, record: RecordOf) -> None:
         """The last events, JobFinished and the final record commit in one write; only then is
@@ -197,7 +204,7 @@ class _DurableRecording(_MemoryRecording):
         stored = conclude(outcome)
         event = hub.build(JobFinished, state=outcome[0].value, reason=outcome[1], error=outcome[2])
         payload = event_to_dict(event)
-        size = len(json.dumps(payload, default=repr))
+        size = event_size(event)
         recorder.write(EventRow(job_id=event.job_id, seq=event.seq, type=event.type, ts=event.ts, payload=payload),
                        size)
         recorder.write(record(stored))
