@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -242,12 +242,20 @@ def approx_size(value: Any) -> int:
         return 8
     fields = getattr(cls, "__attrs_attrs__", None)
     if fields is not None:
-        return 2 + sum(len(f.name) + 4 + approx_size(getattr(value, f.name)) for f in fields)
+        return 2 + _items_size((f.name, getattr(value, f.name)) for f in fields)
     if isinstance(value, Mapping):
-        return 2 + sum(len(str(k)) + 4 + approx_size(v) for k, v in value.items())
+        return 2 + _items_size(value.items())
     if isinstance(value, list | tuple | set | frozenset):
-        return 2 + sum(1 + approx_size(v) for v in value)
+        return 2 + _items_size(("", v) for v in value)
     return 16
+
+
+def _items_size(items: Iterable[tuple[Any, Any]]) -> int:
+    total = 0
+    for key, v in items:
+        t = type(v)
+        total += (len(key) if type(key) is str else 8) + 4 + (len(v) + 2 if t is str else 8 if t in _PLAIN else approx_size(v))
+    return total
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:

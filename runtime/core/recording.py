@@ -59,10 +59,13 @@ Prefetch = Callable[[int], Awaitable[list[Event]]]
 
 @attrs.frozen
 class RecordLimits:
-    """The bounds of each recording job's in-memory ring."""
+    """The bounds of each recording job's in-memory ring, and how long a durable job's writes wait to group."""
 
     max_events: int = 1000
     max_bytes: int = 1 << 20
+    flush_window: float = 0.05
+    """Durable: what a job records within this many seconds is written in one transaction (a pause,
+    ``flush_at`` pending items and the job's end are written at once)."""
 
 
 class Recording:
@@ -177,7 +180,8 @@ class _DurableRecording(_MemoryRecording):
             await write_batch(store, batch)
 
         return Recorder(max_events=self._limits.max_events, max_bytes=self._limits.max_bytes,
-                        sink=sink, on_error=self._on_error)
+                        sink=sink, on_error=self._on_error, flush_window=self._limits.flush_window,
+                        flush_on_exit=False)  # end() writes the rest with JobFinished and the final record
 
     async def start(self, nursery: trio.Nursery, hub: EventHub, record: RecordOf) -> None:
         await super().start(nursery, hub, record)
@@ -237,7 +241,7 @@ class _DurableRecording(_MemoryRecording):
     def state_changed(self, state: JobState, resume_payload: Any) -> None:
         if self.recorder is not None:
             self.recorder.write(JobUpdate(self.job_id, {"state": state.value,
-                                                        "resume_payload": jsonable(resume_payload)}))
+                                                        "resume_payload": jsonable(resume_payload)}), urgent=True)
 
     def replay_source(self) -> tuple[list[Event] | None, Prefetch | None]:
         recorder, store, job_id = self.recorder, self._store, self.job_id

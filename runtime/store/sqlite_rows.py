@@ -3,6 +3,7 @@ marked JSON (``metadata={"json": True}``) are stored as JSON text."""
 
 from __future__ import annotations
 
+import collections
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -60,6 +61,19 @@ class Rows:
 
     def __init__(self) -> None:
         self._conv = _make_converter()
+        # the JSON text of the flow dicts written last, by identity: every job of a flow holds the
+        # same (never mutated) dict, serialized once
+        self._flow_texts: collections.OrderedDict[int, tuple[Any, str]] = collections.OrderedDict()
+
+    def _flow_text(self, flow: Any) -> str:
+        hit = self._flow_texts.get(id(flow))
+        if hit is not None and hit[0] is flow:
+            return hit[1]
+        text = _dumps(flow)
+        self._flow_texts[id(flow)] = (flow, text)
+        if len(self._flow_texts) > _FLOW_TEXTS:
+            self._flow_texts.popitem(last=False)
+        return text
 
     def column_value(self, table: Table, column: str, value: Any) -> Any:
         """``value`` as stored in ``column`` (JSON text for a JSON column)."""
@@ -67,10 +81,13 @@ class Rows:
         return json.dumps(plain, separators=(",", ":")) if column in table.json_columns else plain
 
     def params(self, table: Table, rec: Any) -> tuple[Any, ...]:
-        """The upsert parameters of ``rec``, in ``table.columns`` order."""
-        data = self._conv.unstructure(rec)
-        return tuple(json.dumps(data[c], separators=(",", ":")) if c in table.json_columns
-                     else data[c] for c in table.columns)
+        """The upsert parameters of ``rec``, in ``table.columns`` order (the records hold plain
+        values and JSON-able data: read as they are, no unstructuring walk)."""
+        if table is JOBS:
+            return tuple(self._flow_text(rec.flow) if c == "flow" else _dumps(getattr(rec, c))
+                         if c in table.json_columns else getattr(rec, c) for c in table.columns)
+        return tuple(_dumps(getattr(rec, c)) if c in table.json_columns else getattr(rec, c)
+                     for c in table.columns)
 
     def update(self, job_id: str, fields: dict[str, Any], now: float) -> tuple[str, list[tuple[Any, ...]]]:
         """The UPDATE of ``fields`` of job ``job_id`` (``TypeError`` naming an unknown field)."""
@@ -110,6 +127,10 @@ class Rows:
         data = {c: json.loads(v) if c in table.json_columns else v
                 for c, v in zip(table.columns, row, strict=True)}
         return self._conv.structure(data, table.cls)
+
+
+_FLOW_TEXTS = 64
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _make_converter() -> cattrs.Converter:

@@ -2,9 +2,9 @@
 
 A write call enqueues its rows and waits for the commit of the batch that holds them.  One
 flusher task (:meth:`BatchWriter.run`, in the store's nursery) drains the queue into one
-transaction per batch of at most ``batch_max`` rows, on one writer connection reached only
-through ``trio.to_thread`` with a limiter of one; it parks on an event while there is nothing to
-write.  A started transaction always finishes (shielded, bounded by the busy timeout).
+transaction per batch of at most ``batch_max`` rows, on one writer connection reached only from
+its own long-lived thread (:class:`~runtime.store.sqlite_thread.WriterThread`); it parks on an
+event while there is nothing to write.  A started transaction always finishes (shielded, bounded by the busy timeout).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from actors.log import get_logger
 
 from .errors import StoreWriteFailed
 from .sqlite_open import describe
+from .sqlite_thread import WriterThread
 
 __all__ = ["BatchWriter", "Op", "Write", "execute_batch"]
 
@@ -97,6 +98,7 @@ class BatchWriter:
         self.closing = False
         self._queue: collections.deque[Write] = collections.deque()
         self._wake = trio.Event()
+        self._thread: WriterThread | None = None
         self.transactions = 0
         self.rows_written = 0
         self.pending_rows = 0
@@ -126,6 +128,7 @@ class BatchWriter:
 
     async def run(self) -> None:
         """Drain the queue one batch (one transaction) at a time; park while it is empty."""
+        self._thread = WriterThread(f"corral.store.writer:{self.path}")
         try:
             while True:
                 if not self._queue:
@@ -144,6 +147,10 @@ class BatchWriter:
                 self.pending_rows -= op.rows
                 op.error = RuntimeError("the store closed before this write was committed")
                 op.done.set()
+            thread, self._thread = self._thread, None
+            thread.stop()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(thread.join)
 
     async def _flush_batch(self) -> None:
         batch: list[Write] = []
@@ -172,7 +179,8 @@ class BatchWriter:
         try:
             # a started transaction always finishes (bounded by busy_timeout): never half-known
             with trio.CancelScope(shield=True):
-                counts = await trio.to_thread.run_sync(self._execute, batch, limiter=self.limiter)
+                assert self._thread is not None
+                counts = await self._thread.run(self._execute, batch)
         except Exception as exc:
             _log.warning("store_write_failed", path=str(self.path), calls=len(batch),
                          rows=sum(op.rows for op in batch), error=describe(exc))
