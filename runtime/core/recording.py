@@ -63,7 +63,7 @@ class RecordLimits:
 
     max_events: int = 1000
     max_bytes: int = 1 << 20
-    flush_window: float = 0.05
+    flush_window: float = attrs.field(default=0.05, validator=attrs.validators.ge(0))
     """Durable: what a job records within this many seconds is written in one transaction (a pause,
     ``flush_at`` pending items and the job's end are written at once)."""
 

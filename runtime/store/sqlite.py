@@ -41,7 +41,7 @@ from .records import (
     StoreStats,
 )
 from .sqlite_open import MARKER_KEY, MARKER_VALUE, Migration, StoreFile, describe
-from .sqlite_rows import CHECKPOINTS, EVENTS, GROUPS, JOBS, LEASES, Rows, Table
+from .sqlite_rows import CHECKPOINTS, GROUPS, JOBS, LEASES, Rows, Table
 from .sqlite_writer import BatchWriter, Op, Write, execute_batch
 
 __all__ = ["MIGRATIONS", "Migration", "SqliteStore"]
@@ -83,6 +83,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, (
         # where the runtime serves control requests (its Unix socket), for clients in other processes
         "ALTER TABLE leases ADD COLUMN control TEXT",
+    )),
+    Migration(3, (
+        # 1: the payload is stored without the type, job_id, seq and ts its columns hold (older rows
+        # read 0 and keep their whole payload)
+        "ALTER TABLE events ADD COLUMN bare INTEGER NOT NULL DEFAULT 0",
     )),
 )
 """Schema migrations in order; append ``Migration(2, ...)`` to evolve the schema."""
@@ -236,13 +241,13 @@ class SqliteStore:
 
     async def append_events(self, rows: Sequence[EventRow]) -> None:
         """Record ``rows`` in one transaction; an existing ``(job_id, seq)`` is replaced."""
-        await self._put(EVENTS, rows)
+        await self.write_records(rows)
 
     async def read_events(self, job_id: str, from_seq: int = 0) -> list[EventRow]:
         """Events of ``job_id`` with ``seq >= from_seq``, in seq order."""
-        rows = await self._select(f"{EVENTS.select} WHERE job_id = ? AND seq >= ? ORDER BY seq",
+        rows = await self._select(f"{self._rows.events_select} WHERE job_id = ? AND seq >= ? ORDER BY seq",
                                   (job_id, from_seq))
-        return [self._rows.record(EVENTS, row) for row in rows]
+        return [self._rows.event(row) for row in rows]
 
     async def put_checkpoint(self, cp: Checkpoint) -> None:
         """Record ``cp``, replacing the previous checkpoint of its step."""
@@ -354,9 +359,10 @@ class SqliteStore:
 
     def _open_sync(self) -> tuple[sqlite3.Connection | None, sqlite3.Connection]:
         opener = StoreFile(self.path, self.busy_timeout, MIGRATIONS)  # read now: tests add migrations
-        if self.read_only:
-            return None, opener.open_read_only()
-        return opener.open_writable()
+        writer, reader = (None, opener.open_read_only()) if self.read_only else opener.open_writable()
+        # a read-only open of an older schema has no ``bare`` column (a writable one is migrated)
+        self._rows.bare_events = any(col[1] == "bare" for col in reader.execute("PRAGMA table_info(events)"))
+        return writer, reader
 
     def _close_reader_sync(self) -> None:
         if self._reader is not None:

@@ -22,7 +22,7 @@ from .records import (
     prepare_job_update,
 )
 
-__all__ = ["CHECKPOINTS", "EVENTS", "GROUPS", "JOBS", "LEASES", "Rows", "Table"]
+__all__ = ["CHECKPOINTS", "EVENTS", "EVENTS_UPSERT", "GROUPS", "JOBS", "LEASES", "Rows", "Table"]
 
 
 @attrs.frozen
@@ -64,6 +64,8 @@ class Rows:
         # the JSON text of the flow dicts written last, by identity: every job of a flow holds the
         # same (never mutated) dict, serialized once
         self._flow_texts: collections.OrderedDict[int, tuple[Any, str]] = collections.OrderedDict()
+        self.bare_events = True
+        """Whether the events table has the ``bare`` column (schema 3 on)."""
 
     def _flow_text(self, flow: Any) -> str:
         hit = self._flow_texts.get(id(flow))
@@ -89,6 +91,29 @@ class Rows:
         return tuple(_dumps(getattr(rec, c)) if c in table.json_columns else getattr(rec, c)
                      for c in table.columns)
 
+    @property
+    def events_select(self) -> str:
+        """The SELECT of event rows :meth:`event` reads."""
+        return f"SELECT {_EVENT_COLUMNS}, {'bare' if self.bare_events else '0'} FROM events"
+
+    def event_params(self, row: EventRow) -> tuple[Any, ...]:
+        """The upsert parameters of ``row``: its payload without the type, job_id, seq and ts that
+        the columns hold (``bare`` 1), or whole when it holds other values there (``bare`` 0)."""
+        p = row.payload
+        if (p.get("seq") == row.seq and p.get("ts") == row.ts and p.get("job_id") == row.job_id
+                and p.get("type") == row.type):
+            return (row.job_id, row.seq, row.type, row.ts,
+                    _dumps({k: v for k, v in p.items() if k not in _ENVELOPE}), 1)
+        return row.job_id, row.seq, row.type, row.ts, _dumps(p), 0
+
+    def event(self, row: tuple[Any, ...]) -> EventRow:
+        """The event row a selected ``row`` holds (a bare payload given back its envelope)."""
+        job_id, seq, type_, ts, text, bare = row
+        payload = json.loads(text)
+        if bare:
+            payload = {"type": type_, "job_id": job_id, "seq": seq, "ts": ts, **payload}
+        return EventRow(job_id, seq, type_, ts, payload)
+
     def update(self, job_id: str, fields: dict[str, Any], now: float) -> tuple[str, list[tuple[Any, ...]]]:
         """The UPDATE of ``fields`` of job ``job_id`` (``TypeError`` naming an unknown field)."""
         fields = prepare_job_update(job_id, fields, now)
@@ -107,8 +132,8 @@ class Rows:
             if isinstance(item, EventRow):
                 if events is None:
                     events = []
-                    ops.append((EVENTS.upsert, events))
-                events.append(self.params(EVENTS, item))
+                    ops.append((EVENTS_UPSERT, events))
+                events.append(self.event_params(item))
                 continue
             events = None
             if isinstance(item, JobUpdate):
@@ -130,6 +155,10 @@ class Rows:
 
 
 _FLOW_TEXTS = 64
+_ENVELOPE = frozenset({"type", "job_id", "seq", "ts"})
+_EVENT_COLUMNS = "job_id, seq, type, ts, payload"
+EVENTS_UPSERT = (f"INSERT INTO events ({_EVENT_COLUMNS}, bare) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, seq) "
+                 "DO UPDATE SET type = excluded.type, ts = excluded.ts, payload = excluded.payload, bare = excluded.bare")
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
