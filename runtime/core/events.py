@@ -10,6 +10,7 @@ it missed — never unbounded memory, never a stalled job.  The last event of a 
 from __future__ import annotations
 
 import collections
+import functools
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from typing import Any, ClassVar
@@ -213,6 +214,10 @@ def materialize(job_id: str, item: Event | Pending) -> Event:
     return cls(job_id=job_id, seq=seq, ts=ts, **fields)
 
 
+_DATA_FIELDS: Mapping[type[Event], tuple[str, ...]] = {
+    JobStarted: ("inputs",), StepCompleted: ("outputs",), StepFailed: ("error",), JobResumed: ("payload",),
+    JobFinished: ("reason", "error"),
+}
 _ENVELOPE = 96  # type, job_id, seq, ts and the punctuation of an event as JSON
 
 
@@ -221,15 +226,17 @@ def event_size(event: Event | Pending) -> int:
     its ``max_bytes``): a text delta costs its text, anything else a walk of its fields."""
     if type(event) is tuple:
         cls, _, _, fields = event
-        update = fields.get("update") if cls is StepStream else None
+        get: Callable[[str], Any] = fields.get
+    else:
+        cls = type(event)
+        get = functools.partial(getattr, event)
+    if cls is StepStream:
+        update = get("update")
         if type(update) is Delta and type(update.delta) is TextDelta and update.metadata is None:
-            return _ENVELOPE + 64 + len(fields["step"]) + len(update.delta.text)
-        return _ENVELOPE + approx_size(fields)
-    if type(event) is StepStream:
-        update = event.update
-        if type(update) is Delta and type(update.delta) is TextDelta and update.metadata is None:
-            return _ENVELOPE + 64 + len(event.step) + len(update.delta.text)
-    return _ENVELOPE + approx_size(event)
+            return _ENVELOPE + 64 + len(get("step")) + len(update.delta.text)
+        return _ENVELOPE + 64 + approx_size(update)
+    # the names, states and numbers of the other events are small: only their data is walked
+    return _ENVELOPE + 64 + sum(approx_size(get(name)) for name in _DATA_FIELDS.get(cls, ()))
 
 
 def approx_size(value: Any) -> int:

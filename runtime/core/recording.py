@@ -153,9 +153,11 @@ class _MemoryRecording(Recording):
 
     async def start(self, nursery: trio.Nursery, hub: EventHub, record: RecordOf) -> None:
         recorder = self._recorder()
-        await nursery.start(recorder.run)
+        # no start-up to wait for (nursery.start): writes queue until the flusher runs
+        nursery.start_soon(recorder.run, name=f"corral.recorder:{self.job_id}")
         self.recorder = recorder
         self._attach(hub, recorder)
+        await trio.lowlevel.checkpoint()
 
     def _attach(self, hub: EventHub, recorder: Recorder) -> None:
         hub.keep = recorder.keeper(event_size)  # the ring: events sized, and built only to be replayed
