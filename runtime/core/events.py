@@ -10,16 +10,15 @@ it missed — never unbounded memory, never a stalled job.  The last event of a 
 from __future__ import annotations
 
 import collections
-import functools
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, ClassVar
 
 import attrs
 import cattrs
 import trio
 
-from actors.stream import Delta, TextDelta, Update
+from actors.stream import Update
 
 from ..flow import ErrorAction, ExitAction, TimeoutAction
 from .states import EndState
@@ -41,9 +40,7 @@ __all__ = [
     "StepFailed",
     "StepStarted",
     "StepStream",
-    "approx_size",
     "event_from_dict",
-    "event_size",
     "event_to_dict",
     "materialize",
 ]
@@ -212,57 +209,6 @@ def materialize(job_id: str, item: Event | Pending) -> Event:
         return item
     cls, seq, ts, fields = item
     return cls(job_id=job_id, seq=seq, ts=ts, **fields)
-
-
-_DATA_FIELDS: Mapping[type[Event], tuple[str, ...]] = {
-    JobStarted: ("inputs",), StepCompleted: ("outputs",), StepFailed: ("error",), JobResumed: ("payload",),
-    JobFinished: ("reason", "error"),
-}
-_ENVELOPE = 96  # type, job_id, seq, ts and the punctuation of an event as JSON
-
-
-def event_size(event: Event | Pending) -> int:
-    """About the length of ``event`` as JSON, without serialising it (what a ring counts against
-    its ``max_bytes``): a text delta costs its text, anything else a walk of its fields."""
-    if type(event) is tuple:
-        cls, _, _, fields = event
-        get: Callable[[str], Any] = fields.get
-    else:
-        cls = type(event)
-        get = functools.partial(getattr, event)
-    if cls is StepStream:
-        update = get("update")
-        if type(update) is Delta and type(update.delta) is TextDelta and update.metadata is None:
-            return _ENVELOPE + 64 + len(get("step")) + len(update.delta.text)
-        return _ENVELOPE + 64 + approx_size(update)
-    # the names, states and numbers of the other events are small: only their data is walked
-    return _ENVELOPE + 64 + sum(approx_size(get(name)) for name in _DATA_FIELDS.get(cls, ()))
-
-
-def approx_size(value: Any) -> int:
-    """About the length of ``value`` as JSON (strings by length, numbers as 8, containers and
-    attrs instances by their items), without serialising it."""
-    cls = type(value)
-    if cls is str:
-        return len(value) + 2
-    if cls in _PLAIN:
-        return 8
-    fields = getattr(cls, "__attrs_attrs__", None)
-    if fields is not None:
-        return 2 + _items_size((f.name, getattr(value, f.name)) for f in fields)
-    if isinstance(value, Mapping):
-        return 2 + _items_size(value.items())
-    if isinstance(value, list | tuple | set | frozenset):
-        return 2 + _items_size(("", v) for v in value)
-    return 16
-
-
-def _items_size(items: Iterable[tuple[Any, Any]]) -> int:
-    total = 0
-    for key, v in items:
-        t = type(v)
-        total += (len(key) if type(key) is str else 8) + 4 + (len(v) + 2 if t is str else 8 if t in _PLAIN else approx_size(v))
-    return total
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:

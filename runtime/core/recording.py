@@ -30,11 +30,11 @@ from .events import (
     EventHub,
     JobFinished,
     event_from_dict,
-    event_size,
     event_to_dict,
     jsonable,
     materialize,
 )
+from .eventsize import event_size
 from .states import JobState, describe_error
 
 __all__ = ["RECORD_MODES", "Prefetch", "RecordLimits", "RecordMode", "RecordOf", "Recording", "recording_for"]
@@ -216,12 +216,13 @@ class _DurableRecording(_MemoryRecording):
         recorder.write(record(stored))
         with trio.CancelScope(shield=True):
             await recorder.flush()
-        if recorder.failed is not None:
-            _log.error("job_record_failed", job_id=self.job_id, error=describe_error(recorder.failed))
+        failed = typing.cast("BaseException | None", recorder.failed)  # set while it flushed, if it failed
+        if failed is not None:
+            _log.error("job_record_failed", job_id=self.job_id, error=describe_error(failed))
             if outcome[0] is JobState.COMPLETED:
-                outcome = (JobState.FAILED, "store_error", describe_error(recorder.failed))
+                outcome = (JobState.FAILED, "store_error", describe_error(failed))
                 conclude(outcome)
-                event = JobFinished(job_id=event.job_id, seq=event.seq, ts=event.ts, state=outcome[0].value,
+                event = JobFinished(job_id=event.job_id, seq=event.seq, ts=event.ts, state="failed",
                                     reason=outcome[1], error=outcome[2])
         recorder.record(event, None, size)
         self.recorder = None
