@@ -181,7 +181,8 @@ class _DurableRecording(_MemoryRecording):
         async def sink(batch: list[Any]) -> None:
             await write_batch(store, batch)
 
-        return Recorder(max_events=self._limits.max_events, max_bytes=self._limits.max_bytes,
+        # no ring: a durable replay reads the store
+        return Recorder(max_events=None, max_bytes=self._limits.max_bytes,
                         sink=sink, on_error=self._on_error, flush_window=self._limits.flush_window,
                         flush_on_exit=False)  # end() writes the rest with JobFinished and the final record
 
