@@ -2,9 +2,10 @@
 
 A write call serializes its rows in the calling task, enqueues them and waits for the commit of
 the batch that holds them.  One flusher task (in the store's own nursery) drains the queue into
-one transaction per batch of at most ``batch_max`` rows, on one writer connection reached only
-through ``trio.to_thread`` with a limiter of one; it parks on an event while there is nothing to
-write.  Reads go through a second connection with its own limiter.  Opening checks the file before
+one transaction per batch of at most ``batch_max`` rows, on one writer connection used only from
+one long-lived writer thread (answering through the trio token); it parks on an event while there
+is nothing to write.  :meth:`SqliteStore.write_records` writes a recorder's whole batch (events,
+checkpoints, record updates and records, in order) in one transaction.  Reads go through a second connection with its own limiter.  Opening checks the file before
 changing anything: a file that is not SQLite, a SQLite database that is not a corral store or a
 schema newer than this code is refused with the path and the reason, and left untouched.
 
