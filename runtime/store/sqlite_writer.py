@@ -136,9 +136,6 @@ class BatchWriter:
                         return
                     self._wake = trio.Event()
                     await self._wake.wait()
-                    # one more turn of the scheduler: the tasks made ready with the first writer
-                    # (jobs ending together) add theirs to the same transaction
-                    await trio.lowlevel.cancel_shielded_checkpoint()
                     continue
                 await self._flush_batch()
         finally:
