@@ -8,8 +8,11 @@ allocates nothing per event.
   catch up.  Older events are dropped and counted in :attr:`Recorder.dropped`.
 - ``sink``: an async callable that persists a batch of items (event rows, checkpoints, ...).
   :meth:`record` and :meth:`write` never block; the flusher task takes everything pending in one
-  batch, parks on an event while nothing is pending (no timer, no polling), and on cancellation
-  writes what is left under a shield, bounded by ``flush_grace``.
+  batch, parks on an event while nothing is pending (no polling; a timer only while something is
+  pending and ``flush_window`` is set: it then writes what came within the window in one batch,
+  at once for an urgent item or ``flush_at`` pending ones), and on cancellation writes what is
+  left under a shield, bounded by ``flush_grace`` (unless ``flush_on_exit=False``: then its owner
+  calls :meth:`flush` after the task ended, to write what is left with its own last items).
 """
 
 from __future__ import annotations
@@ -37,7 +40,10 @@ class Recorder:
     def __init__(self, *, max_events: int | None = 1000, max_bytes: int = 1 << 20,
                  sink: Callable[[list[Any]], Awaitable[None]] | None = None,
                  on_error: Callable[[BaseException], None] | None = None,
-                 flush_grace: float = 30.0) -> None:
+                 flush_grace: float = 30.0, flush_window: float = 0.0, flush_at: int = 512,
+                 flush_on_exit: bool = True) -> None:
+        if flush_window < 0 or flush_at < 1:
+            raise ValueError("flush_window must be >= 0 and flush_at >= 1")
         self._ring: collections.deque[tuple[Any, int]] | None = (
             collections.deque() if max_events else None)
         self.max_events = max_events or 0
@@ -49,6 +55,10 @@ class Recorder:
         self._pending_bytes = 0
         self._ring_bytes = 0
         self._wakeup = trio.Event()
+        self._flush_window = flush_window
+        self._flush_at = flush_at
+        self._flush_on_exit = flush_on_exit
+        self._hurry = trio.Event()
         self._lock = trio.Lock()
         self.dropped = 0
         self.recorded = 0
@@ -63,23 +73,54 @@ class Recorder:
     def record(self, event: Any, item: Any = None, size: int = 0) -> None:
         """Keep ``event`` in the ring and queue ``item`` (if given) for the sink.  Never blocks."""
         self.recorded += 1
-        if self._ring is not None:
-            self._ring.append((event, size))
+        ring = self._ring
+        if ring is not None:
+            ring.append((event, size))
             self._ring_bytes += size
-            while len(self._ring) > self.max_events or (self._ring_bytes > self.max_bytes and len(self._ring) > 1):
-                _, old = self._ring.popleft()
-                self._ring_bytes -= old
-                self.dropped += 1
+            if len(ring) > self.max_events or self._ring_bytes > self.max_bytes:
+                self._trim(ring)
         if item is not None:
             self.write(item, size)
 
-    def write(self, item: Any, size: int = 0) -> None:
-        """Queue ``item`` for the sink.  Never blocks."""
+    def keeper(self, size_of: Callable[[Any], int]) -> Callable[[Any], None]:
+        """A one-argument :meth:`record` for a publisher's sink (ring only, nothing written): each
+        event kept is sized by ``size_of``.  The hot path of in-memory recording."""
+        ring = self._ring
+        if ring is None:
+            def count(event: Any) -> None:
+                self.recorded += 1
+
+            return count
+
+        def keep(event: Any) -> None:
+            size = size_of(event)
+            self.recorded += 1
+            ring.append((event, size))
+            self._ring_bytes += size
+            if len(ring) > self.max_events:  # full: the common case of a long stream, inline
+                self._ring_bytes -= ring.popleft()[1]
+                self.dropped += 1
+            if self._ring_bytes > self.max_bytes:
+                self._trim(ring)
+
+        return keep
+
+    def _trim(self, ring: collections.deque[tuple[Any, int]]) -> None:
+        while len(ring) > self.max_events or (self._ring_bytes > self.max_bytes and len(ring) > 1):
+            _, old = ring.popleft()
+            self._ring_bytes -= old
+            self.dropped += 1
+
+    def write(self, item: Any, size: int = 0, *, urgent: bool = False) -> None:
+        """Queue ``item`` for the sink.  Never blocks.  With a ``flush_window``, an ``urgent`` item
+        (or ``flush_at`` pending ones) is written at once, anything else within the window."""
         if self._sink is None or self.failed is not None:
             return
         self._pending.append(item)
         self._pending_bytes += size
         self._wakeup.set()
+        if urgent or len(self._pending) >= self._flush_at:
+            self._hurry.set()
 
     def backlog(self) -> list[Any]:
         """The events in the ring, oldest first."""
@@ -113,9 +154,15 @@ class Recorder:
         try:
             while self._sink is not None and self.failed is None:
                 await self._wakeup.wait()
+                if self._flush_window and not self._hurry.is_set():
+                    # group commit: what the job records within the window goes in one write
+                    with trio.move_on_after(self._flush_window):
+                        await self._hurry.wait()
                 self._wakeup = trio.Event()
+                self._hurry = trio.Event()
                 await self.flush()
             await trio.sleep_forever()
         finally:
-            with trio.CancelScope(shield=True):
-                await self.flush()
+            if self._flush_on_exit:  # else its owner flushes (with what it writes last)
+                with trio.CancelScope(shield=True):
+                    await self.flush()

@@ -36,6 +36,7 @@ __all__ = [
     "JobResumed",
     "JobStarted",
     "Lagged",
+    "Pending",
     "StepCancelled",
     "StepCompleted",
     "StepFailed",
@@ -43,6 +44,7 @@ __all__ = [
     "StepStream",
     "event_from_dict",
     "event_to_dict",
+    "materialize",
 ]
 
 
@@ -233,6 +235,17 @@ def jsonable(value: Any) -> Any:
 
 _CONVERTER = _make_converter()
 
+Pending = tuple[type[Event], int, float, dict[str, Any]]
+"""An event kept unbuilt: its class, seq, ts and fields (:func:`materialize` builds it)."""
+
+
+def materialize(job_id: str, item: Event | Pending) -> Event:
+    """The event ``item`` is (an :class:`Event` as it is, a :data:`Pending` built)."""
+    if isinstance(item, Event):
+        return item
+    cls, seq, ts, fields = item
+    return cls(job_id=job_id, seq=seq, ts=ts, **fields)
+
 
 def event_to_dict(event: Event) -> dict[str, Any]:
     """A JSON-ready dict of ``event`` with its ``type`` (cattrs unstructure)."""
@@ -293,7 +306,10 @@ class Subscription:
 class EventHub:
     """Assigns ``seq`` and ``ts`` and fans events out.  Synchronous and non-blocking to publish.
 
-    ``sink`` (optional) sees every event first: the job's recorder.
+    ``sink`` (optional) sees every event first: the job's recorder.  ``keep`` (optional) is a
+    ring that wants events only to replay them: while nobody listens it gets a :data:`Pending`
+    (the event's class, seq, ts and fields; :func:`materialize` builds it), so that an event
+    nobody reads now is not built.
     """
 
     def __init__(self, job_id: str, *, first_seq: int = 0, maxlen: int = 1024,
@@ -302,6 +318,7 @@ class EventHub:
         self.next_seq = first_seq
         self.maxlen = maxlen
         self.sink = sink
+        self.keep: Callable[[Event | Pending], None] | None = None
         self.closed = False
         self._subs: set[Subscription] = set()
 
@@ -311,6 +328,8 @@ class EventHub:
         if self.closed:
             raise RuntimeError(f"job {self.job_id}: event published after JobFinished")
         if self.sink is None and not self._subs:
+            if self.keep is not None:
+                self.keep((cls, self.next_seq, time.time(), fields))
             self.next_seq += 1
             if cls is JobFinished:
                 self.closed = True
@@ -319,11 +338,26 @@ class EventHub:
         self.next_seq += 1
         if self.sink is not None:
             self.sink(event)
+        if self.keep is not None:
+            self.keep(event)
+        self.deliver(event)
+        return event
+
+    def build(self, cls: type[Event], **fields: Any) -> Event:
+        """A ``cls`` event with the next seq, not yet delivered: the caller writes it first, then
+        hands it to :meth:`deliver`."""
+        if self.closed:
+            raise RuntimeError(f"job {self.job_id}: event published after JobFinished")
+        event = cls(job_id=self.job_id, seq=self.next_seq, ts=time.time(), **fields)
+        self.next_seq += 1
+        return event
+
+    def deliver(self, event: Event) -> None:
+        """Give ``event`` to every subscriber (not to the sink); a :class:`JobFinished` closes the hub."""
         for sub in self._subs:
             sub.put(event)
-        if cls is JobFinished:
+        if type(event) is JobFinished:
             self.close()
-        return event
 
     def close(self) -> None:
         """No more events: every subscription ends after draining."""

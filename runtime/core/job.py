@@ -31,7 +31,6 @@ from .context import StepContext
 from .events import (
     EventHub,
     ExitResolved,
-    JobFinished,
     JobPaused,
     JobResumed,
     JobStarted,
@@ -190,11 +189,17 @@ class Job:
 
     async def _finalize(self) -> None:
         assert self._outcome is not None
-        # a durable job has completed only once its log is stored (no recorder: nothing to await)
-        failed = None if self.recording.recorder is None else await self.recording.flush()
-        if failed is not None and self._outcome[0] is JobState.COMPLETED:
-            self._outcome = (JobState.FAILED, "store_error", describe_error(failed))
-        state, reason, error = self._outcome
+        try:  # a durable job ends (JobFinished, its result) only once its log and record are stored
+            await self.recording.end(self.hub, self._outcome, self._conclude, lambda stored: job_record(self, stored))
+            assert self.result is not None
+            await self.services.finished(self.id, self.result)
+        finally:
+            self._done.set()
+
+    def _conclude(self, outcome: tuple[JobState, str | None, str | None]) -> JobState:
+        """Make ``outcome`` the job's result; the state its record is stored in."""
+        self._outcome = outcome
+        state, reason, error = outcome
         self.result = JobResult(
             job_id=self.id, flow=self.flow.name, state=state, reason=reason,
             outputs=dict(self._steps.outputs), error=error, steps=dict(self._steps.states),
@@ -203,12 +208,7 @@ class Job:
         # drained: the store reads paused or interrupted, a live state the next runtime resumes
         stored = JobState.PAUSED if state is JobState.INTERRUPTED and self.state is JobState.PAUSED else state
         self.state = state
-        self.hub.publish(JobFinished, state=state.value, reason=reason, error=error)
-        try:
-            await self.recording.finish(lambda _: job_record(self, stored), state)  # shielded when it writes
-            await self.services.finished(self.id, self.result)
-        finally:
-            self._done.set()
+        return stored
 
     # -- messages --------------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ after spawn.
 
 from __future__ import annotations
 
-import json
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Literal
@@ -26,8 +25,17 @@ from actors.log import get_logger
 from actors.recorder import Recorder
 
 from ..store import Checkpoint, EventRow, JobRecord, JobUpdate, Store, StoreError, write_batch
-from .events import Event, EventHub, event_from_dict, event_to_dict, jsonable
-from .states import JobState
+from .events import (
+    Event,
+    EventHub,
+    JobFinished,
+    event_from_dict,
+    event_to_dict,
+    jsonable,
+    materialize,
+)
+from .eventsize import event_size
+from .states import JobState, describe_error
 
 __all__ = ["RECORD_MODES", "Prefetch", "RecordLimits", "RecordMode", "RecordOf", "Recording", "recording_for"]
 
@@ -39,16 +47,25 @@ RECORD_MODES: tuple[RecordMode, ...] = typing.get_args(RecordMode)
 RecordOf = Callable[[JobState], JobRecord]
 """The job's store record in a state (built only when it is written)."""
 
+Outcome = tuple[JobState, str | None, str | None]
+"""How a job ended: its state, reason and error."""
+
+Conclude = Callable[[Outcome], JobState]
+"""Makes an outcome the job's result; returns the state its record is stored in."""
+
 Prefetch = Callable[[int], Awaitable[list[Event]]]
 """Recorded events with a seq below the argument (a durable replay reads them from the store)."""
 
 
 @attrs.frozen
 class RecordLimits:
-    """The bounds of each recording job's in-memory ring."""
+    """The bounds of each recording job's in-memory ring, and how long a durable job's writes wait to group."""
 
     max_events: int = 1000
     max_bytes: int = 1 << 20
+    flush_window: float = attrs.field(default=0.05, validator=attrs.validators.ge(0))
+    """Durable: what a job records within this many seconds is written in one transaction (a pause,
+    ``flush_at`` pending items and the job's end are written at once)."""
 
 
 class Recording:
@@ -96,6 +113,14 @@ class Recording:
         """
         return None
 
+    async def end(self, hub: EventHub, outcome: Outcome, conclude: Conclude, record: RecordOf) -> None:
+        """The job's end: ``conclude(outcome)`` makes its result, JobFinished is published and the
+        final record written (:meth:`finish`)."""
+        stored = conclude(outcome)
+        state, reason, error = outcome
+        hub.publish(JobFinished, state=state.value, reason=reason, error=error)
+        await self.finish(lambda _: record(stored), state)
+
     async def finish(self, record: RecordOf, state: JobState) -> None:
         """The job ended ``state``: write its final ``record(state)`` (built only if this mode keeps one), then
         let go of the recorder.  Shielded: a job cancelled by shutdown is still recorded."""
@@ -128,18 +153,19 @@ class _MemoryRecording(Recording):
 
     async def start(self, nursery: trio.Nursery, hub: EventHub, record: RecordOf) -> None:
         recorder = self._recorder()
-        await nursery.start(recorder.run)
+        # no start-up to wait for (nursery.start): writes queue until the flusher runs
+        nursery.start_soon(recorder.run, name=f"corral.recorder:{self.job_id}")
         self.recorder = recorder
-        hub.sink = self._sink(recorder)
+        self._attach(hub, recorder)
+        await trio.lowlevel.checkpoint()
 
-    def _sink(self, recorder: Recorder) -> Callable[[Event], None]:
-        def sink(event: Event) -> None:
-            recorder.record(event, None, len(json.dumps(event_to_dict(event), default=repr)))
-
-        return sink
+    def _attach(self, hub: EventHub, recorder: Recorder) -> None:
+        hub.keep = recorder.keeper(event_size)  # the ring: events sized, and built only to be replayed
 
     def replay_source(self) -> tuple[list[Event] | None, Prefetch | None]:
-        return (self.recorder.backlog() if self.recorder is not None else None), None
+        if self.recorder is None:
+            return None, None
+        return [materialize(self.job_id, item) for item in self.recorder.backlog()], None
 
 
 class _DurableRecording(_MemoryRecording):
@@ -155,8 +181,10 @@ class _DurableRecording(_MemoryRecording):
         async def sink(batch: list[Any]) -> None:
             await write_batch(store, batch)
 
-        return Recorder(max_events=self._limits.max_events, max_bytes=self._limits.max_bytes,
-                        sink=sink, on_error=self._on_error)
+        # no ring: a durable replay reads the store
+        return Recorder(max_events=None, max_bytes=self._limits.max_bytes,
+                        sink=sink, on_error=self._on_error, flush_window=self._limits.flush_window,
+                        flush_on_exit=False)  # end() writes the rest with JobFinished and the final record
 
     async def start(self, nursery: trio.Nursery, hub: EventHub, record: RecordOf) -> None:
         await super().start(nursery, hub, record)
@@ -165,13 +193,49 @@ class _DurableRecording(_MemoryRecording):
         except StoreError as exc:
             self._on_error(exc)
 
-    def _sink(self, recorder: Recorder) -> Callable[[Event], None]:
+    def _attach(self, hub: EventHub, recorder: Recorder) -> None:
         def sink(event: Event) -> None:
             payload = event_to_dict(event)
             row = EventRow(job_id=event.job_id, seq=event.seq, type=event.type, ts=event.ts, payload=payload)
-            recorder.record(event, row, len(json.dumps(payload, default=repr)))
+            recorder.record(event, row, event_size(event))
 
-        return sink
+        hub.sink = sink
+
+    async def end(self, hub: EventHub, outcome: Outcome, conclude: Conclude, record: RecordOf) -> None:
+        """The last events, JobFinished and the final record commit in one write; only then is
+        JobFinished delivered.  If that write fails, a COMPLETED job ends FAILED ``store_error``."""
+        recorder = self.recorder
+        if recorder is None or recorder.failed is not None:
+            await self._end_failed(hub, outcome, conclude, record)
+            return
+        stored = conclude(outcome)
+        event = hub.build(JobFinished, state=outcome[0].value, reason=outcome[1], error=outcome[2])
+        payload = event_to_dict(event)
+        size = event_size(event)
+        recorder.write(EventRow(job_id=event.job_id, seq=event.seq, type=event.type, ts=event.ts, payload=payload),
+                       size)
+        recorder.write(record(stored))
+        with trio.CancelScope(shield=True):
+            await recorder.flush()
+        failed = typing.cast("BaseException | None", recorder.failed)  # set while it flushed, if it failed
+        if failed is not None:
+            _log.error("job_record_failed", job_id=self.job_id, error=describe_error(failed))
+            if outcome[0] is JobState.COMPLETED:
+                outcome = (JobState.FAILED, "store_error", describe_error(failed))
+                conclude(outcome)
+                event = JobFinished(job_id=event.job_id, seq=event.seq, ts=event.ts, state="failed",
+                                    reason=outcome[1], error=outcome[2])
+        recorder.record(event, None, size)
+        self.recorder = None
+        hub.deliver(event)
+
+    async def _end_failed(self, hub: EventHub, outcome: Outcome, conclude: Conclude, record: RecordOf) -> None:
+        """The end of a job whose writes failed before: it cannot have COMPLETED; its final record
+        is still tried alone (the failure is logged)."""
+        failed = self.recorder.failed if self.recorder is not None else None
+        if failed is not None and outcome[0] is JobState.COMPLETED:
+            outcome = (JobState.FAILED, "store_error", describe_error(failed))
+        await super().end(hub, outcome, conclude, record)
 
     def checkpoint(self, step: str, outputs: Mapping[str, Any], iteration: int, attempt: int) -> None:
         if self.recorder is not None:
@@ -181,7 +245,7 @@ class _DurableRecording(_MemoryRecording):
     def state_changed(self, state: JobState, resume_payload: Any) -> None:
         if self.recorder is not None:
             self.recorder.write(JobUpdate(self.job_id, {"state": state.value,
-                                                        "resume_payload": jsonable(resume_payload)}))
+                                                        "resume_payload": jsonable(resume_payload)}), urgent=True)
 
     def replay_source(self) -> tuple[list[Event] | None, Prefetch | None]:
         recorder, store, job_id = self.recorder, self._store, self.job_id

@@ -58,7 +58,7 @@ class Runtime:
     def __init__(self, store: Store, *, max_running_jobs: int | None, max_results: int,
                  workspace: Path | None, stdin_grace: float = 0.5, term_grace: float = 2.0,
                  record_max_events: int = 1000, record_max_bytes: int = 1 << 20,
-                 agent_start_timeout: float = 30.0) -> None:
+                 agent_start_timeout: float = 30.0, record_flush_window: float = 0.05) -> None:
         if max_running_jobs is not None and max_running_jobs < 1:
             raise ValueError("max_running_jobs must be >= 1 or None")
         self.id = uuid.uuid4().hex
@@ -77,7 +77,8 @@ class Runtime:
         self._services = JobServices(
             runtime_id=self.id, pid=pid, started=psutil.Process(pid).create_time(), store=store,
             process=ProcessOptions(stdin_grace, term_grace, agent_start_timeout),
-            limits=RecordLimits(max_events=record_max_events, max_bytes=record_max_bytes),
+            limits=RecordLimits(max_events=record_max_events, max_bytes=record_max_bytes,
+                                flush_window=record_flush_window),
             workspace_root=workspace, finished=self._job_finished, unqueue=self._unqueue,
         )
 
@@ -328,7 +329,8 @@ async def open_runtime(*, max_running_jobs: int | None = None, max_results: int 
                        store: str | os.PathLike[str] | Store | None = None, resume: bool = False,
                        workspace: str | os.PathLike[str] | None = None, stdin_grace: float = 0.5,
                        term_grace: float = 2.0, record_max_events: int = 1000,
-                       record_max_bytes: int = 1 << 20, agent_start_timeout: float = 30.0) -> AsyncIterator[Runtime]:
+                       record_max_bytes: int = 1 << 20, agent_start_timeout: float = 30.0,
+                       record_flush_window: float = 0.05) -> AsyncIterator[Runtime]:
     """Open a runtime: the root nursery of every job it spawns.
 
     ``store``: a path (an embedded :class:`~runtime.store.SqliteStore`), a
@@ -340,7 +342,9 @@ async def open_runtime(*, max_running_jobs: int | None = None, max_results: int 
     ``workspace``: the directory under which each job gets ``<job_id>/`` (default: a temporary
     directory removed when the runtime closes).  ``stdin_grace``/``term_grace``: how long a process
     group gets after stdin closes, then after SIGTERM, before SIGKILL.  ``record_max_events`` /
-    ``record_max_bytes`` bound each recording job's in-memory ring.  ``agent_start_timeout``: an
+    ``record_max_bytes`` bound each recording job's in-memory ring; a durable job writes what it
+    records within ``record_flush_window`` seconds in one transaction (a pause, and its end, at
+    once: a job reported ended has its log and record committed).  ``agent_start_timeout``: an
     agent's initialize (+ authenticate) and session/new bound when its spec's ``start_timeout`` is None.
 
     Jobs on Ray hosts, with the same API: :func:`runtime.cluster.open_cluster_runtime`.
@@ -353,7 +357,7 @@ async def open_runtime(*, max_running_jobs: int | None = None, max_results: int 
                  workspace=None if workspace is None else Path(workspace),
                  stdin_grace=stdin_grace, term_grace=term_grace,
                  record_max_events=record_max_events, record_max_bytes=record_max_bytes,
-                 agent_start_timeout=agent_start_timeout)
+                 agent_start_timeout=agent_start_timeout, record_flush_window=record_flush_window)
     body_error: BaseException | None = None
     try:
         async with store_obj, trio.open_nursery() as services:

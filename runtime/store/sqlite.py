@@ -2,9 +2,10 @@
 
 A write call serializes its rows in the calling task, enqueues them and waits for the commit of
 the batch that holds them.  One flusher task (in the store's own nursery) drains the queue into
-one transaction per batch of at most ``batch_max`` rows, on one writer connection reached only
-through ``trio.to_thread`` with a limiter of one; it parks on an event while there is nothing to
-write.  Reads go through a second connection with its own limiter.  Opening checks the file before
+one transaction per batch of at most ``batch_max`` rows, on one writer connection used only from
+one long-lived writer thread (answering through the trio token); it parks on an event while there
+is nothing to write.  :meth:`SqliteStore.write_records` writes a recorder's whole batch (events,
+checkpoints, record updates and records, in order) in one transaction.  Reads go through a second connection with its own limiter.  Opening checks the file before
 changing anything: a file that is not SQLite, a SQLite database that is not a corral store or a
 schema newer than this code is refused with the path and the reason, and left untouched.
 
@@ -31,6 +32,7 @@ from actors._groups import is_cancellation
 from actors.log import get_logger
 
 from .errors import StoreError, StoreReadOnly
+from .recording import JobUpdate
 from .records import (
     Checkpoint,
     EventRow,
@@ -38,11 +40,10 @@ from .records import (
     Lease,
     ProcessGroupRow,
     StoreStats,
-    prepare_job_update,
 )
 from .sqlite_open import MARKER_KEY, MARKER_VALUE, Migration, StoreFile, describe
-from .sqlite_rows import CHECKPOINTS, EVENTS, GROUPS, JOBS, LEASES, Rows, Table
-from .sqlite_writer import BatchWriter, Write
+from .sqlite_rows import CHECKPOINTS, GROUPS, JOBS, LEASES, Rows, Table
+from .sqlite_writer import BatchWriter, Op, Write, execute_batch
 
 __all__ = ["MIGRATIONS", "Migration", "SqliteStore"]
 
@@ -83,6 +84,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, (
         # where the runtime serves control requests (its Unix socket), for clients in other processes
         "ALTER TABLE leases ADD COLUMN control TEXT",
+    )),
+    Migration(3, (
+        # 1: the payload is stored without the type, job_id, seq and ts its columns hold (older rows
+        # read 0 and keep their whole payload)
+        "ALTER TABLE events ADD COLUMN bare INTEGER NOT NULL DEFAULT 0",
     )),
 )
 """Schema migrations in order; append ``Migration(2, ...)`` to evolve the schema."""
@@ -192,13 +198,8 @@ class SqliteStore:
         Raises ``TypeError`` for a field :class:`JobRecord` does not have, :class:`StoreError`
         when there is no such job.
         """
-        fields = prepare_job_update(job_id, fields, time.time())
-        names = list(fields)
-        sets = ", ".join(f'"{name}" = ?' for name in names)
-        values = tuple(self._rows.column_value(JOBS, name, fields[name]) for name in names)
-        params = [(*values, job_id)]
-        count = await self._write(f"UPDATE jobs SET {sets} WHERE job_id = ?", params,
-                                  want_rowcount=True)
+        sql, params = self._rows.update(job_id, fields, time.time())
+        count = await self._write(sql, params, want_rowcount=True)
         if count == 0:
             raise StoreError(self.path, f"update_job: no job {job_id!r}")
 
@@ -241,13 +242,13 @@ class SqliteStore:
 
     async def append_events(self, rows: Sequence[EventRow]) -> None:
         """Record ``rows`` in one transaction; an existing ``(job_id, seq)`` is replaced."""
-        await self._put(EVENTS, rows)
+        await self.write_records(rows)
 
     async def read_events(self, job_id: str, from_seq: int = 0) -> list[EventRow]:
         """Events of ``job_id`` with ``seq >= from_seq``, in seq order."""
-        rows = await self._select(f"{EVENTS.select} WHERE job_id = ? AND seq >= ? ORDER BY seq",
+        rows = await self._select(f"{self._rows.events_select} WHERE job_id = ? AND seq >= ? ORDER BY seq",
                                   (job_id, from_seq))
-        return [self._rows.record(EVENTS, row) for row in rows]
+        return [self._rows.event(row) for row in rows]
 
     async def put_checkpoint(self, cp: Checkpoint) -> None:
         """Record ``cp``, replacing the previous checkpoint of its step."""
@@ -307,44 +308,33 @@ class SqliteStore:
     async def _write(self, sql: str, params: list[tuple[Any, ...]], *,
                      want_rowcount: bool = False) -> int:
         """Enqueue one write and wait for the commit of its batch; returns its rowcount."""
+        return (await self._batches_write([(sql, params)], want_rowcount=want_rowcount))[0]
+
+    async def write_records(self, batch: Sequence[EventRow | Checkpoint | JobRecord | JobUpdate]) -> None:
+        """Persist ``batch`` in order in one transaction (event rows, checkpoints, job records and
+        updates; :func:`~runtime.store.write_batch` uses it).  :class:`StoreError` when an update
+        names no job (the whole batch is still committed)."""
+        if not batch:
+            self._check_open()
+            await trio.lowlevel.checkpoint()
+            return
+        ops, updates = self._rows.ops(batch, time.time())
+        counts = await self._batches_write(ops, want_rowcount=bool(updates))
+        for i, job_id in updates:
+            if counts[i] == 0:
+                raise StoreError(self.path, f"update_job: no job {job_id!r}")
+
+    async def _batches_write(self, ops: list[Op], *, want_rowcount: bool) -> list[int]:
         self._check_open()
         if self.read_only:
             raise StoreReadOnly(self.path, "opened read-only: cannot write to it")
         assert self._batches is not None
-        return await self._batches.write(sql, params, want_rowcount=want_rowcount)
+        return await self._batches.write_ops(ops, want_rowcount=want_rowcount)
 
-    def _execute_batch(self, batch: list[Write]) -> list[int]:
+    def _execute_batch(self, batch: list[Write]) -> list[list[int]]:
         """Run ``batch`` in one transaction on the writer connection (in a worker thread)."""
-        conn = self._writer
-        assert conn is not None
-        counts: list[int] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            i = 0
-            while i < len(batch):
-                op = batch[i]
-                if op.want_rowcount:
-                    counts.append(conn.executemany(op.sql, op.params).rowcount)
-                    i += 1
-                    continue
-                # consecutive calls of the same statement go in one executemany
-                j = i
-                params: list[tuple[Any, ...]] = []
-                while j < len(batch) and batch[j].sql == op.sql and not batch[j].want_rowcount:
-                    params.extend(batch[j].params)
-                    j += 1
-                conn.executemany(op.sql, params)
-                counts.extend([-1] * (j - i))
-                i = j
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            raise
-        return counts
+        assert self._writer is not None
+        return execute_batch(self._writer, batch)
 
     def _check_open(self) -> None:
         if self._state != "open":
@@ -370,9 +360,10 @@ class SqliteStore:
 
     def _open_sync(self) -> tuple[sqlite3.Connection | None, sqlite3.Connection]:
         opener = StoreFile(self.path, self.busy_timeout, MIGRATIONS)  # read now: tests add migrations
-        if self.read_only:
-            return None, opener.open_read_only()
-        return opener.open_writable()
+        writer, reader = (None, opener.open_read_only()) if self.read_only else opener.open_writable()
+        # a read-only open of an older schema has no ``bare`` column (a writable one is migrated)
+        self._rows.bare_events = any(col[1] == "bare" for col in reader.execute("PRAGMA table_info(events)"))
+        return writer, reader
 
     def _close_reader_sync(self) -> None:
         if self._reader is not None:

@@ -3,15 +3,26 @@ marked JSON (``metadata={"json": True}``) are stored as JSON text."""
 
 from __future__ import annotations
 
+import collections
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import cattrs
 
-from .records import JSON_FIELD, Checkpoint, EventRow, JobRecord, Lease, ProcessGroupRow
+from .recording import JobUpdate
+from .records import (
+    JSON_FIELD,
+    Checkpoint,
+    EventRow,
+    JobRecord,
+    Lease,
+    ProcessGroupRow,
+    prepare_job_update,
+)
 
-__all__ = ["CHECKPOINTS", "EVENTS", "GROUPS", "JOBS", "LEASES", "Rows", "Table"]
+__all__ = ["CHECKPOINTS", "EVENTS", "EVENTS_UPSERT", "GROUPS", "JOBS", "LEASES", "Rows", "Table"]
 
 
 @attrs.frozen
@@ -50,6 +61,21 @@ class Rows:
 
     def __init__(self) -> None:
         self._conv = _make_converter()
+        # the JSON text of the flow dicts written last, by identity: every job of a flow holds the
+        # same (never mutated) dict, serialized once
+        self._flow_texts: collections.OrderedDict[int, tuple[Any, str]] = collections.OrderedDict()
+        self.bare_events = True
+        """Whether the events table has the ``bare`` column (schema 3 on)."""
+
+    def _flow_text(self, flow: Any) -> str:
+        hit = self._flow_texts.get(id(flow))
+        if hit is not None and hit[0] is flow:
+            return hit[1]
+        text = _dumps(flow)
+        self._flow_texts[id(flow)] = (flow, text)
+        if len(self._flow_texts) > _FLOW_TEXTS:
+            self._flow_texts.popitem(last=False)
+        return text
 
     def column_value(self, table: Table, column: str, value: Any) -> Any:
         """``value`` as stored in ``column`` (JSON text for a JSON column)."""
@@ -57,16 +83,83 @@ class Rows:
         return json.dumps(plain, separators=(",", ":")) if column in table.json_columns else plain
 
     def params(self, table: Table, rec: Any) -> tuple[Any, ...]:
-        """The upsert parameters of ``rec``, in ``table.columns`` order."""
-        data = self._conv.unstructure(rec)
-        return tuple(json.dumps(data[c], separators=(",", ":")) if c in table.json_columns
-                     else data[c] for c in table.columns)
+        """The upsert parameters of ``rec``, in ``table.columns`` order (the records hold plain
+        values and JSON-able data: read as they are, no unstructuring walk)."""
+        if table is JOBS:
+            return tuple(self._flow_text(rec.flow) if c == "flow" else _dumps(getattr(rec, c))
+                         if c in table.json_columns else getattr(rec, c) for c in table.columns)
+        return tuple(_dumps(getattr(rec, c)) if c in table.json_columns else getattr(rec, c)
+                     for c in table.columns)
+
+    @property
+    def events_select(self) -> str:
+        """The SELECT of event rows :meth:`event` reads."""
+        return f"SELECT {_EVENT_COLUMNS}, {'bare' if self.bare_events else '0'} FROM events"
+
+    def event_params(self, row: EventRow) -> tuple[Any, ...]:
+        """The upsert parameters of ``row``: its payload without the type, job_id, seq and ts that
+        the columns hold (``bare`` 1), or whole when it holds other values there (``bare`` 0)."""
+        p = row.payload
+        if (p.get("seq") == row.seq and p.get("ts") == row.ts and p.get("job_id") == row.job_id
+                and p.get("type") == row.type):
+            return (row.job_id, row.seq, row.type, row.ts,
+                    _dumps({k: v for k, v in p.items() if k not in _ENVELOPE}), 1)
+        return row.job_id, row.seq, row.type, row.ts, _dumps(p), 0
+
+    def event(self, row: tuple[Any, ...]) -> EventRow:
+        """The event row a selected ``row`` holds (a bare payload given back its envelope)."""
+        job_id, seq, type_, ts, text, bare = row
+        payload = json.loads(text)
+        if bare:
+            payload = {"type": type_, "job_id": job_id, "seq": seq, "ts": ts, **payload}
+        return EventRow(job_id, seq, type_, ts, payload)
+
+    def update(self, job_id: str, fields: dict[str, Any], now: float) -> tuple[str, list[tuple[Any, ...]]]:
+        """The UPDATE of ``fields`` of job ``job_id`` (``TypeError`` naming an unknown field)."""
+        fields = prepare_job_update(job_id, fields, now)
+        sets = ", ".join(f'"{name}" = ?' for name in fields)
+        values = tuple(self.column_value(JOBS, name, value) for name, value in fields.items())
+        return f"UPDATE jobs SET {sets} WHERE job_id = ?", [(*values, job_id)]
+
+    def ops(self, batch: Sequence[EventRow | Checkpoint | JobRecord | JobUpdate],
+            now: float) -> tuple[list[tuple[str, list[tuple[Any, ...]]]], list[tuple[int, str]]]:
+        """The statements that write ``batch`` in order (a run of event rows in one), and the
+        index and job of each update among them (to check that it found its job)."""
+        ops: list[tuple[str, list[tuple[Any, ...]]]] = []
+        updates: list[tuple[int, str]] = []
+        events: list[tuple[Any, ...]] | None = None
+        for item in batch:
+            if isinstance(item, EventRow):
+                if events is None:
+                    events = []
+                    ops.append((EVENTS_UPSERT, events))
+                events.append(self.event_params(item))
+                continue
+            events = None
+            if isinstance(item, JobUpdate):
+                updates.append((len(ops), item.job_id))
+                ops.append(self.update(item.job_id, dict(item.fields), now))
+            elif isinstance(item, Checkpoint):
+                ops.append((CHECKPOINTS.upsert, [self.params(CHECKPOINTS, item)]))
+            elif isinstance(item, JobRecord):
+                ops.append((JOBS.upsert, [self.params(JOBS, item)]))
+            else:
+                raise TypeError(f"write_records: cannot write {type(item).__name__}")
+        return ops, updates
 
     def record(self, table: Table, row: tuple[Any, ...]) -> Any:
         """The record a selected ``row`` of ``table`` holds."""
         data = {c: json.loads(v) if c in table.json_columns else v
                 for c, v in zip(table.columns, row, strict=True)}
         return self._conv.structure(data, table.cls)
+
+
+_FLOW_TEXTS = 64
+_ENVELOPE = frozenset({"type", "job_id", "seq", "ts"})
+_EVENT_COLUMNS = "job_id, seq, type, ts, payload"
+EVENTS_UPSERT = (f"INSERT INTO events ({_EVENT_COLUMNS}, bare) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, seq) "
+                 "DO UPDATE SET type = excluded.type, ts = excluded.ts, payload = excluded.payload, bare = excluded.bare")
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _make_converter() -> cattrs.Converter:

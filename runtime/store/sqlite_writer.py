@@ -2,9 +2,9 @@
 
 A write call enqueues its rows and waits for the commit of the batch that holds them.  One
 flusher task (:meth:`BatchWriter.run`, in the store's nursery) drains the queue into one
-transaction per batch of at most ``batch_max`` rows, on one writer connection reached only
-through ``trio.to_thread`` with a limiter of one; it parks on an event while there is nothing to
-write.  A started transaction always finishes (shielded, bounded by the busy timeout).
+transaction per batch of at most ``batch_max`` rows, on one writer connection reached only from
+its own long-lived thread (:class:`~runtime.store.sqlite_thread.WriterThread`); it parks on an
+event while there is nothing to write.  A started transaction always finishes (shielded, bounded by the busy timeout).
 """
 
 from __future__ import annotations
@@ -22,38 +22,73 @@ from actors.log import get_logger
 
 from .errors import StoreWriteFailed
 from .sqlite_open import describe
+from .sqlite_thread import WriterThread
 
-__all__ = ["BatchWriter", "Write"]
+__all__ = ["BatchWriter", "Op", "Write", "execute_batch"]
 
 _log = get_logger("runtime.store.sqlite")
 
 
+Op = tuple[str, list[tuple[Any, ...]]]
+"""One statement and the parameters of its ``executemany``."""
+
+
 @attrs.define(eq=False)
 class Write:
-    """One write call waiting in the queue: ``params`` for one ``executemany`` of ``sql``."""
+    """One write call waiting in the queue: its statements, run in order in one transaction."""
 
-    sql: str
-    params: list[tuple[Any, ...]]
+    ops: list[Op]
+    rows: int
     nbytes: int
     want_rowcount: bool = False
     done: trio.Event = attrs.Factory(trio.Event)
-    rowcount: int = -1
+    rowcounts: list[int] = attrs.Factory(list)
     committed: bool = False
     error: BaseException | None = None
-
-    @property
-    def rows(self) -> int:
-        return len(self.params)
 
 
 def _nbytes(params: Iterable[tuple[Any, ...]]) -> int:
     return sum(len(v) if isinstance(v, str | bytes) else 8 for p in params for v in p)
 
 
+def execute_batch(conn: sqlite3.Connection, batch: list[Write]) -> list[list[int]]:
+    """Run ``batch`` in one transaction on ``conn`` (in the writer thread): every call's statements
+    in order, consecutive runs of one statement in one ``executemany``; each call's rowcounts."""
+    counts: list[list[int]] = [[] for _ in batch]
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        sql: str | None = None
+        params: list[tuple[Any, ...]] = []
+        for i, op in enumerate(batch):
+            for statement, rows in op.ops:
+                if op.want_rowcount:
+                    if sql is not None:
+                        conn.executemany(sql, params)
+                        sql, params = None, []
+                    counts[i].append(conn.executemany(statement, rows).rowcount)
+                    continue
+                if statement != sql:
+                    if sql is not None:
+                        conn.executemany(sql, params)
+                    sql, params = statement, []
+                params.extend(rows)
+        if sql is not None:
+            conn.executemany(sql, params)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        raise
+    return counts
+
+
 class BatchWriter:
     """Batches of writes, one transaction each, run by ``execute`` in a worker thread."""
 
-    def __init__(self, path: Path, batch_max: int, execute: Callable[[list[Write]], list[int]],
+    def __init__(self, path: Path, batch_max: int, execute: Callable[[list[Write]], list[list[int]]],
                  on_stopped: Callable[[], None]) -> None:
         self.path = path
         self.batch_max = batch_max
@@ -63,6 +98,7 @@ class BatchWriter:
         self.closing = False
         self._queue: collections.deque[Write] = collections.deque()
         self._wake = trio.Event()
+        self._thread: WriterThread | None = None
         self.transactions = 0
         self.rows_written = 0
         self.pending_rows = 0
@@ -74,8 +110,13 @@ class BatchWriter:
         self._wake.set()
 
     async def write(self, sql: str, params: list[tuple[Any, ...]], *, want_rowcount: bool = False) -> int:
-        """Enqueue one write and wait for the commit of its batch; returns its rowcount."""
-        op = Write(sql, params, _nbytes(params), want_rowcount)
+        """Enqueue one statement and wait for the commit of its batch; returns its rowcount."""
+        return (await self.write_ops([(sql, params)], want_rowcount=want_rowcount))[0]
+
+    async def write_ops(self, ops: list[Op], *, want_rowcount: bool = False) -> list[int]:
+        """Enqueue statements that commit together, in order, and wait for that commit; their
+        rowcounts (``-1`` each unless ``want_rowcount``)."""
+        op = Write(ops, sum(len(p) for _, p in ops), sum(_nbytes(p) for _, p in ops), want_rowcount)
         self._queue.append(op)
         self.pending_rows += op.rows
         self._wake.set()
@@ -83,10 +124,11 @@ class BatchWriter:
         if op.error is not None:
             raise StoreWriteFailed(
                 self.path, f"write transaction failed: {describe(op.error)}") from op.error
-        return op.rowcount
+        return op.rowcounts or [-1] * len(ops)
 
     async def run(self) -> None:
         """Drain the queue one batch (one transaction) at a time; park while it is empty."""
+        self._thread = WriterThread(f"corral.store.writer:{self.path}")
         try:
             while True:
                 if not self._queue:
@@ -105,6 +147,10 @@ class BatchWriter:
                 self.pending_rows -= op.rows
                 op.error = RuntimeError("the store closed before this write was committed")
                 op.done.set()
+            thread, self._thread = self._thread, None
+            thread.stop()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(thread.join)
 
     async def _flush_batch(self) -> None:
         batch: list[Write] = []
@@ -133,7 +179,8 @@ class BatchWriter:
         try:
             # a started transaction always finishes (bounded by busy_timeout): never half-known
             with trio.CancelScope(shield=True):
-                counts = await trio.to_thread.run_sync(self._execute, batch, limiter=self.limiter)
+                assert self._thread is not None
+                counts = await self._thread.run(self._execute, batch)
         except Exception as exc:
             _log.warning("store_write_failed", path=str(self.path), calls=len(batch),
                          rows=sum(op.rows for op in batch), error=describe(exc))
@@ -144,7 +191,7 @@ class BatchWriter:
         self.rows_written += sum(op.rows for op in batch)
         self.bytes_written += sum(op.nbytes for op in batch)
         for op, count in zip(batch, counts, strict=True):
-            op.rowcount = count
+            op.rowcounts = count
             op.committed = True
         return None
 
