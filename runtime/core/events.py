@@ -275,7 +275,7 @@ class Subscription:
 class EventHub:
     """Assigns ``seq`` and ``ts`` and fans events out.  Synchronous and non-blocking to publish.
 
-    ``sink`` (optional) sees every event first: the job's recorder.
+    ``sink`` (optional) sees every event first: the job's spans and recorder (:meth:`add_sink`).
     """
 
     def __init__(self, job_id: str, *, first_seq: int = 0, maxlen: int = 1024,
@@ -306,6 +306,20 @@ class EventHub:
         if cls is JobFinished:
             self.close()
         return event
+
+    def add_sink(self, sink: Callable[[Event], None]) -> None:
+        """Feed every event to ``sink`` too, after the sinks already there (the job's tracing
+        spans, then its recorder).  No sink at all: events nobody listens to are not built."""
+        first = self.sink
+        if first is None:
+            self.sink = sink
+            return
+
+        def both(event: Event) -> None:
+            first(event)
+            sink(event)
+
+        self.sink = both
 
     def close(self) -> None:
         """No more events: every subscription ends after draining."""

@@ -130,7 +130,7 @@ class _MemoryRecording(Recording):
         recorder = self._recorder()
         await nursery.start(recorder.run)
         self.recorder = recorder
-        hub.sink = self._sink(recorder)
+        hub.add_sink(self._sink(recorder))
 
     def _sink(self, recorder: Recorder) -> Callable[[Event], None]:
         def sink(event: Event) -> None:
