@@ -79,7 +79,7 @@ class JobSpans:
         try:
             handler(self, event)
         except Exception as exc:  # tracing must never break a job
-            _log.warning("trace_event_failed", job_id=self._job_id, event=event.type, error=repr(exc))
+            _log.warning("trace_event_failed", job_id=self._job_id, event_type=event.type, error=repr(exc))
 
     def _job_span(self, ts: float, resumed: bool = False) -> Span:
         if self._job is None:
