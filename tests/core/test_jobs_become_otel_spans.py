@@ -21,7 +21,8 @@ from core_support import forever, ok
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import NoOpTracerProvider, StatusCode
+from opentelemetry.trace import NoOpTracer, NoOpTracerProvider, StatusCode
+from opentelemetry.trace import TracerProvider as TracerProviderAPI
 
 from runtime import ExitRule, Flow, JobPaused, JobState, OnError, Step, open_runtime
 
@@ -191,15 +192,32 @@ async def test_no_provider_means_no_sink_and_a_noop_provider_means_off(autojump_
             await job.cancel()
 
 
+class BrokenTracer(NoOpTracer):
+    def start_span(self, *args, **kwargs):
+        raise RuntimeError("tracer broken")
+
+
+class BrokenProvider(TracerProviderAPI):
+    def get_tracer(self, *args, **kwargs):
+        return BrokenTracer()
+
+
+async def test_a_broken_tracer_never_breaks_a_job(autojump_clock):
+    async with open_runtime(tracer_provider=BrokenProvider()) as rt:
+        result = await (await rt.spawn(Flow("f", [Step("a", run=ok), Step("b", run=ok, after=["a"])]))).wait()
+    assert result.state is JobState.COMPLETED and set(result.outputs) == {"a", "b"}
+
+
 async def test_a_tracer_provider_of_another_kind_is_refused():
     with pytest.raises(TypeError, match="tracer_provider must be an opentelemetry TracerProvider"):
         async with open_runtime(tracer_provider="jaeger"):  # type: ignore[arg-type]
             pass
 
 
-def run_script(script: str) -> str:
+def run_script(script: str, **env_vars: str) -> str:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "core")])}
     env.pop("OTEL_PYTHON_TRACER_PROVIDER", None)
+    env.update(env_vars)
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -247,3 +265,20 @@ def test_the_global_tracer_provider_is_used_when_set():
         print([s.name for s in exporter.get_finished_spans()])
     """)
     assert out == "['step a', 'job f']"
+
+
+def test_the_provider_named_by_otel_python_tracer_provider_is_used():
+    out = run_script("""
+        import trio
+        from core_support import ok
+        from runtime import Flow, Step, open_runtime
+
+        async def main():
+            async with open_runtime() as rt:
+                job = await rt.spawn(Flow("f", [Step("a", run=ok)]))
+                await job.wait()
+                print(type(job._job.hub.sink).__name__)
+
+        trio.run(main)
+    """, OTEL_PYTHON_TRACER_PROVIDER="sdk_tracer_provider")
+    assert out == "JobSpans"
