@@ -59,9 +59,10 @@ def exception_attributes(error: str) -> dict[str, str]:
 
 
 class JobSpans:
-    """The spans of one job, fed its events.  Never raises into the job: a failure is logged."""
+    """The spans of one job, fed its events.  Never raises into the job: the first failure is
+    logged, and the job's later events are then ignored."""
 
-    __slots__ = ("_attrs", "_job", "_job_id", "_name", "_parent", "_steps", "_tracer")
+    __slots__ = ("_attrs", "_broken", "_in_job", "_job", "_job_id", "_name", "_parent", "_steps", "_tracer")
 
     def __init__(self, tracer: Tracer, job_id: str, flow: str) -> None:
         self._tracer = tracer
@@ -69,22 +70,26 @@ class JobSpans:
         self._name = f"job {flow}"
         self._parent = otel_context.get_current()  # where the job was spawned
         self._job: Span | None = None
+        self._in_job: otel_context.Context | None = None  # the job span's context: its steps' parent
+        self._broken = False
         self._attrs: dict[str, Any] = {"corral.job.id": job_id, "corral.flow": flow}
         self._steps: dict[str, Span] = {}
 
     def __call__(self, event: Event) -> None:
         handler = _HANDLERS.get(type(event))
-        if handler is None:
+        if handler is None or self._broken:
             return
         try:
             handler(self, event)
         except Exception as exc:  # tracing must never break a job
-            _log.warning("trace_event_failed", job_id=self._job_id, event_type=event.type, error=repr(exc))
+            self._broken = True
+            _log.warning("tracing_failed", job_id=self._job_id, event_type=event.type, error=repr(exc))
 
     def _job_span(self, ts: float, resumed: bool = False) -> Span:
         if self._job is None:
             self._job = self._tracer.start_span(self._name, context=self._parent, start_time=_ns(ts),
                                                 attributes={**self._attrs, "corral.job.resumed": resumed})
+            self._in_job = trace.set_span_in_context(self._job)
         return self._job
 
     def _job_event(self, name: str, event: Event, attributes: Mapping[str, Any]) -> None:
@@ -97,12 +102,12 @@ class JobSpans:
         self._job_span(event.ts, event.resumed)
 
     def _step_started(self, event: StepStarted) -> None:
-        parent = trace.set_span_in_context(self._job_span(event.ts))
+        self._job_span(event.ts)
         stale = self._steps.pop(event.step, None)
         if stale is not None:
             stale.end(end_time=_ns(event.ts))
         self._steps[event.step] = self._tracer.start_span(
-            f"step {event.step}", context=parent, start_time=_ns(event.ts),
+            f"step {event.step}", context=self._in_job, start_time=_ns(event.ts),
             attributes={**self._attrs, "corral.step": event.step, "corral.step.attempt": event.attempt,
                         "corral.step.iteration": event.iteration})
 
@@ -160,7 +165,7 @@ class JobSpans:
         if event.state == "failed":
             span.set_status(Status(StatusCode.ERROR, event.error or event.reason))
         span.end(end_time=_ns(event.ts))
-        self._job = None
+        self._job = self._in_job = None
 
 
 _HANDLERS: Mapping[type[Event], Callable[[JobSpans, Any], None]] = {

@@ -153,6 +153,21 @@ async def test_a_cancelled_job_ends_its_spans_with_its_outcome(autojump_clock, t
     assert job.status.status_code is StatusCode.UNSET
 
 
+async def test_an_escalation_that_times_out_is_a_span_event(autojump_clock, traced):
+    provider, exporter = traced
+    flow = Flow("f", [Step("ask", run=ok, exits=[ExitRule("human", action="escalate", timeout=600)])])
+    async with open_runtime(tracer_provider=provider) as rt:
+        result = await (await rt.spawn(flow)).wait()
+    assert result.state is JobState.ABANDONED
+    step, job = exporter.get_finished_spans()
+    assert step.name == "step ask" and step.attributes["corral.outcome"] == "completed"
+    assert [name for name, _ in events_of(job)] == ["exit_rule", "paused", "escalation_timed_out"]
+    assert events_of(job)[-1][1] == {"corral.step": "ask", "corral.exit.rule": "human",
+                                     "corral.exit.action": "abandon"}
+    assert job.attributes["corral.outcome"] == "abandoned" and job.attributes["corral.reason"] == result.reason
+    assert job.status.status_code is StatusCode.UNSET
+
+
 async def test_the_job_span_is_a_child_of_the_span_current_at_spawn(autojump_clock, traced):
     provider, exporter = traced
     with provider.get_tracer("app").start_as_current_span("request") as request:
