@@ -9,19 +9,18 @@ it missed — never unbounded memory, never a stalled job.  The last event of a 
 
 from __future__ import annotations
 
-import collections
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import attrs
 import cattrs
-import trio
 
 from actors.stream import Update
 
 from ..flow import ErrorAction, ExitAction, TimeoutAction
 from .states import EndState
+from .subscription import Lagged, Subscription
 
 __all__ = [
     "EVENT_TYPES",
@@ -187,13 +186,6 @@ class JobFinished(Event):
     error: str | None = None
 
 
-@attrs.frozen
-class Lagged:
-    """Marker for a subscriber that fell behind: ``n`` events were dropped before the next one."""
-
-    n: int
-
-
 EVENT_TYPES: Mapping[str, type[Event]] = {
     cls.type: cls
     for cls in (JobStarted, StepStarted, StepCompleted, StepFailed, StepCancelled, ExitResolved,
@@ -259,57 +251,15 @@ def event_from_dict(data: Mapping[str, Any]) -> Event:
     return _CONVERTER.structure(data, cls)
 
 
-class Subscription:
-    """One subscriber's bounded queue; parks on an event while empty."""
-
-    __slots__ = ("closed", "dropped", "maxlen", "queue", "wakeup")
-
-    def __init__(self, maxlen: int) -> None:
-        self.queue: collections.deque[Event] = collections.deque()
-        self.maxlen = maxlen
-        self.dropped = 0
-        self.closed = False
-        self.wakeup: trio.Event | None = None
-
-    def put(self, event: Event) -> None:
-        if len(self.queue) >= self.maxlen:
-            self.queue.popleft()
-            self.dropped += 1
-        self.queue.append(event)
-        self._wake()
-
-    def close(self) -> None:
-        self.closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self.wakeup is not None:
-            self.wakeup.set()
-            self.wakeup = None
-
-    async def __aiter__(self) -> AsyncGenerator[Event | Lagged, None]:
-        while True:
-            if self.dropped:
-                n, self.dropped = self.dropped, 0
-                yield Lagged(n)
-            elif self.queue:
-                yield self.queue.popleft()
-            elif self.closed:
-                return
-            else:
-                self.wakeup = trio.Event()
-                await self.wakeup.wait()
-                continue
-            await trio.lowlevel.checkpoint_if_cancelled()
-
-
 class EventHub:
     """Assigns ``seq`` and ``ts`` and fans events out.  Synchronous and non-blocking to publish.
 
-    ``sink`` (optional) sees every event first: the job's recorder.  ``keep`` (optional) is a
-    ring that wants events only to replay them: while nobody listens it gets a :data:`Pending`
-    (the event's class, seq, ts and fields; :func:`materialize` builds it), so that an event
-    nobody reads now is not built.
+    ``sink`` (optional) sees every event first: the job's recorder (:meth:`add_sink`).  ``keep``
+    (optional) is a ring that wants events only to replay them: while nobody listens it gets a
+    :data:`Pending` (the event's class, seq, ts and fields; :func:`materialize` builds it), so that
+    an event nobody reads now is not built.  ``observer`` (optional) sees every event as it is
+    delivered, after the recorder took it -- :class:`JobFinished` included, which a durable job
+    delivers only once it is written: the job's tracing spans.
     """
 
     def __init__(self, job_id: str, *, first_seq: int = 0, maxlen: int = 1024,
@@ -319,6 +269,7 @@ class EventHub:
         self.maxlen = maxlen
         self.sink = sink
         self.keep: Callable[[Event | Pending], None] | None = None
+        self.observer: Callable[[Event], None] | None = None
         self.closed = False
         self._subs: set[Subscription] = set()
 
@@ -327,7 +278,7 @@ class EventHub:
         nobody listens: then only its seq is taken)."""
         if self.closed:
             raise RuntimeError(f"job {self.job_id}: event published after JobFinished")
-        if self.sink is None and not self._subs:
+        if self.sink is None and self.observer is None and not self._subs:
             if self.keep is not None:
                 self.keep((cls, self.next_seq, time.time(), fields))
             self.next_seq += 1
@@ -353,11 +304,28 @@ class EventHub:
         return event
 
     def deliver(self, event: Event) -> None:
-        """Give ``event`` to every subscriber (not to the sink); a :class:`JobFinished` closes the hub."""
+        """Give ``event`` to the observer and every subscriber (not to the sink); a
+        :class:`JobFinished` closes the hub."""
+        if self.observer is not None:
+            self.observer(event)
         for sub in self._subs:
             sub.put(event)
         if type(event) is JobFinished:
             self.close()
+
+    def add_sink(self, sink: Callable[[Event], None]) -> None:
+        """Feed every event to ``sink`` too, after the sinks already there (the job's tracing
+        spans, then its recorder).  No sink at all: events nobody listens to are not built."""
+        first = self.sink
+        if first is None:
+            self.sink = sink
+            return
+
+        def both(event: Event) -> None:
+            first(event)
+            sink(event)
+
+        self.sink = both
 
     def close(self) -> None:
         """No more events: every subscription ends after draining."""

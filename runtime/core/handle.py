@@ -10,11 +10,12 @@ import trio
 from actors.actor import ActorStopped
 
 from ..flow import Flow
-from .events import Event, EventHub, Lagged, Subscription
+from .events import Event, EventHub, Lagged
 from .job import Job
 from .messages import Abandon, Cancel, Resume
 from .recording import Prefetch
 from .states import JobResult, JobState, JobStateError
+from .subscription import Subscription
 
 __all__ = ["EventIterator", "JobHandle", "JobView"]
 

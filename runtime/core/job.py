@@ -29,7 +29,6 @@ from ..store import Restored
 from . import pauses
 from .context import StepContext
 from .events import (
-    EventHub,
     ExitResolved,
     JobPaused,
     JobResumed,
@@ -75,7 +74,7 @@ class Job:
         self.recording: Recording = services.recording(recording, job_id, self.fail_on_store_error)
         self.resources = JobResources(job_id, services, restored.sessions if restored else None)
         self.state = JobState.PENDING
-        self.hub = EventHub(job_id, first_seq=restored.first_seq if restored else 0)
+        self.hub = services.hub(job_id, flow.name, restored.first_seq if restored else 0)
         self.resume_payload: Any = restored.resume_payload if restored else None
         self._resumed = restored.resumed if restored else False
         # the flow timeout is a wall-clock deadline recorded with the job: a resumed job gets the

@@ -199,7 +199,7 @@ class _DurableRecording(_MemoryRecording):
             row = EventRow(job_id=event.job_id, seq=event.seq, type=event.type, ts=event.ts, payload=payload)
             recorder.record(event, row, event_size(event))
 
-        hub.sink = sink
+        hub.add_sink(sink)
 
     async def end(self, hub: EventHub, outcome: Outcome, conclude: Conclude, record: RecordOf) -> None:
         """The last events, JobFinished and the final record commit in one write; only then is

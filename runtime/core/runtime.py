@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import trio
@@ -46,6 +46,10 @@ from .recording import RECORD_MODES, RecordLimits, RecordMode, recording_for
 from .services import GroupOp, JobServices, ProcessOptions
 from .states import JobExistsError, JobNotFound, JobResult, JobState, JobStateError
 from .stats import RuntimeStats, count
+from .tracing import JobTracing, job_tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["RECORD_MODES", "RecordMode", "Runtime", "RuntimeStats", "open_runtime"]
 
@@ -58,7 +62,8 @@ class Runtime:
     def __init__(self, store: Store, *, max_running_jobs: int | None, max_results: int,
                  workspace: Path | None, stdin_grace: float = 0.5, term_grace: float = 2.0,
                  record_max_events: int = 1000, record_max_bytes: int = 1 << 20,
-                 agent_start_timeout: float = 30.0, record_flush_window: float = 0.05) -> None:
+                 agent_start_timeout: float = 30.0, record_flush_window: float = 0.05,
+                 tracing: JobTracing | None = None) -> None:
         if max_running_jobs is not None and max_running_jobs < 1:
             raise ValueError("max_running_jobs must be >= 1 or None")
         self.id = uuid.uuid4().hex
@@ -79,7 +84,7 @@ class Runtime:
             process=ProcessOptions(stdin_grace, term_grace, agent_start_timeout),
             limits=RecordLimits(max_events=record_max_events, max_bytes=record_max_bytes,
                                 flush_window=record_flush_window),
-            workspace_root=workspace, finished=self._job_finished, unqueue=self._unqueue,
+            workspace_root=workspace, finished=self._job_finished, unqueue=self._unqueue, tracing=tracing,
         )
 
     # -- public API -------------------------------------------------------------------------------
@@ -330,7 +335,8 @@ async def open_runtime(*, max_running_jobs: int | None = None, max_results: int 
                        workspace: str | os.PathLike[str] | None = None, stdin_grace: float = 0.5,
                        term_grace: float = 2.0, record_max_events: int = 1000,
                        record_max_bytes: int = 1 << 20, agent_start_timeout: float = 30.0,
-                       record_flush_window: float = 0.05) -> AsyncIterator[Runtime]:
+                       record_flush_window: float = 0.05,
+                       tracer_provider: TracerProvider | None = None) -> AsyncIterator[Runtime]:
     """Open a runtime: the root nursery of every job it spawns.
 
     ``store``: a path (an embedded :class:`~runtime.store.SqliteStore`), a
@@ -346,6 +352,8 @@ async def open_runtime(*, max_running_jobs: int | None = None, max_results: int 
     records within ``record_flush_window`` seconds in one transaction (a pause, and its end, at
     once: a job reported ended has its log and record committed).  ``agent_start_timeout``: an
     agent's initialize (+ authenticate) and session/new bound when its spec's ``start_timeout`` is None.
+    ``tracer_provider``: OpenTelemetry spans of each job and step attempt go to it (default: to the
+    global provider, if the app set one; else none, and opentelemetry is not imported).
 
     Jobs on Ray hosts, with the same API: :func:`runtime.cluster.open_cluster_runtime`.
 
@@ -357,7 +365,8 @@ async def open_runtime(*, max_running_jobs: int | None = None, max_results: int 
                  workspace=None if workspace is None else Path(workspace),
                  stdin_grace=stdin_grace, term_grace=term_grace,
                  record_max_events=record_max_events, record_max_bytes=record_max_bytes,
-                 agent_start_timeout=agent_start_timeout, record_flush_window=record_flush_window)
+                 agent_start_timeout=agent_start_timeout, record_flush_window=record_flush_window,
+                 tracing=job_tracing(tracer_provider))
     body_error: BaseException | None = None
     try:
         async with store_obj, trio.open_nursery() as services:

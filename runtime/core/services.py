@@ -27,8 +27,10 @@ from ..flow import AgentSpec, Flow
 from ..flow.codec import flow_to_dict
 from ..flow.secrets import agent_env, mcp_servers
 from ..store import ProcessGroupRow, Store, group_row
+from .events import EventHub
 from .recording import Recording, RecordLimits
 from .states import JobResult
+from .tracing import JobTracing
 
 __all__ = ["GroupOp", "JobServices", "ProcessOptions"]
 
@@ -52,12 +54,12 @@ class JobServices:
     """What every job of one runtime shares.  Private: users never hold one."""
 
     __slots__ = ("_flow_dicts", "_group_ops", "_off", "_own_workspace", "_started", "finished", "limits", "pid",
-                 "process", "runtime_id", "store", "unqueue", "workspace_root")
+                 "process", "runtime_id", "store", "tracing", "unqueue", "workspace_root")
 
     def __init__(self, *, runtime_id: str, pid: int, started: float, store: Store, process: ProcessOptions,
                  limits: RecordLimits, workspace_root: Path | None,
                  finished: Callable[[str, JobResult], Awaitable[None]],
-                 unqueue: Callable[[str], bool]) -> None:
+                 unqueue: Callable[[str], bool], tracing: JobTracing | None = None) -> None:
         self.runtime_id = runtime_id
         self.pid = pid
         self._started = started
@@ -71,6 +73,8 @@ class JobServices:
         keeps its result and starts the next queued job."""
         self.unqueue = unqueue
         """``unqueue(job_id)``: remove a queued job before it starts; ``False`` if not queued."""
+        self.tracing = tracing
+        """The runtime's OpenTelemetry tracing (``None``: off, and a job's events get no sink for it)."""
         self._group_ops: trio.MemorySendChannel[GroupOp] | None = None
         self._off = Recording("", store, limits, _never)  # recording off: shared, holds no job
         self._flow_dicts: collections.OrderedDict[int, tuple[Flow, dict[str, Any]]] = collections.OrderedDict()
@@ -126,6 +130,16 @@ class JobServices:
         """The temporary workspace root made for jobs (to remove when the runtime closes)."""
         own, self._own_workspace = self._own_workspace, None
         return own
+
+    # -- events -------------------------------------------------------------------------------
+
+    def hub(self, job_id: str, flow: str, first_seq: int) -> EventHub:
+        """A new job's event hub; with tracing on, its spans are the hub's observer (built now,
+        so the job span's parent is the span current where the job is spawned)."""
+        hub = EventHub(job_id, first_seq=first_seq)
+        if self.tracing is not None:
+            hub.observer = self.tracing.sink(job_id, flow)
+        return hub
 
     # -- recording ------------------------------------------------------------------------------
 
