@@ -86,8 +86,10 @@ RSS_WORKERS = ("crewai", "langgraph", "langgraph-sqlite", "dbos")
 NOTES = {
     "corral": "corral's growth here is its result LRU filling (the last max_results=10_000 results are "
               "kept for rt.result()); it is flat once the LRU is full",
-    "corral-durable": "the durable systems' SQLite pragmas are their own defaults: corral WAL + "
-                      "synchronous=NORMAL, SqliteSaver WAL + synchronous=FULL, DBOS rollback journal",
+    "corral-durable": "each durable system runs with its own defaults: SQLite pragmas corral WAL + "
+                      "synchronous=NORMAL, SqliteSaver WAL + synchronous=FULL, DBOS rollback journal; "
+                      "LangGraph's default durability (\"async\": a step's checkpoint is written while "
+                      "the next step runs, all before invoke returns)",
 }
 
 
