@@ -275,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     from _peer_workers import WINDOWS
 
     reps = 3 if args.quick else 5
+    load_before = os.getloadavg()
     raw = run_all(args.peers, args.runs, args.warmup, reps)
+    raw["load_avg"] = {"before": load_before, "after": os.getloadavg()}  # the machine may be shared
     rows = build_rows(raw, WINDOWS, reps)
     versions = all_versions(raw)
     partial = args.peers != list(PEERS)
