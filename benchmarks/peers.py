@@ -89,7 +89,8 @@ NOTES = {
     "corral-durable": "each durable system runs with its own defaults: SQLite pragmas corral WAL + "
                       "synchronous=NORMAL, SqliteSaver WAL + synchronous=FULL, DBOS rollback journal; "
                       "LangGraph's default durability (\"async\": a step's checkpoint is written while "
-                      "the next step runs, all before invoke returns)",
+                      "the next step runs, all before invoke returns); corral's RSS growth is its "
+                      "result LRU filling, as in memory",
 }
 
 
