@@ -2,7 +2,8 @@
 
 Stdlib only at import time: each worker runs in its own system's interpreter (corral's, or a venv
 under ``.bench-peers/``) and imports its system inside the worker function.  Every worker runs
-``warmup`` runs, then ``WINDOWS`` windows of ``runs // WINDOWS`` runs, one run at a time, and
+``warmup`` runs, then ``WINDOWS`` windows of ``runs // WINDOWS`` runs, one run at a time (each
+window started by the orchestrator through a ``Gate``, so the systems' windows interleave), and
 returns ``{"system", "mode", "steps", "versions", "us", "rss_per_1000", "check"}``: µs per run and
 RSS growth per 1_000 runs for each window, and a check made after the windows that the last run
 really did the work (all steps completed; for the durable modes, what its store holds of it).  A
@@ -46,7 +47,29 @@ def versions(*dists: str) -> dict[str, str]:
     return out
 
 
-def measure(run_once: Callable[[], object], runs: int, warmup: int) -> dict[str, list[float]]:
+class Gate:
+    """The orchestrator's hold on a worker: one byte in to start a window, one byte out when done.
+
+    ``spec`` is ``"READ_FD,WRITE_FD"`` (pipes the orchestrator passed), or ``None`` for no gate (a
+    worker run by hand: every window starts at once).  The worker signals once after its warm-up
+    and after each window, and waits before each window and once more before its final check, so
+    nothing it does outside a window overlaps another system's window.
+    """
+
+    def __init__(self, spec: str | None = None) -> None:
+        self.fds = tuple(int(fd) for fd in spec.split(",")) if spec else None
+
+    def wait(self) -> None:
+        if self.fds is not None and os.read(self.fds[0], 1) != b"g":
+            raise RuntimeError("the orchestrator went away")
+
+    def signal(self) -> None:
+        if self.fds is not None:
+            os.write(self.fds[1], b".")
+
+
+def measure(run_once: Callable[[], object], runs: int, warmup: int,
+            gate: Gate) -> dict[str, list[float]]:
     """µs per run and RSS growth per 1_000 runs over WINDOWS windows of ``runs // WINDOWS`` runs."""
     for _ in range(warmup):
         run_once()
@@ -54,7 +77,9 @@ def measure(run_once: Callable[[], object], runs: int, warmup: int) -> dict[str,
     us, growth = [], []
     gc.collect()
     last = rss_bytes()
+    gate.signal()
     for _ in range(WINDOWS):
+        gate.wait()
         t0 = time.perf_counter()
         for _ in range(per_window):
             run_once()
@@ -63,19 +88,25 @@ def measure(run_once: Callable[[], object], runs: int, warmup: int) -> dict[str,
         now = rss_bytes()
         growth.append((now - last) / per_window * 1000)
         last = now
+        gate.signal()
+    gate.wait()
     return {"us": us, "rss_per_1000": growth}
 
 
-async def measure_async(run_once: Callable[[], Awaitable[object]], runs: int,
-                        warmup: int) -> dict[str, list[float]]:
-    """``measure`` for an async ``run_once`` (same windows, same RSS reads)."""
+async def measure_async(run_once: Callable[[], Awaitable[object]], runs: int, warmup: int,
+                        gate: Gate) -> dict[str, list[float]]:
+    """``measure`` for an async ``run_once`` (same windows, same RSS reads; trio waits on the gate)."""
+    import trio
+
     for _ in range(warmup):
         await run_once()
     per_window = max(1, runs // WINDOWS)
     us, growth = [], []
     gc.collect()
     last = rss_bytes()
+    gate.signal()
     for _ in range(WINDOWS):
+        await trio.to_thread.run_sync(gate.wait)
         t0 = time.perf_counter()
         for _ in range(per_window):
             await run_once()
@@ -84,6 +115,8 @@ async def measure_async(run_once: Callable[[], Awaitable[object]], runs: int,
         now = rss_bytes()
         growth.append((now - last) / per_window * 1000)
         last = now
+        gate.signal()
+    await trio.to_thread.run_sync(gate.wait)
     return {"us": us, "rss_per_1000": growth}
 
 
@@ -95,7 +128,7 @@ def _require(ok: bool, what: str) -> None:
 # -- corral -------------------------------------------------------------------------------------------
 
 
-def corral(steps: int, runs: int, warmup: int, *, durable: bool) -> dict[str, Any]:
+def corral(steps: int, runs: int, warmup: int, gate: Gate, *, durable: bool) -> dict[str, Any]:
     """One runtime; per run a ``Flow`` of ``steps`` chained no-op python steps is built, spawned, awaited.
 
     In memory: ``open_runtime()`` (bounded in-memory store), ``record="off"``.  Durable:
@@ -127,7 +160,7 @@ def corral(steps: int, runs: int, warmup: int, *, durable: bool) -> dict[str, An
             async def one() -> Any:
                 return await (await rt.spawn(build(), record=record)).wait()
 
-            out.update(await measure_async(one, runs, warmup))
+            out.update(await measure_async(one, runs, warmup, gate))
             last = await one()
             _require(last.state is JobState.COMPLETED and len(last.outputs) == steps,
                      f"corral job {last.job_id}: {last.state}, {len(last.outputs)} outputs")
@@ -144,7 +177,7 @@ def corral(steps: int, runs: int, warmup: int, *, durable: bool) -> dict[str, An
 # -- crewAI -------------------------------------------------------------------------------------------
 
 
-def crewai(steps: int, runs: int, warmup: int, *, quiet: bool) -> dict[str, Any]:
+def crewai(steps: int, runs: int, warmup: int, gate: Gate, *, quiet: bool) -> dict[str, Any]:
     """Per run an instance of a ``crewai.flow.flow.Flow`` subclass with ``steps`` no-op methods chained
     by ``@start``/``@listen`` is built and ``kickoff()``-ed; ``quiet``: ``suppress_flow_events=True``."""
     from crewai.flow.flow import Flow, listen, start
@@ -167,7 +200,7 @@ def crewai(steps: int, runs: int, warmup: int, *, quiet: bool) -> dict[str, Any]
         flow.kickoff()
         return flow
 
-    out = measure(one, runs, warmup)
+    out = measure(one, runs, warmup, gate)
     done = one().method_outputs
     _require(len(done) == steps, f"crewAI flow ran {len(done)} of {steps} methods")
     return {"versions": versions("crewai"), **out, "check": {"method_outputs": len(done)}}
@@ -176,7 +209,7 @@ def crewai(steps: int, runs: int, warmup: int, *, quiet: bool) -> dict[str, Any]
 # -- LangGraph ----------------------------------------------------------------------------------------
 
 
-def langgraph(steps: int, runs: int, warmup: int, *, mode: str) -> dict[str, Any]:
+def langgraph(steps: int, runs: int, warmup: int, gate: Gate, *, mode: str) -> dict[str, Any]:
     """A ``StateGraph`` of ``steps`` chained no-op nodes (START → s0 → … → END), ``invoke``-d per run.
 
     ``mode``: ``"memory"`` (compiled once, no checkpointer), ``"build"`` (built and compiled per run,
@@ -204,11 +237,11 @@ def langgraph(steps: int, runs: int, warmup: int, *, mode: str) -> dict[str, Any
 
     dists = versions("langgraph")
     if mode == "build":
-        out = measure(lambda: build().compile().invoke({}), runs, warmup)
+        out = measure(lambda: build().compile().invoke({}), runs, warmup, gate)
         return {"versions": dists, **out, "check": _langgraph_check(build().compile(), None, steps)}
     if mode == "memory":
         app = build().compile()
-        out = measure(lambda: app.invoke({}), runs, warmup)
+        out = measure(lambda: app.invoke({}), runs, warmup, gate)
         return {"versions": dists, **out, "check": _langgraph_check(app, None, steps)}
     if mode != "sqlite":
         raise ValueError(f"langgraph mode must be memory, build or sqlite, got {mode!r}")
@@ -220,7 +253,7 @@ def langgraph(steps: int, runs: int, warmup: int, *, mode: str) -> dict[str, Any
         def one() -> Any:
             return app.invoke({}, {"configurable": {"thread_id": uuid.uuid4().hex}})
 
-        out = measure(one, runs, warmup)
+        out = measure(one, runs, warmup, gate)
         check = _langgraph_check(app, saver, steps)
     return {"versions": {**dists, **versions("langgraph-checkpoint-sqlite")}, **out, "check": check}
 
@@ -241,7 +274,7 @@ def _langgraph_check(app: Any, saver: Any, steps: int) -> dict[str, Any]:
 # -- DBOS ---------------------------------------------------------------------------------------------
 
 
-def dbos(steps: int, runs: int, warmup: int) -> dict[str, Any]:
+def dbos(steps: int, runs: int, warmup: int, gate: Gate) -> dict[str, Any]:
     """A ``@DBOS.workflow`` calling ``steps`` ``@DBOS.step`` no-ops in turn, one workflow per run.
 
     DBOS is configured once with ``system_database_url="sqlite:///dbos.sqlite"`` (a fresh file),
@@ -269,7 +302,7 @@ def dbos(steps: int, runs: int, warmup: int) -> dict[str, Any]:
     DBOS(config=config)
     DBOS.launch()
     try:
-        out = measure(run, runs, warmup)
+        out = measure(run, runs, warmup, gate)
         with SetWorkflowID("check"):
             run()
         status = DBOS.retrieve_workflow("check").get_status().status
@@ -282,22 +315,23 @@ def dbos(steps: int, runs: int, warmup: int) -> dict[str, Any]:
             "check": {"status": status, "steps_recorded": recorded}}
 
 
-WORKERS: dict[str, Callable[[int, int, int], dict[str, Any]]] = {
-    "corral": lambda n, runs, warmup: corral(n, runs, warmup, durable=False),
-    "corral-durable": lambda n, runs, warmup: corral(n, runs, warmup, durable=True),
-    "crewai": lambda n, runs, warmup: crewai(n, runs, warmup, quiet=False),
-    "crewai-quiet": lambda n, runs, warmup: crewai(n, runs, warmup, quiet=True),
-    "langgraph": lambda n, runs, warmup: langgraph(n, runs, warmup, mode="memory"),
-    "langgraph-build": lambda n, runs, warmup: langgraph(n, runs, warmup, mode="build"),
-    "langgraph-sqlite": lambda n, runs, warmup: langgraph(n, runs, warmup, mode="sqlite"),
+WORKERS: dict[str, Callable[[int, int, int, Gate], dict[str, Any]]] = {
+    "corral": lambda n, runs, warmup, gate: corral(n, runs, warmup, gate, durable=False),
+    "corral-durable": lambda n, runs, warmup, gate: corral(n, runs, warmup, gate, durable=True),
+    "crewai": lambda n, runs, warmup, gate: crewai(n, runs, warmup, gate, quiet=False),
+    "crewai-quiet": lambda n, runs, warmup, gate: crewai(n, runs, warmup, gate, quiet=True),
+    "langgraph": lambda n, runs, warmup, gate: langgraph(n, runs, warmup, gate, mode="memory"),
+    "langgraph-build": lambda n, runs, warmup, gate: langgraph(n, runs, warmup, gate, mode="build"),
+    "langgraph-sqlite": lambda n, runs, warmup, gate: langgraph(n, runs, warmup, gate, mode="sqlite"),
     "dbos": dbos,
 }
 
 
-def run_worker(name: str, steps: int, runs: int, warmup: int) -> dict[str, Any]:
+def run_worker(name: str, steps: int, runs: int, warmup: int, gate: Gate | None = None) -> dict[str, Any]:
     """Run worker ``name`` on a ``steps``-step no-op flow; its result with ``name`` and ``steps``."""
     if name not in WORKERS:
         raise ValueError(f"unknown worker {name!r}: one of {', '.join(WORKERS)}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    return {"worker": name, "steps": steps, "runs": runs, **WORKERS[name](steps, runs, warmup)}
+    return {"worker": name, "steps": steps, "runs": runs,
+            **WORKERS[name](steps, runs, warmup, gate or Gate())}

@@ -5,10 +5,13 @@
 
 Each peer gets its own virtual environment under ``.bench-peers/<peer>/`` (made with this Python),
 with its packages pinned (``PEERS``) from the package registry; a venv is created only if it is
-missing and reinstalled only when its pins changed (it keeps them in ``pins.txt``).  Then, one
-after the other, each system runs a 2-step and a 10-step no-op flow, one run at a time, each
-(system, mode, shape) in a fresh process and a fresh directory (so a fresh SQLite file), with the
-same runs and repeats (``_peer_workers.py`` says exactly what each worker does):
+missing and reinstalled only when its pins changed (it keeps them in ``pins.txt``).  Then each
+system runs a 2-step and a 10-step no-op flow, one run at a time, each (system, mode, shape) in its
+own process and a fresh directory (so a fresh SQLite file), with the same runs and repeats
+(``_peer_workers.py`` says exactly what each worker does).  Only one system runs at a time, and
+their windows interleave: window k of every system runs before window k + 1 of any, so a change in
+the load of a shared machine falls on all of them alike (the waiting workers are parked on a pipe;
+DBOS's and corral's own background threads/timers stay alive meanwhile).
 
 - corral in memory: one ``open_runtime()`` (in-memory store), per run a ``Flow`` of N chained no-op
   python steps built, spawned (``record="off"``) and awaited.  The floor of the in-memory rows.
@@ -134,23 +137,82 @@ def ensure_venv(peer: str, root: Path = VENVS) -> Path:
 # -- running ------------------------------------------------------------------------------------------
 
 
-def run_worker(python: Path | str, worker: str, steps: int, runs: int, warmup: int,
-               tmp: Path) -> dict[str, Any]:
-    """Run one worker in a fresh process and a fresh directory under ``tmp``; its JSON result."""
-    cwd = tmp / f"{worker}-{steps}"
-    cwd.mkdir()
-    out_path = cwd / "result.json"
-    env = {**os.environ, **QUIET_ENV}
-    command = [str(python), str(Path(__file__).resolve()), "--worker", worker, "--steps", str(steps),
-               "--out", str(out_path), "--runs", str(runs), "--warmup", str(warmup)]
-    # crewAI renders its flow events to the console: let it, into /dev/null
-    proc = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{worker} worker ({steps} steps) failed ({proc.returncode}): "
-                           f"{proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(out_path.read_text(encoding="utf-8"))
-    return result
+class Worker:
+    """One worker process, started in a fresh directory under ``tmp`` and held by its gate."""
+
+    def __init__(self, python: Path | str, worker: str, steps: int, runs: int, warmup: int,
+                 tmp: Path) -> None:
+        self.name, self.steps = worker, steps
+        self.cwd = tmp / f"{worker}-{steps}"
+        self.cwd.mkdir()
+        go_r, self._go = os.pipe()
+        self._done, done_w = os.pipe()
+        command = [str(python), str(Path(__file__).resolve()), "--worker", worker, "--steps", str(steps),
+                   "--out", str(self.cwd / "result.json"), "--runs", str(runs), "--warmup", str(warmup),
+                   "--gate", f"{go_r},{done_w}"]
+        # crewAI renders its flow events to the console: let it, into /dev/null
+        with open(self.cwd / "stderr.txt", "wb") as stderr:
+            self.proc = subprocess.Popen(command, cwd=self.cwd, env={**os.environ, **QUIET_ENV},
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=stderr, pass_fds=(go_r, done_w))
+        os.close(go_r)
+        os.close(done_w)
+
+    def wait_signal(self) -> None:
+        """Until the worker is done with its warm-up or its window."""
+        if os.read(self._done, 1) != b".":
+            self.fail()
+
+    def go(self) -> None:
+        try:
+            os.write(self._go, b"g")
+        except BrokenPipeError:
+            self.fail()
+
+    def window(self) -> None:
+        """Let the worker run one window, and wait until it has."""
+        self.go()
+        self.wait_signal()
+
+    def finish(self) -> dict[str, Any]:
+        """Let the worker make its check and exit; its JSON result."""
+        self.go()
+        if self.proc.wait() != 0:
+            self.fail()
+        os.close(self._go)
+        os.close(self._done)
+        result: dict[str, Any] = json.loads((self.cwd / "result.json").read_text(encoding="utf-8"))
+        return result
+
+    def fail(self) -> None:
+        code = self.proc.wait()
+        tail = (self.cwd / "stderr.txt").read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(f"{self.name} worker ({self.steps} steps) failed ({code}): {tail}")
+
+
+def run_shape(pythons: dict[str, Path | str], steps: int, runs: int, warmup: int,
+              tmp: Path) -> dict[str, Any]:
+    """Every worker on a ``steps``-step flow, their windows interleaved: window k of each system
+    runs (alone) before window k + 1 of any.  Workers start one at a time, each warmed up before
+    the next starts, so no warm-up, start or final check overlaps a measured window."""
+    from _peer_workers import WINDOWS
+
+    workers = []
+    try:
+        for name, python in pythons.items():
+            print(f"starting {name}, {steps} steps ...", file=sys.stderr)
+            workers.append(Worker(python, name, steps, runs, warmup, tmp))
+            workers[-1].wait_signal()
+        for k in range(WINDOWS):
+            print(f"window {k + 1}/{WINDOWS}, {steps} steps ...", file=sys.stderr)
+            for w in workers:
+                w.window()
+        return {f"{w.name}/{steps}": w.finish() for w in workers}
+    finally:
+        for w in workers:
+            if w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait()
 
 
 def import_seconds(python: Path | str, modules: str, repeats: int, cwd: Path) -> list[float]:
@@ -178,9 +240,7 @@ def run_all(peers: list[str], runs: int, warmup: int, import_repeats: int) -> di
     with tempfile.TemporaryDirectory(prefix="corral-peers-") as tmpdir:
         tmp = Path(tmpdir)
         for n in SHAPES:
-            for worker, python in pythons.items():
-                print(f"running {worker}, {n} steps ...", file=sys.stderr)
-                raw["workers"][f"{worker}/{n}"] = run_worker(python, worker, n, runs, warmup, tmp)
+            raw["workers"].update(run_shape(pythons, n, runs, warmup, tmp))
         print("import times ...", file=sys.stderr)
         raw["import_s"]["corral"] = import_seconds(sys.executable, "runtime", import_repeats, tmp)
         for peer in peers:
@@ -243,6 +303,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=2, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--gate", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.peers = [p for p in args.peers.split(",") if p]
     unknown = sorted(set(args.peers) - set(PEERS))
@@ -257,9 +318,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def worker_main(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(BENCH))
-    from _peer_workers import run_worker as run_here
+    from _peer_workers import Gate, run_worker
 
-    text = json.dumps(run_here(args.worker, args.steps, args.runs, args.warmup))
+    text = json.dumps(run_worker(args.worker, args.steps, args.runs, args.warmup, Gate(args.gate)))
     if args.out is None or str(args.out) == "-":
         print(text)
     else:
