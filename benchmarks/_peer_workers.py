@@ -4,8 +4,10 @@ Stdlib only at import time: each worker runs in its own system's interpreter (co
 under ``.bench-peers/``) and imports its system inside the worker function.  Every worker runs
 ``warmup`` runs, then ``WINDOWS`` windows of ``runs // WINDOWS`` runs, one run at a time (each
 window started by the orchestrator through a ``Gate``, so the systems' windows interleave), and
-returns ``{"system", "mode", "steps", "versions", "us", "rss_per_1000", "check"}``: µs per run and
-RSS growth per 1_000 runs for each window, and a check made after the windows that the last run
+returns ``{"worker", "steps", "runs", "versions", "us", "rss_per_1000", "windows_at", "check"}``: µs
+per run and RSS growth per 1_000 runs for each window, when each window began and ended
+(``time.perf_counter()``, CLOCK_MONOTONIC on Linux: comparable between processes), and a check
+made after the windows that the last run
 really did the work (all steps completed; for the durable modes, what its store holds of it).  A
 worker whose check fails raises, so a broken measurement never becomes a row.
 
@@ -77,20 +79,23 @@ def measure(run_once: Callable[[], object], runs: int, warmup: int,
     us, growth = [], []
     gc.collect()
     last = rss_bytes()
+    at = []
     gate.signal()
     for _ in range(WINDOWS):
         gate.wait()
         t0 = time.perf_counter()
         for _ in range(per_window):
             run_once()
-        us.append((time.perf_counter() - t0) / per_window * 1e6)
+        t1 = time.perf_counter()
+        us.append((t1 - t0) / per_window * 1e6)
         gc.collect()
         now = rss_bytes()
         growth.append((now - last) / per_window * 1000)
         last = now
+        at.append((t0, time.perf_counter()))
         gate.signal()
     gate.wait()
-    return {"us": us, "rss_per_1000": growth}
+    return {"us": us, "rss_per_1000": growth, "windows_at": at}
 
 
 async def measure_async(run_once: Callable[[], Awaitable[object]], runs: int, warmup: int,
@@ -104,20 +109,23 @@ async def measure_async(run_once: Callable[[], Awaitable[object]], runs: int, wa
     us, growth = [], []
     gc.collect()
     last = rss_bytes()
+    at = []
     gate.signal()
     for _ in range(WINDOWS):
         await trio.to_thread.run_sync(gate.wait)
         t0 = time.perf_counter()
         for _ in range(per_window):
             await run_once()
-        us.append((time.perf_counter() - t0) / per_window * 1e6)
+        t1 = time.perf_counter()
+        us.append((t1 - t0) / per_window * 1e6)
         gc.collect()
         now = rss_bytes()
         growth.append((now - last) / per_window * 1000)
         last = now
+        at.append((t0, time.perf_counter()))
         gate.signal()
     await trio.to_thread.run_sync(gate.wait)
-    return {"us": us, "rss_per_1000": growth}
+    return {"us": us, "rss_per_1000": growth, "windows_at": at}
 
 
 def _require(ok: bool, what: str) -> None:

@@ -9,6 +9,7 @@ not asserted on (no timing thresholds): only their shape, and the counts that mu
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import subprocess
 import sys
@@ -224,3 +225,18 @@ def test_peers_option_names_what_is_unknown(capsys):
     with pytest.raises(SystemExit):
         peers.parse_args(["--peers", "crewai,prefect"])
     assert "--peers: unknown ['prefect']" in capsys.readouterr().err
+
+
+def test_peer_windows_interleave_one_system_at_a_time(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    pythons = {"corral": sys.executable, "corral-durable": sys.executable}
+    got = peers.run_shape(pythons, 2, 10, 1, tmp_path)
+    assert set(got) == {"corral/2", "corral-durable/2"}
+    windows = [(start, end, name) for name, result in got.items() for start, end in result["windows_at"]]
+    windows.sort()
+    # no two windows overlap, and window k of every system comes before window k + 1 of any
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(windows))
+    assert [name for _, _, name in windows] == ["corral/2", "corral-durable/2"] * 5
+    # each worker ran in its own fresh directory: only the durable one has a store there
+    assert (tmp_path / "corral-durable-2" / "corral.sqlite").exists()
+    assert not (tmp_path / "corral-2" / "corral.sqlite").exists()
