@@ -23,6 +23,6 @@ demo *ARGS:
 bench:
     python benchmarks/run_all.py
 
-# corral next to crewAI, in its own venv under .bench-peers/
+# corral next to crewAI, LangGraph and DBOS, each in its own pinned venv under .bench-peers/
 bench-peers:
     python benchmarks/peers.py

@@ -272,9 +272,19 @@ def render_section(results: dict[str, Any], peers: dict[str, Any] | None = None)
     if results.get("plot"):
         lines += [f"Scaling curve: `{results['plot']}`.", ""]
     if peers:
-        lines += [f"**peers** (`just bench-peers`, crewAI {peers.get('crewai_version', '?')}, "
-                  f"{peers.get('date', '')}; ratio = crewAI / corral)", "", markdown_table(peers["rows"]), ""]
+        lines += [f"**peers** (`just bench-peers`, {peer_versions(peers)}, {peers.get('date', '')}, "
+                  f"{peers.get('runs', '?')} runs per figure; ratio = peer / corral in the same mode)",
+                  "", markdown_table(peers["rows"]), ""]
     return "\n".join(lines)
+
+
+def peer_versions(peers: dict[str, Any]) -> str:
+    """The peers' pinned versions for the README, e.g. ``crewai 1.15.30, dbos 3.4.0``."""
+    if "versions" not in peers:  # a peers.json from before LangGraph and DBOS
+        return f"crewai {peers.get('crewai_version', '?')}"
+    shown = [f"{dist} {version}" for dist, version in peers["versions"].items()
+             if dist not in ("corral", "trio", "sqlalchemy")]
+    return ", ".join(shown)
 
 
 def update_readme(readme: Path, section: str) -> str:

@@ -1,30 +1,43 @@
-"""corral next to crewAI, the same shape of work in one run: µs per run, RSS growth, import time.
+"""corral next to crewAI, LangGraph and DBOS, the same flows in one run: µs per run, RSS growth, import time.
 
-    python benchmarks/peers.py [--quick] [--json] [--runs N] [--no-readme]   (just bench-peers)
+    python benchmarks/peers.py [--quick] [--json] [--runs N] [--peers crewai,langgraph,dbos] [--no-readme]
+    (just bench-peers)
 
-It creates its own virtual environment under ``.bench-peers/venv`` (with this Python) and installs
-crewAI pinned (``crewai==CREWAI_VERSION``) from the package registry, unless that version is there
-already.  Then, in one run, each system runs a 2-step and a 10-step no-op flow, one run at a time:
+Each peer gets its own virtual environment under ``.bench-peers/<peer>/`` (made with this Python),
+with its packages pinned (``PEERS``) from the package registry; a venv is created only if it is
+missing and reinstalled only when its pins changed (it keeps them in ``pins.txt``).  Then each
+system runs a 2-step and a 10-step no-op flow, one run at a time, each (system, mode, shape) in its
+own process and a fresh directory (so a fresh SQLite file), with the same runs and repeats
+(``_peer_workers.py`` says exactly what each worker does).  Only one system runs at a time, and
+their windows interleave: window k of every system runs before window k + 1 of any, so a change in
+the load of a shared machine falls on all of them alike (the waiting workers are parked on a pipe;
+DBOS's and corral's own background threads/timers stay alive meanwhile).
 
-- corral: one runtime (``open_runtime``); per run a ``Flow`` of N chained no-op python steps is
-  built, spawned and awaited.
-- crewAI: per run an instance of a ``crewai.flow.flow.Flow`` subclass with N no-op methods chained by
-  ``@start``/``@listen`` is built and ``kickoff()``-ed.  Twice: with crewAI's defaults (flow events
-  on; its console output goes to /dev/null, the rendering still runs) and with the public
-  ``suppress_flow_events=True`` field.  Telemetry off through its documented environment variables
-  (``OTEL_SDK_DISABLED``, ``CREWAI_DISABLE_TELEMETRY``, ``CREWAI_DISABLE_TRACKING``), tracing off
-  (``CREWAI_TRACING_ENABLED=false``) and the version check off (``CREWAI_DISABLE_VERSION_CHECK``).
+- corral in memory: one ``open_runtime()`` (in-memory store), per run a ``Flow`` of N chained no-op
+  python steps built, spawned (``record="off"``) and awaited.  The floor of the in-memory rows.
+- corral durable: the same on ``open_runtime(store=<fresh file>)`` with ``record="durable"``.  The
+  floor of the durable rows (LangGraph + SqliteSaver, DBOS).
+- crewAI: per run a ``crewai.flow.flow.Flow`` subclass instance (N no-op methods chained by
+  ``@start``/``@listen``) ``kickoff()``-ed, with its defaults (its console output to /dev/null) and
+  with ``suppress_flow_events=True``.
+- LangGraph in memory, no checkpointer: a ``StateGraph`` of N chained no-op nodes compiled once and
+  ``invoke``-d per run (LangGraph's usual use, the cheapest for it), and built + compiled per run
+  (as corral builds its ``Flow`` per run).
+- LangGraph durable: compiled once with ``SqliteSaver`` (langgraph-checkpoint-sqlite) on a fresh
+  file, a new ``thread_id`` per run, LangGraph's default durability.
+- DBOS durable: a ``@DBOS.workflow`` of N ``@DBOS.step`` no-ops on a SQLite system database
+  (``system_database_url="sqlite:///<fresh file>"``), launched once, one workflow per run.
 
-Figures (median of 5 windows of ``--runs``/5 runs each, after a warm-up; min..max over windows):
-µs per run; RSS growth per 1_000 runs (from ``/proc/self/statm``); import time of ``runtime`` and of
-``crewai.flow.flow`` in a fresh interpreter (5 imports each, after one to warm the bytecode cache).
-Each row's value is crewAI's and its floor corral's, so ratio = crewAI / corral.
+Telemetry off (``QUIET_ENV``), peers' stdout to /dev/null, logs at WARNING.  Figures: the median of
+5 windows of ``--runs``/5 runs each after a warm-up (min..max over windows), µs per run; RSS growth
+per 1_000 runs (``/proc/self/statm``); import time in a fresh interpreter (5 imports each after one
+to warm the bytecode cache).  Each row's floor is corral's matching mode: ratio = peer / corral.
 
 Writes ``benchmarks/peers.json`` and regenerates the README's benchmark section (with
-``benchmarks/results.json``) unless ``--no-readme`` or ``--quick``.
+``benchmarks/results.json``) unless ``--no-readme``, ``--quick`` or ``--peers`` (a partial run).
 
-Internally the same file is the worker: ``peers.py --worker corral|crewai --out PATH`` (stdlib only
-at import time, so it runs in crewAI's venv too).
+Internally the same file is the worker: ``peers.py --worker NAME --steps N --out PATH`` (stdlib only
+at import time, so it runs in every peer's venv).
 """
 
 from __future__ import annotations
@@ -38,175 +51,173 @@ import time
 from pathlib import Path
 from typing import Any
 
-CREWAI_VERSION = "1.15.30"
 ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / ".bench-peers" / "venv"
+BENCH = Path(__file__).resolve().parent
+VENVS = ROOT / ".bench-peers"
 SHAPES = (2, 10)
-WINDOWS = 5
+# peer -> its venv's pins, the modules its import time is measured on, its workers in run order
+PEERS: dict[str, dict[str, Any]] = {
+    "crewai": {"pins": ("crewai==1.15.30",), "imports": "crewai.flow.flow",
+               "workers": ("crewai", "crewai-quiet")},
+    "langgraph": {"pins": ("langgraph==1.2.24", "langgraph-checkpoint-sqlite==3.1.2"),
+                  "imports": "langgraph.graph, langgraph.checkpoint.sqlite",
+                  "workers": ("langgraph", "langgraph-build", "langgraph-sqlite")},
+    "dbos": {"pins": ("dbos==3.4.0",), "imports": "dbos", "workers": ("dbos",)},
+}
+CORRAL_WORKERS = ("corral", "corral-durable")
 QUIET_ENV = {
     "OTEL_SDK_DISABLED": "true",
     "CREWAI_DISABLE_TELEMETRY": "true",
     "CREWAI_DISABLE_TRACKING": "true",
     "CREWAI_TRACING_ENABLED": "false",
     "CREWAI_DISABLE_VERSION_CHECK": "true",
+    "LANGSMITH_TRACING": "false",
+    "LANGCHAIN_TRACING_V2": "false",
+}
+FLOORS = {"corral": "corral in memory (one runtime; build Flow, spawn, wait per run)",
+          "corral-durable": 'corral durable (record="durable", fresh SQLite store)'}
+# (worker, its floor, label) for the µs/run rows; the RSS rows are the workers in RSS_WORKERS
+SPEED_ROWS = (
+    ("crewai", "corral", "crewAI defaults, console to /dev/null"),
+    ("crewai-quiet", "corral", "crewAI suppress_flow_events=True"),
+    ("langgraph", "corral", "LangGraph in memory, compiled once, no checkpointer"),
+    ("langgraph-build", "corral", "LangGraph in memory, StateGraph built + compiled per run"),
+    ("langgraph-sqlite", "corral-durable", "LangGraph + SqliteSaver, durable, thread per run"),
+    ("dbos", "corral-durable", "DBOS on SQLite, durable, workflow per run"),
+)
+RSS_WORKERS = ("crewai", "langgraph", "langgraph-sqlite", "dbos")
+NOTES = {
+    "corral": "corral's growth here is its result LRU filling (the last max_results=10_000 results are "
+              "kept for rt.result()); it is flat once the LRU is full",
+    "corral-durable": "each durable system runs with its own defaults: SQLite pragmas corral WAL + "
+                      "synchronous=NORMAL, SqliteSaver WAL + synchronous=FULL, DBOS rollback journal; "
+                      "LangGraph's default durability (\"async\": a step's checkpoint is written while "
+                      "the next step runs, all before invoke returns); corral's RSS growth is its "
+                      "result LRU filling, as in memory",
 }
 
 
-def rss_bytes() -> int:
-    """Current RSS of this process (Linux ``/proc/self/statm``; stdlib only)."""
-    with open("/proc/self/statm", encoding="ascii") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def worker_peer(worker: str) -> str | None:
+    """The peer (venv) a worker runs in, ``None`` for corral's (this interpreter)."""
+    return next((p for p, spec in PEERS.items() if worker in spec["workers"]), None)
 
 
-def measure(run_once, runs: int, warmup: int) -> dict[str, list[float]]:
-    """µs per run and RSS growth per 1_000 runs over WINDOWS windows of ``runs // WINDOWS`` runs."""
-    import gc
-
-    for _ in range(warmup):
-        run_once()
-    per_window = max(1, runs // WINDOWS)
-    us, growth = [], []
-    gc.collect()
-    last = rss_bytes()
-    for _ in range(WINDOWS):
-        t0 = time.perf_counter()
-        for _ in range(per_window):
-            run_once()
-        us.append((time.perf_counter() - t0) / per_window * 1e6)
-        gc.collect()
-        now = rss_bytes()
-        growth.append((now - last) / per_window * 1000)
-        last = now
-    return {"us": us, "rss_per_1000": growth}
+# -- virtual environments -----------------------------------------------------------------------------
 
 
-# -- workers (run in the system's own interpreter) ------------------------------------------------------
+def venv_python(peer: str, root: Path = VENVS) -> Path:
+    return root / peer / "bin" / "python"
 
 
-def corral_worker(runs: int, warmup: int) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT))
-    import logging
-
-    import structlog
-    import trio
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-                        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    from runtime import Flow, Step, open_runtime
-
-    async def noop(ctx, inputs):
-        return None
-
-    out: dict[str, Any] = {"system": "corral", "version": _version("corral")}
-
-    async def main() -> None:
-        async with open_runtime() as rt:
-            for n in SHAPES:
-                def build(n: int = n) -> Flow:
-                    return Flow(f"noop{n}", [Step(f"s{i}", run=noop, after=[f"s{i - 1}"] if i else [])
-                                            for i in range(n)])
-
-                async def one(build=build) -> None:
-                    await (await rt.spawn(build())).wait()
-
-                out[f"noop{n}"] = await _measure_async(one, runs, warmup)
-
-    trio.run(main)
-    return out
+def needs_install(peer: str, pins: tuple[str, ...], root: Path = VENVS) -> bool:
+    """Whether ``root/peer`` lacks a Python or was installed with other pins than ``pins``."""
+    marker = root / peer / "pins.txt"
+    if not venv_python(peer, root).exists() or not marker.exists():
+        return True
+    return marker.read_text(encoding="utf-8").split() != list(pins)
 
 
-async def _measure_async(run_once, runs: int, warmup: int) -> dict[str, list[float]]:
-    """``measure`` for an async ``run_once`` (same windows, same RSS reads)."""
-    import gc
-
-    for _ in range(warmup):
-        await run_once()
-    per_window = max(1, runs // WINDOWS)
-    us, growth = [], []
-    gc.collect()
-    last = rss_bytes()
-    for _ in range(WINDOWS):
-        t0 = time.perf_counter()
-        for _ in range(per_window):
-            await run_once()
-        us.append((time.perf_counter() - t0) / per_window * 1e6)
-        gc.collect()
-        now = rss_bytes()
-        growth.append((now - last) / per_window * 1000)
-        last = now
-    return {"us": us, "rss_per_1000": growth}
-
-
-def crewai_worker(runs: int, warmup: int) -> dict[str, Any]:
-    from crewai.flow.flow import Flow, listen, start
-
-    def make(n: int) -> type:
-        def step_fn(i: int):
-            def step(self) -> None:
-                return None
-
-            step.__name__ = f"s{i}"
-            return step
-
-        ns: dict[str, Any] = {"s0": start()(step_fn(0))}
-        for i in range(1, n):
-            ns[f"s{i}"] = listen(f"s{i - 1}")(step_fn(i))
-        return type(f"Noop{n}", (Flow,), ns)
-
-    out: dict[str, Any] = {"system": "crewai", "version": _version("crewai")}
-    for n in SHAPES:
-        cls = make(n)
-        out[f"noop{n}"] = measure(lambda cls=cls: cls().kickoff(), runs, warmup)
-        out[f"noop{n}-quiet"] = measure(lambda cls=cls: cls(suppress_flow_events=True).kickoff(), runs, warmup)
-    return out
-
-
-def _version(dist: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-# -- orchestration ------------------------------------------------------------------------------------------
-
-
-def venv_python() -> Path:
-    return VENV / "bin" / "python"
-
-
-def ensure_venv() -> None:
-    """Create ``.bench-peers/venv`` and install crewAI pinned, unless it is there already."""
-    py = venv_python()
+def ensure_venv(peer: str, root: Path = VENVS) -> Path:
+    """Create ``root/peer`` and pip-install its pins, unless it is there with the same pins already."""
+    pins = tuple(PEERS[peer]["pins"])
+    py = venv_python(peer, root)
+    if not needs_install(peer, pins, root):
+        return py
     if not py.exists():
-        print(f"creating {VENV} ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    probe = subprocess.run([str(py), "-c", "import importlib.metadata as m; print(m.version('crewai'))"],
-                           capture_output=True, text=True)
-    if probe.returncode == 0 and probe.stdout.strip() == CREWAI_VERSION:
-        return
-    print(f"installing crewai=={CREWAI_VERSION} into {VENV} (a few minutes the first time) ...",
+        print(f"creating {root / peer} ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(root / peer)], check=True)
+    print(f"installing {' '.join(pins)} into {root / peer} (a few minutes the first time) ...",
           file=sys.stderr)
-    subprocess.run([str(py), "-m", "pip", "install", "--quiet", f"crewai=={CREWAI_VERSION}"], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins],
+                   check=True)
+    (root / peer / "pins.txt").write_text("\n".join(pins) + "\n", encoding="utf-8")
+    return py
 
 
-def run_worker(python: Path | str, system: str, runs: int, warmup: int, tmp: Path) -> dict[str, Any]:
-    out_path = tmp / f"{system}.json"
-    env = {**os.environ, **QUIET_ENV}
-    command = [str(python), str(Path(__file__).resolve()), "--worker", system, "--out", str(out_path),
-               "--runs", str(runs), "--warmup", str(warmup)]
-    # crewAI renders its flow events to the console: let it, into /dev/null
-    proc = subprocess.run(command, cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{system} worker failed ({proc.returncode}): {proc.stderr[-3000:]}")
-    return json.loads(out_path.read_text(encoding="utf-8"))
+# -- running ------------------------------------------------------------------------------------------
 
 
-def import_seconds(python: Path | str, module: str, repeats: int, cwd: Path) -> list[float]:
-    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+class Worker:
+    """One worker process, started in a fresh directory under ``tmp`` and held by its gate."""
+
+    def __init__(self, python: Path | str, worker: str, steps: int, runs: int, warmup: int,
+                 tmp: Path) -> None:
+        self.name, self.steps = worker, steps
+        self.cwd = tmp / f"{worker}-{steps}"
+        self.cwd.mkdir()
+        go_r, self._go = os.pipe()
+        self._done, done_w = os.pipe()
+        command = [str(python), str(Path(__file__).resolve()), "--worker", worker, "--steps", str(steps),
+                   "--out", str(self.cwd / "result.json"), "--runs", str(runs), "--warmup", str(warmup),
+                   "--gate", f"{go_r},{done_w}"]
+        # crewAI renders its flow events to the console: let it, into /dev/null
+        with open(self.cwd / "stderr.txt", "wb") as stderr:
+            self.proc = subprocess.Popen(command, cwd=self.cwd, env={**os.environ, **QUIET_ENV},
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=stderr, pass_fds=(go_r, done_w))
+        os.close(go_r)
+        os.close(done_w)
+
+    def wait_signal(self) -> None:
+        """Until the worker is done with its warm-up or its window."""
+        if os.read(self._done, 1) != b".":
+            self.fail()
+
+    def go(self) -> None:
+        try:
+            os.write(self._go, b"g")
+        except BrokenPipeError:
+            self.fail()
+
+    def window(self) -> None:
+        """Let the worker run one window, and wait until it has."""
+        self.go()
+        self.wait_signal()
+
+    def finish(self) -> dict[str, Any]:
+        """Let the worker make its check and exit; its JSON result."""
+        self.go()
+        if self.proc.wait() != 0:
+            self.fail()
+        os.close(self._go)
+        os.close(self._done)
+        result: dict[str, Any] = json.loads((self.cwd / "result.json").read_text(encoding="utf-8"))
+        return result
+
+    def fail(self) -> None:
+        code = self.proc.wait()
+        tail = (self.cwd / "stderr.txt").read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(f"{self.name} worker ({self.steps} steps) failed ({code}): {tail}")
+
+
+def run_shape(pythons: dict[str, Path | str], steps: int, runs: int, warmup: int,
+              tmp: Path) -> dict[str, Any]:
+    """Every worker on a ``steps``-step flow, their windows interleaved: window k of each system
+    runs (alone) before window k + 1 of any.  Workers start one at a time, each warmed up before
+    the next starts, so no warm-up, start or final check overlaps a measured window."""
+    from _peer_workers import WINDOWS
+
+    workers = []
+    try:
+        for name, python in pythons.items():
+            print(f"starting {name}, {steps} steps ...", file=sys.stderr)
+            workers.append(Worker(python, name, steps, runs, warmup, tmp))
+            workers[-1].wait_signal()
+        for k in range(WINDOWS):
+            print(f"window {k + 1}/{WINDOWS}, {steps} steps ...", file=sys.stderr)
+            for w in workers:
+                w.window()
+        return {f"{w.name}/{steps}": w.finish() for w in workers}
+    finally:
+        for w in workers:
+            if w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait()
+
+
+def import_seconds(python: Path | str, modules: str, repeats: int, cwd: Path) -> list[float]:
+    """Seconds to ``import modules`` in a fresh interpreter, ``repeats`` times after a warm-up."""
+    code = f"import time; t = time.perf_counter(); import {modules}; print(time.perf_counter() - t)"
     env = {**os.environ, **QUIET_ENV, "PYTHONPATH": str(ROOT)}
     times = []
     for i in range(repeats + 1):
@@ -217,74 +228,133 @@ def import_seconds(python: Path | str, module: str, repeats: int, cwd: Path) -> 
     return times
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+def run_all(peers: list[str], runs: int, warmup: int, import_repeats: int) -> dict[str, Any]:
+    """Every worker of corral and ``peers`` on every shape, then the import times: the raw results."""
+    import tempfile
+
+    pythons: dict[str, Path | str] = {w: sys.executable for w in CORRAL_WORKERS}
+    for peer in peers:
+        py = ensure_venv(peer)
+        pythons.update({w: py for w in PEERS[peer]["workers"]})
+    raw: dict[str, Any] = {"workers": {}, "import_s": {}}
+    with tempfile.TemporaryDirectory(prefix="corral-peers-") as tmpdir:
+        tmp = Path(tmpdir)
+        for n in SHAPES:
+            raw["workers"].update(run_shape(pythons, n, runs, warmup, tmp))
+        print("import times ...", file=sys.stderr)
+        raw["import_s"]["corral"] = import_seconds(sys.executable, "runtime", import_repeats, tmp)
+        for peer in peers:
+            raw["import_s"][peer] = import_seconds(venv_python(peer), PEERS[peer]["imports"],
+                                                   import_repeats, tmp)
+    return raw
+
+
+# -- rows ---------------------------------------------------------------------------------------------
+
+
+def build_rows(raw: dict[str, Any], windows: int, import_repeats: int) -> list[dict[str, Any]]:
+    """The table: each peer's figure with corral's matching mode as its floor (ratio = peer / corral)."""
+    from _common import row, summary
+
+    got = raw["workers"]
+    rows = []
+    for n in SHAPES:
+        for worker, floor, label in SPEED_ROWS:
+            if f"{worker}/{n}" in got:
+                rows.append(row(f"peers: µs per run, {n}-step no-op flow ({label})",
+                                summary(got[f"{worker}/{n}"]["us"]), "µs/run",
+                                summary(got[f"{floor}/{n}"]["us"]), FLOORS[floor], repeats=windows))
+    for n in SHAPES:
+        for worker, floor, label in SPEED_ROWS:
+            if worker in RSS_WORKERS and f"{worker}/{n}" in got:
+                rows.append(row(f"peers: RSS growth per 1000 runs, {n}-step no-op flow ({label})",
+                                summary(got[f"{worker}/{n}"]["rss_per_1000"]), "B/1000 runs",
+                                summary(got[f"{floor}/{n}"]["rss_per_1000"]), FLOORS[floor],
+                                repeats=windows, note=NOTES[floor]))
+    corral_ms = summary(t * 1e3 for t in raw["import_s"]["corral"])
+    for peer, times in raw["import_s"].items():
+        if peer != "corral":
+            rows.append(row(f"peers: import time ({PEERS[peer]['imports']} vs runtime), fresh interpreter",
+                            summary(t * 1e3 for t in times), "ms", corral_ms, "corral: import runtime",
+                            repeats=import_repeats))
+    return rows
+
+
+def all_versions(raw: dict[str, Any]) -> dict[str, str]:
+    """Every system's installed versions, as its workers read them."""
+    out: dict[str, str] = {}
+    for result in raw["workers"].values():
+        out.update(result["versions"])
+    return out
+
+
+# -- main ---------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few runs: a smoke run")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON list")
     parser.add_argument("--runs", type=int, default=None, help="runs per shape (default 1000)")
     parser.add_argument("--warmup", type=int, default=None, help="runs before measuring (default 20)")
+    parser.add_argument("--peers", default=",".join(PEERS),
+                        help=f"comma-separated subset of {','.join(PEERS)} (a partial run writes nothing)")
     parser.add_argument("--no-readme", action="store_true", help="leave the README alone")
-    parser.add_argument("--worker", choices=("corral", "crewai"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=2, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    runs = args.runs or (25 if args.quick else 1000)
-    warmup = args.warmup if args.warmup is not None else (2 if args.quick else 20)
+    parser.add_argument("--gate", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.peers = [p for p in args.peers.split(",") if p]
+    unknown = sorted(set(args.peers) - set(PEERS))
+    if unknown or not args.peers:
+        parser.error(f"--peers: unknown {unknown or 'none given'}; choose from {','.join(PEERS)}")
+    if args.runs is not None and args.runs < 1:
+        parser.error("--runs must be >= 1")
+    args.runs = args.runs or (25 if args.quick else 1000)
+    args.warmup = args.warmup if args.warmup is not None else (2 if args.quick else 20)
+    return args
 
+
+def worker_main(args: argparse.Namespace) -> int:
+    sys.path.insert(0, str(BENCH))
+    from _peer_workers import Gate, run_worker
+
+    text = json.dumps(run_worker(args.worker, args.steps, args.runs, args.warmup, Gate(args.gate)))
+    if args.out is None or str(args.out) == "-":
+        print(text)
+    else:
+        args.out.write_text(text, encoding="utf-8")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.worker:
-        result = (corral_worker if args.worker == "corral" else crewai_worker)(runs, warmup)
-        text = json.dumps(result)
-        if args.out is None or str(args.out) == "-":
-            print(text)
-        else:
-            args.out.write_text(text, encoding="utf-8")
-        return 0
+        return worker_main(args)
+    sys.path.insert(0, str(BENCH))
+    from _common import emit, machine, render_section, update_readme
+    from _peer_workers import WINDOWS
 
-    import tempfile
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _common import emit, machine, render_section, row, summary, update_readme
-
-    ensure_venv()
-    with tempfile.TemporaryDirectory() as tmpdir:
-        tmp = Path(tmpdir)
-        print("running corral ...", file=sys.stderr)
-        corral = run_worker(sys.executable, "corral", runs, warmup, tmp)
-        print("running crewAI ...", file=sys.stderr)
-        crew = run_worker(venv_python(), "crewai", runs, warmup, tmp)
-        print("import times ...", file=sys.stderr)
-        reps = 3 if args.quick else 5
-        imp_corral = import_seconds(sys.executable, "runtime", reps, tmp)
-        imp_crew = import_seconds(venv_python(), "crewai.flow.flow", reps, tmp)
-
-    floor_name = "corral (one runtime; build Flow, spawn, wait per run)"
-    rows = []
-    for n in SHAPES:
-        for key, label in ((f"noop{n}", "defaults, console to /dev/null"),
-                           (f"noop{n}-quiet", "suppress_flow_events=True")):
-            rows.append(row(f"peers: µs per run, {n}-step no-op flow (crewAI {label})",
-                            summary(crew[key]["us"]), "µs/run", summary(corral[f"noop{n}"]["us"]),
-                            floor_name, repeats=WINDOWS))
-    for n in SHAPES:
-        rows.append(row(f"peers: RSS growth per 1000 runs, {n}-step no-op flow (crewAI defaults)",
-                        summary(crew[f"noop{n}"]["rss_per_1000"]), "B/1000 runs",
-                        summary(corral[f"noop{n}"]["rss_per_1000"]), floor_name, repeats=WINDOWS,
-                        note="corral's growth here is its result LRU filling (the last max_results=10_000 "
-                             "results are kept for rt.result()); it is flat once the LRU is full"))
-    rows.append(row("peers: import time (crewai.flow.flow vs runtime), fresh interpreter",
-                    summary(t * 1e3 for t in imp_crew), "ms", summary(t * 1e3 for t in imp_corral),
-                    "corral: import runtime", repeats=reps))
-    peers = {"machine": machine(), "crewai_version": crew["version"], "corral_version": corral["version"],
-             "date": time.strftime("%Y-%m-%d"), "runs": runs, "quick": args.quick,
-             "command": "python benchmarks/peers.py" + (" --quick" if args.quick else ""),
-             "raw": {"corral": corral, "crewai": crew, "import_s": {"corral": imp_corral, "crewai": imp_crew}},
-             "rows": rows}
+    reps = 3 if args.quick else 5
+    load_before = os.getloadavg()
+    raw = run_all(args.peers, args.runs, args.warmup, reps)
+    raw["load_avg"] = {"before": load_before, "after": os.getloadavg()}  # the machine may be shared
+    rows = build_rows(raw, WINDOWS, reps)
+    versions = all_versions(raw)
+    partial = args.peers != list(PEERS)
+    command = "python benchmarks/peers.py" + (" --quick" if args.quick else "")
+    peers = {"machine": machine(), "versions": versions,
+             "pins": {p: list(PEERS[p]["pins"]) for p in args.peers},
+             "date": time.strftime("%Y-%m-%d"), "runs": args.runs, "warmup": args.warmup,
+             "quick": args.quick, "command": command, "raw": raw, "rows": rows}
     emit(rows, args.json)
-    if args.quick:
+    if args.quick or partial:
         return 0
-    peers_path = ROOT / "benchmarks" / "peers.json"
+    peers_path = BENCH / "peers.json"
     peers_path.write_text(json.dumps(peers, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {peers_path}", file=sys.stderr)
-    results_path = ROOT / "benchmarks" / "results.json"
+    results_path = BENCH / "results.json"
     if not args.no_readme and results_path.exists():
         results = json.loads(results_path.read_text(encoding="utf-8"))
         status = update_readme(ROOT / "README.md", render_section(results, peers))

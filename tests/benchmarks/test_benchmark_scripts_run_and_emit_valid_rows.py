@@ -9,6 +9,7 @@ not asserted on (no timing thresholds): only their shape, and the counts that mu
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import subprocess
 import sys
@@ -35,6 +36,7 @@ def _load(name: str):
 
 _common = _load("_common")
 run_all = _load("run_all")
+peers = _load("peers")
 
 
 def _scripts_on_disk() -> set[str]:
@@ -160,14 +162,81 @@ def test_validate_rows_names_what_is_wrong():
             _common.validate_rows(bad)
 
 
-def test_peers_corral_worker_runs_without_crewai():
+@pytest.mark.parametrize("worker", ["corral", "corral-durable"])
+def test_peers_corral_workers_run_without_any_peer_installed(worker, tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "peers.py"), "--worker", "corral", "--runs", "10", "--warmup", "1",
-         "--out", "-"],
-        cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD,
+        [sys.executable, str(BENCH / "peers.py"), "--worker", worker, "--steps", "3", "--runs", "10",
+         "--warmup", "1", "--out", "-"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=HANG_GUARD,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.splitlines()[-1])
-    for shape in ("noop2", "noop10"):
-        assert len(out[shape]["us"]) == 5 and all(us > 0 for us in out[shape]["us"])
-        assert len(out[shape]["rss_per_1000"]) == 5
+    assert (out["worker"], out["steps"]) == (worker, 3)
+    assert len(out["us"]) == 5 and all(us > 0 for us in out["us"])
+    assert len(out["rss_per_1000"]) == 5
+    # the last run completed every step; the durable one wrote a fresh store in its own directory
+    assert out["check"]["state"] == "completed" and out["check"]["outputs"] == 3
+    store = tmp_path / "corral.sqlite"
+    if worker == "corral-durable":
+        assert store.stat().st_size == out["check"]["store_bytes"] > 0
+    else:
+        assert not store.exists()
+
+
+
+def test_peer_venv_is_reinstalled_only_when_missing_or_its_pins_changed(tmp_path):
+    pins = ("langgraph==1.2.24", "langgraph-checkpoint-sqlite==3.1.2")
+    assert peers.needs_install("langgraph", pins, tmp_path)  # no venv at all
+    (tmp_path / "langgraph" / "bin").mkdir(parents=True)
+    (tmp_path / "langgraph" / "bin" / "python").write_text("", encoding="utf-8")
+    assert peers.needs_install("langgraph", pins, tmp_path)  # a venv, never installed into
+    (tmp_path / "langgraph" / "pins.txt").write_text("\n".join(pins) + "\n", encoding="utf-8")
+    assert not peers.needs_install("langgraph", pins, tmp_path)
+    assert peers.needs_install("langgraph", ("langgraph==1.2.25", pins[1]), tmp_path)
+
+
+def test_peer_rows_take_corral_in_the_same_mode_as_their_floor():
+    def result(us, rss):
+        return {"us": [us] * 5, "rss_per_1000": [rss] * 5, "versions": {}}
+
+    speeds = {"corral": 100.0, "corral-durable": 1000.0, "crewai": 5000.0, "crewai-quiet": 2000.0,
+              "langgraph": 400.0, "langgraph-build": 800.0, "langgraph-sqlite": 3000.0, "dbos": 20000.0}
+    raw = {"workers": {f"{w}/{n}": result(us * n, 10.0 * n) for w, us in speeds.items() for n in peers.SHAPES},
+           "import_s": {"corral": [0.2] * 5, "crewai": [2.0] * 5, "langgraph": [0.8] * 5, "dbos": [0.6] * 5}}
+    rows = {r["figure"]: r for r in peers.build_rows(raw, 5, 5)}
+    _common.validate_rows(list(rows.values()))
+    durable = {"LangGraph + SqliteSaver": 3.0, "DBOS on SQLite": 20.0}
+    in_memory = {"crewAI defaults": 50.0, "crewAI suppress_flow_events": 20.0,
+                 "LangGraph in memory, compiled once": 4.0, "LangGraph in memory, StateGraph built": 8.0}
+    for n in peers.SHAPES:
+        speed = {f: r for f, r in rows.items() if f.startswith(f"peers: µs per run, {n}-step")}
+        assert len(speed) == 6
+        for label, expected in {**durable, **in_memory}.items():
+            (r,) = [r for f, r in speed.items() if label in f]
+            assert r["ratio"] == pytest.approx(expected), r
+            assert r["floor_name"] == peers.FLOORS["corral-durable" if label in durable else "corral"]
+        rss = [r for f, r in rows.items() if f.startswith(f"peers: RSS growth per 1000 runs, {n}-step")]
+        assert len(rss) == 4 and all(r["ratio"] == pytest.approx(1.0) for r in rss)
+    imports = [r for f, r in rows.items() if f.startswith("peers: import time")]
+    assert sorted(r["ratio"] for r in imports) == pytest.approx([3.0, 4.0, 10.0])
+
+
+def test_peers_option_names_what_is_unknown(capsys):
+    with pytest.raises(SystemExit):
+        peers.parse_args(["--peers", "crewai,prefect"])
+    assert "--peers: unknown ['prefect']" in capsys.readouterr().err
+
+
+def test_peer_windows_interleave_one_system_at_a_time(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    pythons = {"corral": sys.executable, "corral-durable": sys.executable}
+    got = peers.run_shape(pythons, 2, 10, 1, tmp_path)
+    assert set(got) == {"corral/2", "corral-durable/2"}
+    windows = [(start, end, name) for name, result in got.items() for start, end in result["windows_at"]]
+    windows.sort()
+    # no two windows overlap, and window k of every system comes before window k + 1 of any
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(windows))
+    assert [name for _, _, name in windows] == ["corral/2", "corral-durable/2"] * 5
+    # each worker ran in its own fresh directory: only the durable one has a store there
+    assert (tmp_path / "corral-durable-2" / "corral.sqlite").exists()
+    assert not (tmp_path / "corral-2" / "corral.sqlite").exists()
