@@ -55,6 +55,7 @@ class Event:
     """Base of every job event."""
 
     type: ClassVar[str] = "event"
+    lifecycle: ClassVar[bool] = False  # the job's state changes with it (see EventHub.on_change)
     job_id: str
     seq: int
     ts: float
@@ -63,6 +64,7 @@ class Event:
 @attrs.frozen(kw_only=True)
 class JobStarted(Event):
     type: ClassVar[str] = "job_started"
+    lifecycle: ClassVar[bool] = True
     flow: str
     inputs: Mapping[str, Any] = attrs.field(factory=dict)
     resumed: bool = False
@@ -112,6 +114,7 @@ class ExitResolved(Event):
 @attrs.frozen(kw_only=True)
 class JobPaused(Event):
     type: ClassVar[str] = "job_paused"
+    lifecycle: ClassVar[bool] = True
     step: str
     rule: str
     deadline: float | None = None  # the rule's timeout as a wall-clock time (None: no deadline)
@@ -130,6 +133,7 @@ class EscalationTimedOut(Event):
 @attrs.frozen(kw_only=True)
 class JobResumed(Event):
     type: ClassVar[str] = "job_resumed"
+    lifecycle: ClassVar[bool] = True
     payload: Any = None
 
 
@@ -162,6 +166,7 @@ class AgentSession(Event):
 @attrs.frozen(kw_only=True)
 class JobFinished(Event):
     type: ClassVar[str] = "job_finished"
+    lifecycle: ClassVar[bool] = True
     state: EndState
     reason: str | None = None
     error: str | None = None
@@ -275,12 +280,15 @@ class Subscription:
 class EventHub:
     """Assigns ``seq`` and ``ts`` and fans events out.  Synchronous and non-blocking to publish.
 
-    ``sink`` (optional) sees every event first: the job's recorder.
+    ``sink`` (optional) sees every event first: the job's recorder.  ``on_change`` (optional) is
+    told the job's id when a lifecycle event (started, paused, resumed, finished) is published.
     """
 
     def __init__(self, job_id: str, *, first_seq: int = 0, maxlen: int = 1024,
-                 sink: Callable[[Event], None] | None = None) -> None:
+                 sink: Callable[[Event], None] | None = None,
+                 on_change: Callable[[str], None] | None = None) -> None:
         self.job_id = job_id
+        self.on_change = on_change  # told the job id at each lifecycle event (the runtime's JobWatch)
         self.next_seq = first_seq
         self.maxlen = maxlen
         self.sink = sink
@@ -292,6 +300,8 @@ class EventHub:
         nobody listens: then only its seq is taken)."""
         if self.closed:
             raise RuntimeError(f"job {self.job_id}: event published after JobFinished")
+        if cls.lifecycle and self.on_change is not None:
+            self.on_change(self.job_id)
         if self.sink is None and not self._subs:
             self.next_seq += 1
             if cls is JobFinished:

@@ -76,7 +76,7 @@ class Job:
         self.recording: Recording = services.recording(recording, job_id, self.fail_on_store_error)
         self.resources = JobResources(job_id, services, restored.sessions if restored else None)
         self.state = JobState.PENDING
-        self.hub = EventHub(job_id, first_seq=restored.first_seq if restored else 0)
+        self.hub = EventHub(job_id, first_seq=restored.first_seq if restored else 0, on_change=services.watch.changed)
         self.resume_payload: Any = restored.resume_payload if restored else None
         self._resumed = restored.resumed if restored else False
         # the flow timeout is a wall-clock deadline recorded with the job: a resumed job gets the

@@ -39,13 +39,15 @@ from ..store import (
 from . import takeover
 from .control import ControlServer, socket_path
 from .drain import drain as drain_jobs
-from .events import Event, event_from_dict
+from .events import Event
 from .handle import JobHandle
 from .job import Job
 from .recording import RECORD_MODES, RecordLimits, RecordMode, recording_for
+from .replay import stored_events
 from .services import GroupOp, JobServices, ProcessOptions
-from .states import JobExistsError, JobNotFound, JobResult, JobState, JobStateError
+from .states import JobExistsError, JobNotFound, JobResult, JobState
 from .stats import RuntimeStats, count
+from .watch import JobWatch
 
 __all__ = ["RECORD_MODES", "RecordMode", "Runtime", "RuntimeStats", "open_runtime"]
 
@@ -67,6 +69,7 @@ class Runtime:
         self.max_results = max_results
         self.store = store
         self._nursery: trio.Nursery | None = None  # set by open_runtime
+        self._service_nursery: trio.Nursery | None = None  # the control endpoint's, the UI's (open_runtime)
         self._live: dict[str, Job] = {}
         self._pending: collections.deque[Job] = collections.deque()
         self._running = 0
@@ -189,18 +192,10 @@ class Runtime:
         Raises :class:`JobNotFound` for an unknown id, and :class:`JobStateError` for a job that
         was not recorded durably (its events were never stored: use ``handle.events()``).
         """
-        rec = await self.store.get_job(job_id)
-        if rec is None:
-            live = self._live.get(job_id)
-            if live is None and job_id not in self._results:
-                raise JobNotFound(job_id)
-            raise JobStateError(f"job {job_id!r} was not recorded (record={live.record if live else 'off'!r}): "
-                                "its events are not in the store; spawn it with record='durable'")
-        if not recording_for(rec.record).stores_events:
-            raise JobStateError(f"job {job_id!r} was not recorded (record={rec.record!r}): its events "
-                                "are not in the store; spawn it with record='durable'")
-        for row in await self.store.read_events(job_id, from_seq):
-            yield event_from_dict(row.payload)
+        known = self._live.get(job_id)
+        async for event in stored_events(self.store, job_id, from_seq,
+                                         None if known is None else known.record, job_id in self._results):
+            yield event
 
     def stats(self) -> RuntimeStats:
         """Count what live jobs hold: trio tasks, processes, streams, recorders."""
@@ -210,6 +205,19 @@ class Runtime:
     def control_path(self) -> Path | None:
         """The control endpoint's Unix socket (``None`` without a persistent store)."""
         return None if self._control is None else self._control.path
+
+    @property
+    def job_watch(self) -> JobWatch:
+        """Told when one of this runtime's jobs changes state (the control endpoint's ``watch``)."""
+        return self._services.watch
+
+    async def serve_ui(self, *, port: int = 0) -> str:
+        """Serve the browser UI (:mod:`runtime.ui`, the ``ui`` extra) of this runtime and its store on
+        ``127.0.0.1:port`` (0: a free port) in its service nursery; the URL, with the page token."""
+        from ..ui.server import serve_runtime  # the optional extra: loaded only when asked for
+        assert self._service_nursery is not None, "serve_ui() needs an open runtime"
+        url: str = await self._service_nursery.start(serve_runtime, self, port)
+        return url
 
     @property
     def nursery_tasks(self) -> int:
@@ -268,6 +276,7 @@ class Runtime:
 
     async def _open(self, services: trio.Nursery) -> trio.MemorySendChannel[GroupOp] | None:
         """With a persistent store: hold a lease, sweep dead runtimes, record process groups."""
+        self._service_nursery = services
         if not self.store.persistent:
             await trio.lowlevel.checkpoint()
             return None

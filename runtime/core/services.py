@@ -29,6 +29,7 @@ from ..flow.secrets import agent_env
 from ..store import ProcessGroupRow, Store, group_row
 from .recording import Recording, RecordLimits
 from .states import JobResult
+from .watch import JobWatch
 
 __all__ = ["GroupOp", "JobServices", "ProcessOptions"]
 
@@ -52,7 +53,7 @@ class JobServices:
     """What every job of one runtime shares.  Private: users never hold one."""
 
     __slots__ = ("_flow_dicts", "_group_ops", "_off", "_own_workspace", "_started", "finished", "limits", "pid",
-                 "process", "runtime_id", "store", "unqueue", "workspace_root")
+                 "process", "runtime_id", "store", "unqueue", "watch", "workspace_root")
 
     def __init__(self, *, runtime_id: str, pid: int, started: float, store: Store, process: ProcessOptions,
                  limits: RecordLimits, workspace_root: Path | None,
@@ -72,6 +73,8 @@ class JobServices:
         self.unqueue = unqueue
         """``unqueue(job_id)``: remove a queued job before it starts; ``False`` if not queued."""
         self._group_ops: trio.MemorySendChannel[GroupOp] | None = None
+        self.watch = JobWatch()
+        """Told when a job's state changes (the control endpoint's ``watch``)."""
         self._off = Recording("", store, limits, _never)  # recording off: shared, holds no job
         self._flow_dicts: collections.OrderedDict[int, tuple[Flow, dict[str, Any]]] = collections.OrderedDict()
 
