@@ -53,8 +53,8 @@ from .states import JobNotFound, JobResult, JobState, JobStateError
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-__all__ = ["JOB_NOT_FOUND", "JOB_STATE_ERROR", "MAX_REQUEST_BYTES", "ControlServer", "peer_uid",
-           "result_from_wire", "result_to_wire", "socket_path"]
+__all__ = ["JOB_NOT_FOUND", "JOB_STATE_ERROR", "MAX_REQUEST_BYTES", "ControlServer", "job_summary", "peer_uid",
+           "result_from_wire", "result_to_wire", "serve_control", "socket_path"]
 
 _log = get_logger("corral.control")
 
@@ -369,3 +369,16 @@ class ControlServer:
     async def _stats(self, params: dict[str, Any], conn: _Connection, request_id: Any) -> Any:
         await trio.lowlevel.checkpoint()
         return {"pid": os.getpid(), "runtime_id": self.runtime.id, **attrs.asdict(self.runtime.stats())}
+
+
+async def serve_control(runtime: Runtime, services: trio.Nursery) -> ControlServer | None:
+    """Start ``runtime``'s control endpoint in its service nursery (a warning, and none, if it
+    cannot be)."""
+    try:
+        path = socket_path(getattr(runtime.store, "path", None), runtime.id)
+        server = ControlServer(runtime, path)
+        await services.start(server.serve)
+    except OSError as exc:
+        _log.warning("control_endpoint_unavailable", error=str(exc))
+        return None
+    return server

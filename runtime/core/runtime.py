@@ -37,7 +37,7 @@ from ..store import (
     sweep_dead,
 )
 from . import takeover
-from .control import ControlServer, socket_path
+from .control import ControlServer, serve_control
 from .drain import drain as drain_jobs
 from .events import Event
 from .handle import JobHandle
@@ -70,6 +70,7 @@ class Runtime:
         self.store = store
         self._nursery: trio.Nursery | None = None  # set by open_runtime
         self._service_nursery: trio.Nursery | None = None  # the control endpoint's, the UI's (open_runtime)
+        self._stoppers: list[trio.CancelScope] = []  # of services that end with the runtime (the UI)
         self._live: dict[str, Job] = {}
         self._pending: collections.deque[Job] = collections.deque()
         self._running = 0
@@ -216,7 +217,8 @@ class Runtime:
         ``127.0.0.1:port`` (0: a free port) in its service nursery; the URL, with the page token."""
         from ..ui.server import serve_runtime  # the optional extra: loaded only when asked for
         assert self._service_nursery is not None, "serve_ui() needs an open runtime"
-        url: str = await self._service_nursery.start(serve_runtime, self, port)
+        self._stoppers.append(stop := trio.CancelScope())
+        url: str = await self._service_nursery.start(serve_runtime, self, port, stop)
         return url
 
     @property
@@ -280,7 +282,7 @@ class Runtime:
         if not self.store.persistent:
             await trio.lowlevel.checkpoint()
             return None
-        control = await self._serve_control(services)
+        control = self._control = await serve_control(self, services)
         await self.store.put_lease(new_lease(self.id, None if control is None else os.fspath(control.path)))
         await sweep_dead(self.store, self._services.process.term_grace)
         send, receive = trio.open_memory_channel[GroupOp](math.inf)
@@ -305,21 +307,11 @@ class Runtime:
             return JobHandle(live)
         return await takeover.adopt(self, self._services, job_id)
 
-    async def _serve_control(self, services: trio.Nursery) -> ControlServer | None:
-        """Start the control endpoint in the service nursery (a warning, and none, if it cannot be)."""
-        try:
-            path = socket_path(getattr(self.store, "path", None), self.id)
-            server = ControlServer(self, path)
-            await services.start(server.serve)
-        except OSError as exc:
-            _log.warning("control_endpoint_unavailable", error=str(exc))
-            return None
-        self._control = server
-        return server
-
     async def _aclose(self, group_ops: trio.MemorySendChannel[GroupOp] | None) -> None:
         if self._control is not None:
             self._control.close()
+        for scope in self._stoppers:
+            scope.cancel()  # what serve_ui() started
         if group_ops is not None:
             group_ops.close()
         if self.store.persistent:

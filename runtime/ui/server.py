@@ -55,10 +55,11 @@ async def serve(source: JobSource, port: int = 0, *, token: str | None = None,
         task_status.started(url)
 
 
-async def serve_runtime(rt: Runtime, port: int = 0, *,
+async def serve_runtime(rt: Runtime, port: int, stop: trio.CancelScope, *,
                         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """The UI of ``rt`` and its store (``rt.serve_ui()``): its own jobs directly, the other live
-    runtimes' through their control endpoints."""
+    runtimes' through their control endpoints; until ``stop`` is cancelled (the runtime closes)."""
     path = getattr(rt.store, "path", None)
     client = ControlClient(rt.store, Path(path) if path is not None else None, rt)
-    await serve(JobSource(client), port, task_status=task_status)
+    with stop:
+        await serve(JobSource(client), port, task_status=task_status)
