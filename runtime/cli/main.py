@@ -33,7 +33,7 @@ from ..core.states import JobResult, JobState
 from ..flow import InputError, SecretUnavailable
 from ..flow.secrets import require_env_from
 from ..store import SqliteStore, sweep_dead
-from . import control, inspect
+from . import control, inspect, ui
 from .common import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
@@ -266,6 +266,7 @@ def sweep(store: str, grace: float, verbose: int) -> None:
     click.echo(f"killed {killed} processes of dead runtimes; forgot {forgotten} dead runtimes in {store}")
 
 
+main.add_command(ui.ui)
 main.add_command(control.cancel)
 main.add_command(control.abandon)
 main.add_command(control.watch)

@@ -22,12 +22,13 @@ from actors._groups import raise_lone
 from actors.acp.errors import ProtocolError, RemoteError
 from actors.acp.jsonrpc import JsonRpcConnection
 
-from ..core.control import JOB_NOT_FOUND, JOB_STATE_ERROR, result_from_wire
+from ..core.control import JOB_NOT_FOUND, JOB_STATE_ERROR, job_summary, result_from_wire
 from ..core.events import Event, JobStarted, event_from_dict
 from ..core.handle import JobHandle
 from ..core.recording import recording_for
 from ..core.runtime import Runtime, open_runtime
 from ..core.states import JobNotFound, JobResult, JobState, JobStateError
+from ..flow.codec import flow_to_dict
 from ..store import LIVE_STATES, JobRecord, Lease, SqliteStore, Store, lease_alive
 
 __all__ = ["ControlClient", "open_client"]
@@ -185,6 +186,52 @@ class ControlClient:
         for row in await self.store.read_events(job_id, from_seq):
             yield event_from_dict(row.payload)
 
+    async def live_jobs(self) -> list[dict[str, Any]]:
+        """Summaries (``job_id``, ``flow``, ``state``, ``record``, ``created_at``, ``runtime_id``) of
+        the live jobs of every live runtime on the store, those that record nothing included."""
+        out: list[dict[str, Any]] = []
+        if self._runtime is not None:
+            out += [{**job_summary(h), "runtime_id": self._runtime.id} for h in self._runtime.jobs()]
+        for lease in await self._live_leases():
+            with contextlib.suppress(JobStateError):
+                answer = await self._call(lease, "jobs", {})
+                out += [{**job, "runtime_id": answer["runtime_id"]} for job in answer["jobs"]]
+        return out
+
+    async def describe(self, job_id: str) -> dict[str, Any] | None:
+        """A live job's summary with its flow definition (``flow_def``, env values left out) and
+        inputs, from its runtime; ``None`` when no live runtime holds it."""
+        local = self._local(job_id)
+        if local is not None:
+            await trio.lowlevel.checkpoint()
+            return {**job_summary(local), "flow_def": flow_to_dict(local.flow), "inputs": dict(local.inputs)}
+        for lease in await self._live_leases():
+            with contextlib.suppress(JobNotFound, JobStateError):
+                answer: dict[str, Any] = await self._call(lease, "job", {"job_id": job_id})
+                return answer
+        return None
+
+    async def watch(self) -> AsyncIterator[set[str] | None]:
+        """Each time jobs change state in a live runtime on the store: their ids (``None``: many,
+        or the set of runtimes watched changed).  Parks while nothing changes.  Runtimes that
+        start later are watched from the next change of the ones already watched on."""
+        send, receive = trio.open_memory_channel[set[str] | None](64)
+        async with trio.open_nursery() as nursery:
+            if self._runtime is not None:
+                nursery.start_soon(_forward_local, self._runtime, send.clone())
+            for lease in await self._live_leases():
+                nursery.start_soon(_forward_remote, lease, send.clone())
+            send.close()
+            async with receive:
+                async for changed in receive:
+                    yield changed
+            nursery.cancel_scope.cancel()
+
+    async def _live_leases(self) -> list[Lease]:
+        own = None if self._runtime is None else self._runtime.id
+        return [lease for lease in await self.store.list_leases()
+                if lease.control is not None and lease.runtime_id != own and lease_alive(lease)]
+
     async def _stored_result(self, job_id: str) -> JobResult:
         """The owner went away mid-request: the job's end as its store record tells it."""
         rec = await self.store.get_job(job_id)
@@ -268,6 +315,44 @@ async def _stream_events(lease: Lease, job_id: str, from_seq: int) -> AsyncItera
             async with receive:
                 async for event in receive:
                     yield event
+
+
+async def _forward_local(rt: Runtime, send: trio.MemorySendChannel[set[str] | None]) -> None:
+    watcher = rt.job_watch.open()
+    try:
+        async with send:
+            async for changed in watcher:
+                await send.send(changed)
+    finally:
+        rt.job_watch.close(watcher)
+
+
+async def _forward_remote(lease: Lease, send: trio.MemorySendChannel[set[str] | None]) -> None:
+    assert lease.control is not None
+    async with send:
+        inbox, outbox = trio.open_memory_channel[set[str] | None](64)
+
+        def on_change(method: str, params: Any) -> None:
+            if method == "changed" and isinstance(params, dict):
+                jobs = params.get("jobs")
+                with contextlib.suppress(trio.WouldBlock):
+                    inbox.send_nowait(None if jobs is None else {str(j) for j in jobs})
+
+        try:
+            async with _connect(lease.control, on_change) as conn, trio.open_nursery() as nursery:
+
+                async def ask() -> None:
+                    with contextlib.suppress(_OwnerGone):
+                        await _request(conn, "watch", {}, None)
+                    inbox.close()
+
+                nursery.start_soon(ask)
+                async for changed in outbox:
+                    if changed:
+                        await send.send(changed)
+        except JobStateError:
+            pass  # the runtime went away before it answered
+        await send.send(None)  # a runtime watched on has gone: the set of jobs changed
 
 
 @contextlib.asynccontextmanager

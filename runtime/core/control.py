@@ -12,6 +12,12 @@ served (``SO_PEERCRED``).  Methods (params are objects):
   (live tokens included), then the answer ``{"next_seq": n}`` after the job's last event
 - ``state {job_id}`` → ``{"state": ...}`` (whether this runtime holds the job)
 - ``stats {}`` → the runtime's :class:`~runtime.core.runtime.RuntimeStats` and its pid
+- ``jobs {}`` → ``{"runtime_id", "jobs": [{job_id, flow, state, record, created_at}, ...]}``: its live jobs
+- ``job {job_id}`` → that summary plus ``flow_def`` (the flow as the store keeps it: agents' env
+  values left out) and ``inputs``
+- ``watch {}`` → ``changed`` notifications ``{"id": <request id>, "jobs": [job ids]}`` (``null``:
+  many) each time jobs of the runtime change state (the first, with no ids, says it watches);
+  never answered, it ends when the client closes the connection
 
 Errors: -32700 not JSON, -32600 not a request (or a line over the size limit, which also closes
 the connection), -32601 unknown method, -32602 bad params, :data:`JOB_NOT_FOUND`,
@@ -20,6 +26,7 @@ the connection), -32601 unknown method, -32602 bad params, :data:`JOB_NOT_FOUND`
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -27,7 +34,7 @@ import socket
 import stat
 import struct
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,14 +45,16 @@ from actors.acp.errors import ProtocolError
 from actors.acp.messages import Request, encode, parse_line
 from actors.log import get_logger
 
+from ..flow.codec import flow_to_dict
 from .events import Lagged, event_to_dict, jsonable
+from .handle import JobHandle
 from .states import JobNotFound, JobResult, JobState, JobStateError
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-__all__ = ["JOB_NOT_FOUND", "JOB_STATE_ERROR", "MAX_REQUEST_BYTES", "ControlServer", "peer_uid",
-           "result_from_wire", "result_to_wire", "socket_path"]
+__all__ = ["JOB_NOT_FOUND", "JOB_STATE_ERROR", "MAX_REQUEST_BYTES", "ControlServer", "job_summary", "peer_uid",
+           "result_from_wire", "result_to_wire", "serve_control", "socket_path"]
 
 _log = get_logger("corral.control")
 
@@ -88,6 +97,12 @@ def socket_path(store_path: Path | None, runtime_id: str) -> Path:
     return _private_dir(root) / name
 
 
+def job_summary(handle: JobHandle) -> dict[str, Any]:
+    """What a job list shows of a live job (``jobs``, ``job``)."""
+    return {"job_id": handle.id, "flow": handle.flow.name, "state": handle.state.value,
+            "record": handle.record, "created_at": handle.created_at}
+
+
 def result_to_wire(result: JobResult) -> dict[str, Any]:
     """A job's result as JSON-able data (its step states by value)."""
     return {"job_id": result.job_id, "flow": result.flow, "state": result.state.value,
@@ -114,6 +129,26 @@ class _Refused(Exception):
 class _Connection:
     stream: trio.SocketStream
     lock: trio.Lock = attrs.field(factory=trio.Lock)
+    # long-lived answers (event streams, watches): cancelled once the client has gone
+    subscriptions: set[trio.CancelScope] = attrs.field(factory=set)
+    gone: bool = False
+
+    def client_gone(self) -> None:
+        self.gone = True
+        for scope in self.subscriptions:
+            scope.cancel()
+
+    @contextlib.contextmanager
+    def subscription(self) -> Iterator[None]:
+        """The body of a streaming answer: cancelled when the client closes its side."""
+        with trio.CancelScope() as scope:
+            if self.gone:
+                scope.cancel()
+            self.subscriptions.add(scope)
+            try:
+                yield
+            finally:
+                self.subscriptions.discard(scope)
 
     async def send(self, message: dict[str, Any]) -> None:
         async with self.lock:
@@ -131,6 +166,7 @@ class ControlServer:
         self._methods: dict[str, Callable[[dict[str, Any], _Connection, Any], Awaitable[Any]]] = {
             "resume": self._resume, "cancel": self._cancel, "abandon": self._abandon,
             "wait": self._wait, "events": self._events, "stats": self._stats, "state": self._state,
+            "jobs": self._jobs, "job": self._job_info, "watch": self._watch,
         }
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -177,6 +213,7 @@ class ControlServer:
                 return
             async with trio.open_nursery() as nursery:
                 await self._read_requests(conn, nursery)
+                conn.client_gone()
 
     async def _read_requests(self, conn: _Connection, nursery: trio.Nursery) -> None:
         buffer = bytearray()
@@ -291,15 +328,39 @@ class ControlServer:
         if not isinstance(from_seq, int) or isinstance(from_seq, bool) or from_seq < 0:
             raise _Refused(_INVALID_PARAMS, "events: params.from_seq must be an integer >= 0")
         next_seq = from_seq
-        async for event in handle.events(replay=True, maxlen=10_000):
-            if isinstance(event, Lagged):
-                await conn.send({"method": "event", "params": {"id": request_id, "lagged": event.n}})
-                continue
-            if event.seq < from_seq:
-                continue
-            next_seq = event.seq + 1
-            await conn.send({"method": "event", "params": {"id": request_id, "event": event_to_dict(event)}})
+        with conn.subscription():
+            async for event in handle.events(replay=True, maxlen=10_000):
+                if isinstance(event, Lagged):
+                    await conn.send({"method": "event", "params": {"id": request_id, "lagged": event.n}})
+                    continue
+                if event.seq < from_seq:
+                    continue
+                next_seq = event.seq + 1
+                await conn.send({"method": "event", "params": {"id": request_id, "event": event_to_dict(event)}})
         return {"next_seq": next_seq}
+
+    async def _jobs(self, params: dict[str, Any], conn: _Connection, request_id: Any) -> Any:
+        await trio.lowlevel.checkpoint()
+        return {"runtime_id": self.runtime.id, "jobs": [job_summary(h) for h in self.runtime.jobs()]}
+
+    async def _job_info(self, params: dict[str, Any], conn: _Connection, request_id: Any) -> Any:
+        await trio.lowlevel.checkpoint()
+        handle = self._job(params, "job")
+        # the flow as the store keeps it: agents' env values never leave the runtime
+        return {**job_summary(handle), "flow_def": flow_to_dict(handle.flow), "inputs": jsonable(handle.inputs)}
+
+    async def _watch(self, params: dict[str, Any], conn: _Connection, request_id: Any) -> Any:
+        watch = self.runtime.job_watch
+        watcher = watch.open()
+        try:
+            with conn.subscription():
+                await conn.send({"method": "changed", "params": {"id": request_id, "jobs": []}})  # watching
+                async for changed in watcher:
+                    jobs = None if changed is None else sorted(changed)
+                    await conn.send({"method": "changed", "params": {"id": request_id, "jobs": jobs}})
+        finally:
+            watch.close(watcher)
+        return {}
 
     async def _state(self, params: dict[str, Any], conn: _Connection, request_id: Any) -> Any:
         await trio.lowlevel.checkpoint()
@@ -308,3 +369,16 @@ class ControlServer:
     async def _stats(self, params: dict[str, Any], conn: _Connection, request_id: Any) -> Any:
         await trio.lowlevel.checkpoint()
         return {"pid": os.getpid(), "runtime_id": self.runtime.id, **attrs.asdict(self.runtime.stats())}
+
+
+async def serve_control(runtime: Runtime, services: trio.Nursery) -> ControlServer | None:
+    """Start ``runtime``'s control endpoint in its service nursery (a warning, and none, if it
+    cannot be)."""
+    try:
+        path = socket_path(getattr(runtime.store, "path", None), runtime.id)
+        server = ControlServer(runtime, path)
+        await services.start(server.serve)
+    except OSError as exc:
+        _log.warning("control_endpoint_unavailable", error=str(exc))
+        return None
+    return server

@@ -57,6 +57,7 @@ class Event:
     """Base of every job event."""
 
     type: ClassVar[str] = "event"
+    lifecycle: ClassVar[bool] = False  # the job's state changes with it (see EventHub.on_change)
     job_id: str
     seq: int
     ts: float
@@ -65,6 +66,7 @@ class Event:
 @attrs.frozen(kw_only=True)
 class JobStarted(Event):
     type: ClassVar[str] = "job_started"
+    lifecycle: ClassVar[bool] = True
     flow: str
     inputs: Mapping[str, Any] = attrs.field(factory=dict)
     resumed: bool = False
@@ -114,6 +116,7 @@ class ExitResolved(Event):
 @attrs.frozen(kw_only=True)
 class JobPaused(Event):
     type: ClassVar[str] = "job_paused"
+    lifecycle: ClassVar[bool] = True
     step: str
     rule: str
     deadline: float | None = None  # the rule's timeout as a wall-clock time (None: no deadline)
@@ -132,6 +135,7 @@ class EscalationTimedOut(Event):
 @attrs.frozen(kw_only=True)
 class JobResumed(Event):
     type: ClassVar[str] = "job_resumed"
+    lifecycle: ClassVar[bool] = True
     payload: Any = None
 
 
@@ -181,6 +185,7 @@ class AgentUpdate(Event):
 @attrs.frozen(kw_only=True)
 class JobFinished(Event):
     type: ClassVar[str] = "job_finished"
+    lifecycle: ClassVar[bool] = True
     state: EndState
     reason: str | None = None
     error: str | None = None
@@ -260,11 +265,15 @@ class EventHub:
     an event nobody reads now is not built.  ``observer`` (optional) sees every event as it is
     delivered, after the recorder took it -- :class:`JobFinished` included, which a durable job
     delivers only once it is written: the job's tracing spans.
+    ``on_change`` (optional) is told the job's id when a lifecycle event (started, paused, resumed,
+    finished) is delivered: the runtime's :class:`~runtime.core.watch.JobWatch`.
     """
 
     def __init__(self, job_id: str, *, first_seq: int = 0, maxlen: int = 1024,
-                 sink: Callable[[Event], None] | None = None) -> None:
+                 sink: Callable[[Event], None] | None = None,
+                 on_change: Callable[[str], None] | None = None) -> None:
         self.job_id = job_id
+        self.on_change = on_change  # told the job id at each lifecycle event (the runtime's JobWatch)
         self.next_seq = first_seq
         self.maxlen = maxlen
         self.sink = sink
@@ -282,6 +291,8 @@ class EventHub:
             if self.keep is not None:
                 self.keep((cls, self.next_seq, time.time(), fields))
             self.next_seq += 1
+            if cls.lifecycle and self.on_change is not None:
+                self.on_change(self.job_id)
             if cls is JobFinished:
                 self.closed = True
             return None
@@ -310,6 +321,8 @@ class EventHub:
             self.observer(event)
         for sub in self._subs:
             sub.put(event)
+        if event.lifecycle and self.on_change is not None:
+            self.on_change(self.job_id)
         if type(event) is JobFinished:
             self.close()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 import trio
@@ -117,6 +117,21 @@ class JobHandle(JobView):
 
     def __init__(self, job: Job) -> None:
         self._job = job
+
+    @property
+    def record(self) -> str:
+        """The job's recording mode (``off``, ``memory`` or ``durable``)."""
+        return self._job.record
+
+    @property
+    def created_at(self) -> float:
+        """When the job was first spawned (``time.time()``; kept across a resume)."""
+        return self._job.created_at
+
+    @property
+    def inputs(self) -> Mapping[str, Any]:
+        """The job's bound inputs."""
+        return self._job.inputs
 
     async def wait(self) -> JobResult:
         """Wait until the job has ended *and* its nursery closed (processes reaped)."""

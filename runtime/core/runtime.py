@@ -28,7 +28,6 @@ from actors.log import get_logger
 from ..flow import Flow
 from ..flow.secrets import require_env_from
 from ..store import (
-    LIVE_STATES,
     MemoryStore,
     SqliteStore,
     Store,
@@ -37,19 +36,21 @@ from ..store import (
     sweep_dead,
 )
 from . import takeover
-from .control import ControlServer, socket_path
+from .control import ControlServer, serve_control
 from .drain import drain as drain_jobs
-from .events import Event, event_from_dict
+from .events import Event
 from .handle import JobHandle
 from .job import Job
 from .recording import RECORD_MODES, RecordLimits, RecordMode, recording_for
+from .replay import stored_events, stored_result
 from .services import GroupOp, JobServices, ProcessOptions
-from .states import JobExistsError, JobNotFound, JobResult, JobState, JobStateError
+from .states import JobExistsError, JobResult, JobState
 from .stats import RuntimeStats, count
 from .tracing import JobTracing, job_tracing
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
+from .watch import JobWatch
 
 __all__ = ["RECORD_MODES", "RecordMode", "Runtime", "RuntimeStats", "open_runtime"]
 
@@ -72,6 +73,8 @@ class Runtime:
         self.max_results = max_results
         self.store = store
         self._nursery: trio.Nursery | None = None  # set by open_runtime
+        self._service_nursery: trio.Nursery | None = None  # the control endpoint's, the UI's (open_runtime)
+        self._stoppers: list[trio.CancelScope] = []  # of services that end with the runtime (the UI)
         self._live: dict[str, Job] = {}
         self._pending: collections.deque[Job] = collections.deque()
         self._running = 0
@@ -178,16 +181,7 @@ class Runtime:
             self._results.move_to_end(job_id)
             await trio.lowlevel.checkpoint()
             return res
-        rec = await self.store.get_job(job_id)
-        if rec is None:
-            if job_id in self._live:
-                return None
-            raise JobNotFound(job_id)
-        if rec.state in LIVE_STATES or job_id in self._live:
-            return None
-        return JobResult(job_id=rec.job_id, flow=rec.flow_name, state=JobState(rec.state), reason=rec.reason,
-                         outputs=rec.outputs, error=rec.error, inputs=rec.inputs,
-                         started_at=rec.created_at, finished_at=rec.finished_at)
+        return await stored_result(self.store, job_id, job_id in self._live)
 
     async def events(self, job_id: str, from_seq: int = 0) -> AsyncIterator[Event]:
         """Replay a job's recorded events from the store, in seq order (durable jobs).
@@ -195,18 +189,10 @@ class Runtime:
         Raises :class:`JobNotFound` for an unknown id, and :class:`JobStateError` for a job that
         was not recorded durably (its events were never stored: use ``handle.events()``).
         """
-        rec = await self.store.get_job(job_id)
-        if rec is None:
-            live = self._live.get(job_id)
-            if live is None and job_id not in self._results:
-                raise JobNotFound(job_id)
-            raise JobStateError(f"job {job_id!r} was not recorded (record={live.record if live else 'off'!r}): "
-                                "its events are not in the store; spawn it with record='durable'")
-        if not recording_for(rec.record).stores_events:
-            raise JobStateError(f"job {job_id!r} was not recorded (record={rec.record!r}): its events "
-                                "are not in the store; spawn it with record='durable'")
-        for row in await self.store.read_events(job_id, from_seq):
-            yield event_from_dict(row.payload)
+        known = self._live.get(job_id)
+        async for event in stored_events(self.store, job_id, from_seq,
+                                         None if known is None else known.record, job_id in self._results):
+            yield event
 
     def stats(self) -> RuntimeStats:
         """Count what live jobs hold: trio tasks, processes, streams, recorders."""
@@ -216,6 +202,20 @@ class Runtime:
     def control_path(self) -> Path | None:
         """The control endpoint's Unix socket (``None`` without a persistent store)."""
         return None if self._control is None else self._control.path
+
+    @property
+    def job_watch(self) -> JobWatch:
+        """Told when one of this runtime's jobs changes state (the control endpoint's ``watch``)."""
+        return self._services.watch
+
+    async def serve_ui(self, *, port: int = 0) -> str:
+        """Serve the browser UI (:mod:`runtime.ui`, the ``ui`` extra) of this runtime and its store on
+        ``127.0.0.1:port`` (0: a free port) in its service nursery; the URL, with the page token."""
+        from ..ui.server import serve_runtime  # the optional extra: loaded only when asked for
+        assert self._service_nursery is not None, "serve_ui() needs an open runtime"
+        self._stoppers.append(stop := trio.CancelScope())
+        url: str = await self._service_nursery.start(serve_runtime, self, port, stop)
+        return url
 
     @property
     def nursery_tasks(self) -> int:
@@ -238,6 +238,7 @@ class Runtime:
         if job.task is not None:
             self._running -= 1
         self._results[job_id] = result
+        self._services.watch.changed(job_id)  # gone from the live jobs, its result kept
         while len(self._results) > self.max_results:
             self._results.popitem(last=False)
         while self._pending and self._has_room() and not self._closing:
@@ -274,10 +275,11 @@ class Runtime:
 
     async def _open(self, services: trio.Nursery) -> trio.MemorySendChannel[GroupOp] | None:
         """With a persistent store: hold a lease, sweep dead runtimes, record process groups."""
+        self._service_nursery = services
         if not self.store.persistent:
             await trio.lowlevel.checkpoint()
             return None
-        control = await self._serve_control(services)
+        control = self._control = await serve_control(self, services)
         await self.store.put_lease(new_lease(self.id, None if control is None else os.fspath(control.path)))
         await sweep_dead(self.store, self._services.process.term_grace)
         send, receive = trio.open_memory_channel[GroupOp](math.inf)
@@ -302,21 +304,11 @@ class Runtime:
             return JobHandle(live)
         return await takeover.adopt(self, self._services, job_id)
 
-    async def _serve_control(self, services: trio.Nursery) -> ControlServer | None:
-        """Start the control endpoint in the service nursery (a warning, and none, if it cannot be)."""
-        try:
-            path = socket_path(getattr(self.store, "path", None), self.id)
-            server = ControlServer(self, path)
-            await services.start(server.serve)
-        except OSError as exc:
-            _log.warning("control_endpoint_unavailable", error=str(exc))
-            return None
-        self._control = server
-        return server
-
     async def _aclose(self, group_ops: trio.MemorySendChannel[GroupOp] | None) -> None:
         if self._control is not None:
             self._control.close()
+        for scope in self._stoppers:
+            scope.cancel()  # what serve_ui() started
         if group_ops is not None:
             group_ops.close()
         if self.store.persistent:
@@ -345,26 +337,23 @@ async def open_runtime(*, max_running_jobs: int | None = None, max_results: int 
     runtimes whose lease is dead (the orphan sweep); ``resume=True`` also re-spawns their durable
     jobs that were RUNNING, PAUSED or PENDING.
 
-    ``workspace``: the directory under which each job gets ``<job_id>/`` (default: a temporary
-    directory removed when the runtime closes).  ``stdin_grace``/``term_grace``: how long a process
-    group gets after stdin closes, then after SIGTERM, before SIGKILL.  ``record_max_events`` /
+    ``workspace``: where each job gets ``<job_id>/`` (default: a temporary directory removed at
+    close).  ``stdin_grace``/``term_grace``: a process group's time after stdin closes, then after
+    SIGTERM, before SIGKILL.  ``record_max_events`` /
     ``record_max_bytes`` bound each recording job's in-memory ring; a durable job writes what it
     records within ``record_flush_window`` seconds in one transaction (a pause, and its end, at
     once: a job reported ended has its log and record committed).  ``agent_start_timeout``: an
     agent's initialize (+ authenticate) and session/new bound when its spec's ``start_timeout`` is None.
-    ``tracer_provider``: OpenTelemetry spans of each job and step attempt go to it (default: to the
-    global provider, if the app set one; else none, and opentelemetry is not imported).
-
-    Jobs on Ray hosts, with the same API: :func:`runtime.cluster.open_cluster_runtime`.
-
+    ``tracer_provider``: where OpenTelemetry spans of jobs and step attempts go (default: the global
+    provider, if the app set one; else none, and opentelemetry is not imported).  Jobs on Ray hosts,
+    with the same API: :func:`runtime.cluster.open_cluster_runtime`.
     Leaving the block cancels every live job (state CANCELLED, reason ``"shutdown"``) and returns
     once all their nurseries have closed.
     """
     store_obj = _store_of(store)
     rt = Runtime(store_obj, max_running_jobs=max_running_jobs, max_results=max_results,
-                 workspace=None if workspace is None else Path(workspace),
-                 stdin_grace=stdin_grace, term_grace=term_grace,
-                 record_max_events=record_max_events, record_max_bytes=record_max_bytes,
+                 workspace=None if workspace is None else Path(workspace), stdin_grace=stdin_grace,
+                 term_grace=term_grace, record_max_events=record_max_events, record_max_bytes=record_max_bytes,
                  agent_start_timeout=agent_start_timeout, record_flush_window=record_flush_window,
                  tracing=job_tracing(tracer_provider))
     body_error: BaseException | None = None

@@ -31,6 +31,7 @@ from .events import EventHub
 from .recording import Recording, RecordLimits
 from .states import JobResult
 from .tracing import JobTracing
+from .watch import JobWatch
 
 __all__ = ["GroupOp", "JobServices", "ProcessOptions"]
 
@@ -54,7 +55,7 @@ class JobServices:
     """What every job of one runtime shares.  Private: users never hold one."""
 
     __slots__ = ("_flow_dicts", "_group_ops", "_off", "_own_workspace", "_started", "finished", "limits", "pid",
-                 "process", "runtime_id", "store", "tracing", "unqueue", "workspace_root")
+                 "process", "runtime_id", "store", "tracing", "unqueue", "watch", "workspace_root")
 
     def __init__(self, *, runtime_id: str, pid: int, started: float, store: Store, process: ProcessOptions,
                  limits: RecordLimits, workspace_root: Path | None,
@@ -76,6 +77,8 @@ class JobServices:
         self.tracing = tracing
         """The runtime's OpenTelemetry tracing (``None``: off, and a job's events get no sink for it)."""
         self._group_ops: trio.MemorySendChannel[GroupOp] | None = None
+        self.watch = JobWatch()
+        """Told when a job's state changes (the control endpoint's ``watch``)."""
         self._off = Recording("", store, limits, _never)  # recording off: shared, holds no job
         self._flow_dicts: collections.OrderedDict[int, tuple[Flow, dict[str, Any]]] = collections.OrderedDict()
 
@@ -136,7 +139,7 @@ class JobServices:
     def hub(self, job_id: str, flow: str, first_seq: int) -> EventHub:
         """A new job's event hub; with tracing on, its spans are the hub's observer (built now,
         so the job span's parent is the span current where the job is spawned)."""
-        hub = EventHub(job_id, first_seq=first_seq)
+        hub = EventHub(job_id, first_seq=first_seq, on_change=self.watch.changed)
         if self.tracing is not None:
             hub.observer = self.tracing.sink(job_id, flow)
         return hub
