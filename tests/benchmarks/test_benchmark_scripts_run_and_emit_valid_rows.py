@@ -44,7 +44,8 @@ def _scripts_on_disk() -> set[str]:
 
 HANG_GUARD = 300  # seconds: a guard against a hung subprocess, not a timing threshold
 
-EXPECTED_SCRIPTS = {"adapters", "control", "durable", "processes", "recorder", "scaling", "soak", "spawn", "store", "streams"}
+EXPECTED_SCRIPTS = {"adapters", "control", "durable", "processes", "recorder", "scaling", "soak", "spawn", "store",
+                    "streams", "ui"}
 # cluster.py starts a local Ray (about 20 s): left to the cluster's own tests, kept out of this budget
 SKIPPED_HERE = {"cluster"}
 
