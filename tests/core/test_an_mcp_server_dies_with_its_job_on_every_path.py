@@ -6,22 +6,23 @@ ignores its stdin closing: only the teardown of the agent's tree ends it."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import trio
-from test_agent_updates_modes_and_mcp_servers_reach_the_job import BOUND, deltas, mcp_spec, started_server
+from child_runtime import child_runtime, sigkill
+from test_agent_updates_modes_and_mcp_servers_reach_the_job import (
+    BOUND,
+    deltas,
+    mcp_spec,
+    started_server,
+)
 
 from runtime import ExitRule, Flow, JobState, Step, open_runtime
 from runtime.testing import assert_no_leaks, wait_exited
 
-ROOT = Path(__file__).resolve().parents[2]
 GATES: dict[str, trio.Event] = {}
 
 
@@ -78,22 +79,8 @@ CRASHING_RUNTIME = textwrap.dedent("""
 
 
 async def test_the_mcp_server_dies_when_the_runtime_is_sigkilled(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     argv = [sys.executable, "-c", CRASHING_RUNTIME, str(tmp_path), str(tmp_path / "ws"), str(Path(__file__).parent)]
-    proc = await trio.lowlevel.open_process(argv, stdout=subprocess.PIPE, env=env)
-    try:
+    async with child_runtime(argv) as (proc, info):
+        await sigkill(proc)
         with trio.fail_after(BOUND):
-            line = b""
-            while not line.endswith(b"\n"):
-                chunk = await proc.stdout.receive_some()
-                assert chunk, "the child runtime died before its MCP server was up"
-                line += chunk
-            pid = json.loads(line)["server"]
-            proc.send_signal(signal.SIGKILL)
-            await proc.wait()
-            await wait_exited([pid])  # the keeper at the head of the agent's group took it down
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        await proc.stdout.aclose()
+            await wait_exited([info["server"]])  # the keeper at the head of the agent's group took it down

@@ -11,11 +11,9 @@ without looking for names.  A failed test kills only those pids.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 import trio
+from child_runtime import child_runtime, sigkill
 
 from actors.process import find_marked
 from runtime import AgentSpec, ExitRule, Flow, JobState, Step, StepStream, open_runtime
@@ -162,27 +161,15 @@ RUNTIME_CHILD = textwrap.dedent("""
 
 async def test_a_terminal_dies_when_the_runtime_is_sigkilled(tmp_path):
     code = RUNTIME_CHILD.format(tests=str(Path(__file__).resolve().parent))
-    proc = await trio.lowlevel.open_process([sys.executable, "-c", code, str(tmp_path / "ws")], cwd=ROOT,
-                                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
     pids: list[int] = []
     try:
         with trio.fail_after(BOUND):
-            line = b""
-            while not line.endswith(b"\n"):
-                data = await proc.stdout.receive_some(4096)
-                assert data, "the runtime child ended before its terminal was ready"
-                line += data
-            info = json.loads(line)
-            pids = info["pids"]
-            assert all(running(pid) for pid in pids)
-            proc.send_signal(signal.SIGKILL)  # no teardown at all: the keepers' lifelines see EOF
-            await proc.wait()
+            async with child_runtime([sys.executable, "-c", code, str(tmp_path / "ws")]) as (proc, info):
+                pids = info["pids"]
+                assert all(running(pid) for pid in pids)
+                await sigkill(proc)  # no teardown at all: the keepers' lifelines see EOF
             await wait_exited([*pids, *info["marked"]])  # the terminal's, the agent's, the keepers
         assert [pid for pid in pids if running(pid)] == []
         assert find_marked(lambda m: m.runtime_id == info["runtime"]) == []
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        await proc.stdout.aclose()
         kill_if_running(pids)

@@ -10,16 +10,13 @@ session/load it answers."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import trio
+from child_runtime import child_runtime, sigkill
 from store_support import recorded
 
 from actors.stream import Delta, TextDelta
@@ -159,26 +156,11 @@ CRASHING_RUNTIME = textwrap.dedent("""
 
 async def test_after_a_sigkill_the_resumed_step_reattaches_and_the_old_tree_is_gone(tmp_path):
     db, ws = tmp_path / "s.db", tmp_path / "ws"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
+    argv = [sys.executable, "-c", CRASHING_RUNTIME, str(db), str(ws), NODE, str(AGENT)]
     with trio.fail_after(BOUND):
-        proc = await trio.lowlevel.open_process(
-            [sys.executable, "-c", CRASHING_RUNTIME, str(db), str(ws), NODE, str(AGENT)],
-            stdout=subprocess.PIPE, env=env)
-        try:
-            line = b""
-            while not line.endswith(b"\n"):
-                chunk = await proc.stdout.receive_some(4096)
-                assert chunk, "the child runtime died early"
-                line += chunk
-            proc.send_signal(signal.SIGKILL)
-            await proc.wait()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            await proc.stdout.aclose()
-        info = json.loads(line)
-        assert info["pids"], "the agent was running when the runtime was killed"
+        async with child_runtime(argv) as (proc, info):
+            assert info["pids"], "the agent was running when the runtime was killed"
+            await sigkill(proc)
         await wait_exited(info["pids"])  # the keeper takes the agent tree down with the runtime
         result, seen = await _resume(db, ws, info["job"])
     assert result.state is JobState.COMPLETED, result
