@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 
 import attrs
 import jinja2
+import trio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import (
@@ -164,9 +165,15 @@ class _Handlers:
     async def changes(self, request: Request) -> Response:
         async def stream() -> AsyncIterator[bytes]:
             yield b": watching\n\n"
+            watched = False
             async for changed in self.source.client.watch():
+                watched = True
                 yield _sse(None if changed is None else sorted(changed), event="changed")
-            yield _sse(None, event="changed")  # every runtime watched on is gone: reload the list
+            if watched:
+                yield _sse(None, event="changed")  # every runtime watched on is gone: re-read the list
+            # nothing (left) to watch: park, not end -- an ended stream would have the browser
+            # reconnect every few seconds; a reload watches the runtimes alive then
+            await trio.sleep_forever()
         return StreamingResponse(stream(), media_type="text/event-stream", headers=_SSE_HEADERS)
 
     async def job_page(self, request: Request) -> Response:

@@ -10,8 +10,9 @@ import trio
 import trio.testing
 from http_support import Http
 
-from runtime import AgentSpec, ExitRule, Flow, JobPaused, JobState, Step, open_runtime
+from runtime import AgentSpec, ExitRule, Flow, JobPaused, JobState, Step, open_client, open_runtime
 from runtime.testing import WakeupCounter
+from runtime.ui import JobSource, serve
 
 SECRET = "sk-do-not-show-7731"
 BOUND = 60
@@ -37,6 +38,7 @@ APPROVAL = Flow("approval", [
     Step("decide", run=decide, after=["ask"], inputs={"answer": "$resume.answer"}),
 ])
 HELD = Flow("held", [Step("wait", run=held)])
+HELD_FREE = Flow("free", [Step("ask", run=ask)])
 SECRETIVE = Flow("secretive", [Step("talk", agent=AgentSpec(["true"], env={"API_KEY": SECRET}), prompt="hi")])
 
 
@@ -137,3 +139,20 @@ async def test_open_pages_of_idle_jobs_schedule_nothing_on_the_server(tmp_path, 
         assert (await changes.next())[0] == "changed"
         await changes.aclose()
         await events.aclose()
+
+
+async def test_the_list_feed_of_a_store_with_no_live_runtime_stays_open_and_silent(tmp_path):
+    # an ended feed would have the browser reconnect (and re-read the list) every few seconds
+    db = tmp_path / "s.db"
+    async with open_runtime(store=db) as rt:
+        await (await rt.spawn(HELD_FREE, record="durable")).wait()
+    async with open_client(store=db) as client, trio.open_nursery() as nursery:
+        http = Http(await nursery.start(serve, JobSource(client), 0))
+        status, body = await http.request("GET", "/api/jobs")
+        assert status == 200 and b'"completed"' in body
+        changes = await http.open_stream("/api/jobs/changes")
+        with trio.move_on_after(1.0) as parked:
+            await changes.next()  # a message, or EOFError if the stream ended
+        assert parked.cancelled_caught and changes.status == 200
+        await changes.aclose()
+        nursery.cancel_scope.cancel()
