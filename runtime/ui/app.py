@@ -21,7 +21,7 @@ import hmac
 import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from http.cookies import SimpleCookie
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -75,7 +75,10 @@ class TokenGate:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
-        cookie = SimpleCookie(headers.get("cookie", ""))
+        try:
+            cookie = SimpleCookie(headers.get("cookie", ""))
+        except CookieError:  # a malformed Cookie header carries no token
+            cookie = SimpleCookie()
         cookie_token = cookie[COOKIE].value if COOKIE in cookie else ""
         if scope["method"] in ("GET", "HEAD"):
             given = [query, cookie_token]

@@ -26,10 +26,11 @@ class Http:
         return stream
 
     async def request(self, method: str, path: str, *, token: bool | str = True, header_token: bool = False,
-                      json_body: Any = None, raw_body: bytes | None = None) -> tuple[int, bytes]:
+                      json_body: Any = None, raw_body: bytes | None = None,
+                      headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         """One request; ``(status, body)``.  ``token``: send the page token as ``?token=`` (or the
         given string); ``header_token``: send it in the X-Corral-Token header instead."""
-        headers = {}
+        headers = dict(headers or {})
         if header_token:
             headers["X-Corral-Token"] = self.token
         elif token:

@@ -77,6 +77,8 @@ async def _steer(tmp_path):
         assert (await http.request("POST", f"/api/jobs/{running.id}/cancel", json_body={}))[0] == 403
         assert running.state is JobState.RUNNING  # refused before it reached the job
         assert (await http.request("GET", "/static/app.js", token=False))[0] == 200
+        # a malformed cookie is no token (and no crash)
+        assert (await http.request("GET", "/", token=False, headers={"Cookie": "a=b; $$=x"}))[0] == 403
 
         status, body = await http.request("POST", f"/api/jobs/{running.id}/resume", header_token=True,
                                           json_body={"payload": {}})
