@@ -12,8 +12,8 @@ Figures (median of the repeats, with min and max):
   for the list filtered by flow (which reads every stored job).  Same floor.
 - ms from a step's ``delta`` to the same delta arriving as a server-sent event on an open
   ``/api/jobs/{id}/events`` stream (the runtime serves its UI with ``rt.serve_ui()``; the reader
-  is a socket in the same process).  ``per_token`` deltas, one every 20 ms, so each is its own
-  event.  Floor: the same delta arriving through ``job.events()`` in the same process.
+  is a socket in the same process; the job records to memory, so the stream starts at seq 0).
+  ``per_token`` deltas, one every 20 ms, so each is its own event.  Floor: the same delta arriving through ``job.events()`` in the same process.
 
 ``--quick``: 500 jobs, 20 deltas.
 """
@@ -122,6 +122,8 @@ async def _sse_latencies(host: str, port: int, path: str, deltas: int) -> list[f
             buffer += chunk.decode()
             while "\n\n" in buffer:
                 block, buffer = buffer.split("\n\n", 1)
+                if "event: end" in block:  # the job's last event came: the stream is done
+                    return out
                 data = next((line[6:] for line in block.split("\n") if line.startswith("data: ")), None)
                 event = json.loads(data) if data else None
                 update = event.get("update") if isinstance(event, dict) else None
@@ -140,7 +142,7 @@ async def stream_figures(deltas: int, repeats: int) -> list[dict[str, Any]]:
             host_port, token = url.split("//", 1)[1].split("/?token=")
             host, port = host_port.split(":")
             for _ in range(repeats):
-                job = await rt.spawn(flow, {"deltas": deltas})
+                job = await rt.spawn(flow, {"deltas": deltas}, record="memory")  # the page's stream replays from seq 0
                 events = job.events()
                 async with trio.open_nursery() as nursery:
                     async def read_sse(job_id: str = job.id) -> None:
