@@ -92,15 +92,17 @@ class Recorder:
 
             return count
 
+        append, popleft, max_events, max_bytes = ring.append, ring.popleft, self.max_events, self.max_bytes
+
         def keep(event: Any) -> None:
             size = size_of(event)
             self.recorded += 1
-            ring.append((event, size))
-            self._ring_bytes += size
-            if len(ring) > self.max_events:  # full: the common case of a long stream, inline
-                self._ring_bytes -= ring.popleft()[1]
+            append((event, size))
+            if len(ring) > max_events:  # full: the common case of a long stream, inline
+                size -= popleft()[1]
                 self.dropped += 1
-            if self._ring_bytes > self.max_bytes:
+            self._ring_bytes += size
+            if self._ring_bytes > max_bytes:
                 self._trim(ring)
 
         return keep

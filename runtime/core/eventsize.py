@@ -29,6 +29,7 @@ _DATA_FIELDS: Mapping[type[Event], tuple[str, ...]] = {
     JobFinished: ("reason", "error"),
 }
 _ENVELOPE = 96  # type, job_id, seq, ts and the punctuation of an event as JSON
+_TEXT_DELTA = _ENVELOPE + 64
 
 
 def event_size(event: Event | Pending) -> int:
@@ -36,14 +37,19 @@ def event_size(event: Event | Pending) -> int:
     its ``max_bytes``): a text delta costs its text, anything else a walk of its fields."""
     if type(event) is tuple:
         cls: type[Any] = event[0]
-        get: Callable[[str], Any] = event[3].get
+        fields = event[3]
+        if cls is StepStream:  # the hot path: a stream delta nobody has built yet
+            update = fields["update"]
+            if type(update) is Delta and type(update.delta) is TextDelta and update.metadata is None:
+                return _TEXT_DELTA + len(fields["step"]) + len(update.delta.text)
+        get: Callable[[str], Any] = fields.get
     else:
         cls = type(event)
         get = functools.partial(getattr, event)
     if cls is StepStream:
         update = get("update")
         if type(update) is Delta and type(update.delta) is TextDelta and update.metadata is None:
-            return _ENVELOPE + 64 + len(get("step")) + len(update.delta.text)
+            return _TEXT_DELTA + len(get("step")) + len(update.delta.text)
         return _ENVELOPE + 64 + approx_size(update)
     # the names, states and numbers of the other events are small: only their data is walked
     return _ENVELOPE + 64 + sum(approx_size(get(name)) for name in _DATA_FIELDS.get(cls, ()))
