@@ -89,6 +89,9 @@ const corral = (() => {
 
     function onStream(ev) {
       const update = ev.update || {};
+      if (update.type === "Start" && streams[ev.step]?.textContent) {
+        streams[ev.step].append(document.createTextNode("\n"));  // a new message of the step (a retry, a loop)
+      }
       if (update.type !== "Delta" || !update.delta) return;
       const d = update.delta;
       const text = d.text ?? (d.arguments_delta != null ? `[${d.name || "tool"} ${d.arguments_delta}]`
