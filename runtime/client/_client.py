@@ -22,13 +22,19 @@ from actors._groups import raise_lone
 from actors.acp.errors import ProtocolError, RemoteError
 from actors.acp.jsonrpc import JsonRpcConnection
 
-from ..core.control import JOB_NOT_FOUND, JOB_STATE_ERROR, job_summary, result_from_wire
+from ..core.control import (
+    JOB_NOT_FOUND,
+    JOB_STATE_ERROR,
+    job_description,
+    job_summary,
+    result_from_wire,
+)
 from ..core.events import Event, JobStarted, event_from_dict
 from ..core.handle import JobHandle
 from ..core.recording import recording_for
 from ..core.runtime import Runtime, open_runtime
 from ..core.states import JobNotFound, JobResult, JobState, JobStateError
-from ..flow.codec import flow_to_dict
+from ..core.watch import Watcher
 from ..store import LIVE_STATES, JobRecord, Lease, SqliteStore, Store, lease_alive
 
 __all__ = ["ControlClient", "open_client"]
@@ -204,7 +210,7 @@ class ControlClient:
         local = self._local(job_id)
         if local is not None:
             await trio.lowlevel.checkpoint()
-            return {**job_summary(local), "flow_def": flow_to_dict(local.flow), "inputs": dict(local.inputs)}
+            return job_description(local)
         for lease in await self._live_leases():
             with contextlib.suppress(JobNotFound, JobStateError):
                 answer: dict[str, Any] = await self._call(lease, "job", {"job_id": job_id})
@@ -330,13 +336,12 @@ async def _forward_local(rt: Runtime, send: trio.MemorySendChannel[set[str] | No
 async def _forward_remote(lease: Lease, send: trio.MemorySendChannel[set[str] | None]) -> None:
     assert lease.control is not None
     async with send:
-        inbox, outbox = trio.open_memory_channel[set[str] | None](64)
+        changes = Watcher()  # what the runtime said, coalesced until it is forwarded: nothing dropped
 
         def on_change(method: str, params: Any) -> None:
             if method == "changed" and isinstance(params, dict):
                 jobs = params.get("jobs")
-                with contextlib.suppress(trio.WouldBlock):
-                    inbox.send_nowait(None if jobs is None else {str(j) for j in jobs})
+                changes.add_many(None if jobs is None else [str(j) for j in jobs])
 
         try:
             async with _connect(lease.control, on_change) as conn, trio.open_nursery() as nursery:
@@ -344,11 +349,11 @@ async def _forward_remote(lease: Lease, send: trio.MemorySendChannel[set[str] | 
                 async def ask() -> None:
                     with contextlib.suppress(_OwnerGone):
                         await _request(conn, "watch", {}, None)
-                    inbox.close()
+                    changes.close()
 
                 nursery.start_soon(ask)
-                async for changed in outbox:
-                    if changed:
+                async for changed in changes:
+                    if changed is None or changed:
                         await send.send(changed)
         except JobStateError:
             pass  # the runtime went away before it answered

@@ -53,8 +53,8 @@ from .states import JobNotFound, JobResult, JobState, JobStateError
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-__all__ = ["JOB_NOT_FOUND", "JOB_STATE_ERROR", "MAX_REQUEST_BYTES", "ControlServer", "job_summary", "peer_uid",
-           "result_from_wire", "result_to_wire", "serve_control", "socket_path"]
+__all__ = ["JOB_NOT_FOUND", "JOB_STATE_ERROR", "MAX_REQUEST_BYTES", "ControlServer", "job_description",
+           "job_summary", "peer_uid", "result_from_wire", "result_to_wire", "serve_control", "socket_path"]
 
 _log = get_logger("corral.control")
 
@@ -101,6 +101,12 @@ def job_summary(handle: JobHandle) -> dict[str, Any]:
     """What a job list shows of a live job (``jobs``, ``job``)."""
     return {"job_id": handle.id, "flow": handle.flow.name, "state": handle.state.value,
             "record": handle.record, "created_at": handle.created_at}
+
+
+def job_description(handle: JobHandle) -> dict[str, Any]:
+    """A job's summary, its flow as the store keeps it (agents' env values never leave the runtime)
+    and its inputs (``job``)."""
+    return {**job_summary(handle), "flow_def": flow_to_dict(handle.flow), "inputs": jsonable(handle.inputs)}
 
 
 def result_to_wire(result: JobResult) -> dict[str, Any]:
@@ -345,9 +351,7 @@ class ControlServer:
 
     async def _job_info(self, params: dict[str, Any], conn: _Connection, request_id: Any) -> Any:
         await trio.lowlevel.checkpoint()
-        handle = self._job(params, "job")
-        # the flow as the store keeps it: agents' env values never leave the runtime
-        return {**job_summary(handle), "flow_def": flow_to_dict(handle.flow), "inputs": jsonable(handle.inputs)}
+        return job_description(self._job(params, "job"))
 
     async def _watch(self, params: dict[str, Any], conn: _Connection, request_id: Any) -> Any:
         watch = self.runtime.job_watch

@@ -184,8 +184,7 @@ class AgentUpdate(Event):
 
 @attrs.frozen(kw_only=True)
 class JobFinished(Event):
-    type: ClassVar[str] = "job_finished"
-    lifecycle: ClassVar[bool] = True
+    type: ClassVar[str] = "job_finished"  # its runtime's watch hears of it once the job is forgotten there
     state: EndState
     reason: str | None = None
     error: str | None = None
@@ -265,15 +264,16 @@ class EventHub:
     an event nobody reads now is not built.  ``observer`` (optional) sees every event as it is
     delivered, after the recorder took it -- :class:`JobFinished` included, which a durable job
     delivers only once it is written: the job's tracing spans.
-    ``on_change`` (optional) is told the job's id when a lifecycle event (started, paused, resumed,
-    finished) is delivered: the runtime's :class:`~runtime.core.watch.JobWatch`.
+    ``on_change`` (optional) is told the job's id when a lifecycle event (started, paused, resumed)
+    is published: the runtime's :class:`~runtime.core.watch.JobWatch` (which its runtime tells of a
+    job's end, once the job has left its live jobs).
     """
 
     def __init__(self, job_id: str, *, first_seq: int = 0, maxlen: int = 1024,
                  sink: Callable[[Event], None] | None = None,
                  on_change: Callable[[str], None] | None = None) -> None:
         self.job_id = job_id
-        self.on_change = on_change  # told the job id at each lifecycle event (the runtime's JobWatch)
+        self.on_change = on_change
         self.next_seq = first_seq
         self.maxlen = maxlen
         self.sink = sink
@@ -327,8 +327,8 @@ class EventHub:
             self.close()
 
     def add_sink(self, sink: Callable[[Event], None]) -> None:
-        """Feed every event to ``sink`` too, after the sinks already there (the job's tracing
-        spans, then its recorder).  No sink at all: events nobody listens to are not built."""
+        """Feed every event to ``sink`` too, after the sinks already there.  No sink (and no
+        observer, no subscriber) at all: events nobody listens to are not built."""
         first = self.sink
         if first is None:
             self.sink = sink

@@ -146,6 +146,7 @@ class Runtime:
     def _admit(self, job: Job) -> None:
         """Index ``job`` as live and start it, or queue it behind ``max_running_jobs``."""
         self._live[job.id] = job
+        self._services.watch.changed(job.id)  # a new live job (maybe queued)
         if self._has_room():
             self._launch(job)
         else:

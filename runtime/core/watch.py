@@ -9,6 +9,8 @@ and jobs cost no wakeup.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import trio
 
 __all__ = ["MAX_PENDING", "JobWatch", "Watcher"]
@@ -21,18 +23,33 @@ class Watcher:
     """One reader of a :class:`JobWatch`: ``async for changed in watcher`` yields the set of job
     ids that changed since the last step (``None``: more than :data:`MAX_PENDING` did)."""
 
-    __slots__ = ("_overflow", "_pending", "_wakeup")
+    __slots__ = ("_closed", "_overflow", "_pending", "_wakeup")
 
     def __init__(self) -> None:
         self._pending: set[str] = set()
         self._overflow = False
+        self._closed = False
         self._wakeup = trio.Event()
 
-    def _add(self, job_id: str) -> None:
+    def add(self, job_id: str) -> None:
+        """``job_id`` changed (synchronous, never blocks)."""
         if not self._overflow:
             self._pending.add(job_id)
             if len(self._pending) > MAX_PENDING:
                 self._overflow, self._pending = True, set()
+        self._wakeup.set()
+
+    def add_many(self, job_ids: Iterable[str] | None) -> None:
+        """These jobs changed (``None``: an unknown many); an empty iterable only wakes the reader."""
+        if job_ids is None:
+            self._overflow, self._pending = True, set()
+        for job_id in job_ids or ():
+            self.add(job_id)
+        self._wakeup.set()
+
+    def close(self) -> None:
+        """No more changes: the reader gets what is pending, then the iteration ends."""
+        self._closed = True
         self._wakeup.set()
 
     def __aiter__(self) -> Watcher:
@@ -40,7 +57,11 @@ class Watcher:
 
     async def __anext__(self) -> set[str] | None:
         await self._wakeup.wait()
+        if self._closed and not self._pending and not self._overflow:
+            raise StopAsyncIteration
         self._wakeup = trio.Event()
+        if self._closed:
+            self._wakeup.set()  # the next step ends the iteration
         changed: set[str] | None = None if self._overflow else self._pending
         self._pending, self._overflow = set(), False
         return changed
@@ -57,7 +78,7 @@ class JobWatch:
     def changed(self, job_id: str) -> None:
         """``job_id`` changed state (called by its hub; synchronous, never blocks)."""
         for watcher in self._watchers:
-            watcher._add(job_id)
+            watcher.add(job_id)
 
     def open(self) -> Watcher:
         """A new watcher; :meth:`close` it when done."""
