@@ -1,7 +1,7 @@
 """A job's OpenTelemetry spans, built from its events (imported only when a runtime traces).
 
-One :class:`JobSpans` per job is a sink of the job's :class:`~runtime.core.events.EventHub`: it
-sees every event synchronously, in order, and turns them into
+One :class:`JobSpans` per job is the observer of the job's :class:`~runtime.core.events.EventHub`:
+it sees every event synchronously, in order, as it is delivered, and turns them into
 
 - the job span ``job <flow>``, from ``JobStarted`` to ``JobFinished`` (``corral.outcome``,
   ``corral.reason``; status ERROR when the job FAILED), a child of the span current where the job

@@ -6,11 +6,11 @@ when the application has set a global one (``opentelemetry.trace.set_tracer_prov
 ``NoOpTracerProvider``) mean off.  Off costs nothing: this module never imports opentelemetry
 itself -- a global provider can only have been set by code that imported ``opentelemetry.trace``,
 so when that module is not loaded (and the variable is unset) there is nothing to look up -- and
-a job of a runtime that does not trace gets no event sink, so its events are not even built.
+a job of a runtime that does not trace gets no event observer, so its events are not even built.
 
-When on, each job's :class:`~runtime.core.events.EventHub` gets one more sink, a
-:class:`~runtime.core.spans.JobSpans` fed the same events as the recorder (``spans.py``, the
-only module that imports opentelemetry).
+When on, each job's :class:`~runtime.core.events.EventHub` gets an observer, a
+:class:`~runtime.core.spans.JobSpans` fed every event as it is delivered (``spans.py``, the only
+module that imports opentelemetry).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class JobTracing:
         self.tracer = tracer
 
     def sink(self, job_id: str, flow: str) -> Callable[[Event], None]:
-        """A new job's event sink, building its spans (its parent: the context current now)."""
+        """A new job's event observer, building its spans (its parent: the context current now)."""
         from .spans import JobSpans
 
         return JobSpans(self.tracer, job_id, flow)

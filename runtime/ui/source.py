@@ -82,12 +82,13 @@ class JobSource:
         records = await self.store.list_jobs(states=states, limit=None if flow else limit)
         rows = {rec.job_id: _row(rec, leases, alive) for rec in records}
         for job in await self.client.live_jobs():  # the owner's word on a live job's state is the last
+            if state is not None and job["state"] != state:
+                rows.pop(job["job_id"], None)  # stored in the filtered state, no longer in it
+                continue
             stored = rows.get(job["job_id"])
             if stored is not None:
                 rows[job["job_id"]] = attrs.evolve(stored, state=job["state"], owner_alive=True)
-                continue
-            if state is not None and job["state"] != state:
-                continue  # running jobs that record nothing are only there
+                continue  # running jobs that record nothing are only in their runtime
             lease = leases.get(job["runtime_id"])
             rows[job["job_id"]] = JobRow(job["job_id"], job["flow"], job["state"], job["record"],
                                          job["created_at"], runtime_id=job["runtime_id"],
