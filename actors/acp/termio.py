@@ -68,12 +68,21 @@ class OutputBuffer:
         data += chunk
         excess = len(data) - self.limit
         if excess <= 0:
+            if self.truncated:  # the rest of a character whose head an earlier cut dropped
+                self._drop_orphans()
             return
         start = excess
         while start < len(data) and data[start] & _CONTINUATION == 0x80 and start - excess < 3:
             start += 1  # never keep the tail of a character whose head is dropped
         del data[:start]
         self.truncated = True
+
+    def _drop_orphans(self) -> None:
+        data = self._data
+        start = 0
+        while start < len(data) and start < 3 and data[start] & _CONTINUATION == 0x80:
+            start += 1
+        del data[:start]
 
     def text(self, *, final: bool = False) -> str:
         """The output as text; ``final`` (the command has exited) decodes an incomplete end too."""
