@@ -152,9 +152,8 @@ class _MemoryRecording(Recording):
         return Recorder(max_events=self._limits.max_events, max_bytes=self._limits.max_bytes)
 
     async def start(self, nursery: trio.Nursery, hub: EventHub, record: RecordOf) -> None:
+        # the ring is filled by the hub's keep, synchronously: no task (nothing to write, no window)
         recorder = self._recorder()
-        # no start-up to wait for (nursery.start): writes queue until the flusher runs
-        nursery.start_soon(recorder.run, name=f"corral.recorder:{self.job_id}")
         self.recorder = recorder
         self._attach(hub, recorder)
         await trio.lowlevel.checkpoint()
@@ -188,6 +187,9 @@ class _DurableRecording(_MemoryRecording):
 
     async def start(self, nursery: trio.Nursery, hub: EventHub, record: RecordOf) -> None:
         await super().start(nursery, hub, record)
+        assert self.recorder is not None
+        # its flusher (the window's writes): no start-up to wait for, writes queue until it runs
+        nursery.start_soon(self.recorder.run, name=f"corral.recorder:{self.job_id}")
         try:
             await self._store.put_job(record(JobState.RUNNING))
         except StoreError as exc:

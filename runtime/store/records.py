@@ -117,13 +117,15 @@ class StoreStats:
     """A snapshot of a store's write counters.
 
     ``transactions`` committed write transactions; ``rows_written`` rows they held;
-    ``pending_writes`` rows queued or in flight; ``bytes_written`` approximate payload bytes.
+    ``pending_writes`` rows queued or in flight; ``bytes_written`` approximate payload bytes;
+    ``checkpoints`` write-ahead-log checkpoints the store ran beside its writes (SQLite).
     """
 
     transactions: int
     rows_written: int
     pending_writes: int
     bytes_written: int
+    checkpoints: int = 0
 
 
 _JOB_FIELDS = frozenset(f.name for f in attrs.fields(JobRecord))

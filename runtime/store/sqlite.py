@@ -41,6 +41,7 @@ from .records import (
     ProcessGroupRow,
     StoreStats,
 )
+from .sqlite_checkpoint import Checkpointer
 from .sqlite_open import MARKER_KEY, MARKER_VALUE, Migration, StoreFile, describe
 from .sqlite_rows import CHECKPOINTS, GROUPS, JOBS, LEASES, Rows, Table
 from .sqlite_writer import BatchWriter, Op, Write, execute_batch
@@ -124,6 +125,8 @@ class SqliteStore:
         self._read_limiter: trio.CapacityLimiter | None = None
         self._nursery_cm: Any = None
         self._batches: BatchWriter | None = None
+        self._checkpointer: Checkpointer | None = None
+        self._writer_waits = True  # the writer connection's busy timeout: busy_timeout, or 0 (inline)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -132,9 +135,10 @@ class SqliteStore:
             raise RuntimeError(f"SqliteStore({self.path}) can be opened only once")
         self._state = "opening"
         # _execute_batch looked up per batch (a test breaks the disk by replacing it)
-        batches = BatchWriter(self.path, self.batch_max, lambda batch: self._execute_batch(batch),
-                              self._writes_stopped)
-        self._batches = batches
+        checkpointer = Checkpointer(self.path, self._file().connect)
+        batches = BatchWriter(self.path, self.batch_max, lambda batch, wait: self._execute_batch(batch, wait),
+                              self._writes_stopped, checkpointer.committed)
+        self._batches, self._checkpointer = batches, checkpointer
         self._read_limiter = trio.CapacityLimiter(1)
         try:
             self._writer, self._reader = await trio.to_thread.run_sync(
@@ -146,6 +150,8 @@ class SqliteStore:
             self._close_connections_sync()
             raise
         nursery.start_soon(batches.run, name=f"corral.store.flusher:{self.path}")
+        if not self.read_only:
+            nursery.start_soon(checkpointer.run, name=f"corral.store.checkpointer:{self.path}")
         self._state = "open"
         _log.debug("store_opened", path=str(self.path))
         return self
@@ -155,8 +161,9 @@ class SqliteStore:
         if self._state not in ("open", "closing"):
             return
         self._state = "closing"
-        assert self._batches is not None
+        assert self._batches is not None and self._checkpointer is not None
         self._batches.close()
+        self._checkpointer.close()
         try:
             # the flusher commits what is queued and returns; each transaction is shielded and
             # bounded by busy_timeout, so closing under cancellation loses no accepted write
@@ -179,7 +186,8 @@ class SqliteStore:
         if b is None:
             return StoreStats(transactions=0, rows_written=0, pending_writes=0, bytes_written=0)
         return StoreStats(transactions=b.transactions, rows_written=b.rows_written,
-                          pending_writes=b.pending_rows, bytes_written=b.bytes_written)
+                          pending_writes=b.pending_rows, bytes_written=b.bytes_written,
+                          checkpoints=self._checkpointer.checkpoints if self._checkpointer else 0)
 
     def _writes_stopped(self) -> None:
         """The flusher is gone (closing, or cancelled): refuse new writes."""
@@ -331,10 +339,15 @@ class SqliteStore:
         assert self._batches is not None
         return await self._batches.write_ops(ops, want_rowcount=want_rowcount)
 
-    def _execute_batch(self, batch: list[Write]) -> list[list[int]]:
-        """Run ``batch`` in one transaction on the writer connection (in a worker thread)."""
-        assert self._writer is not None
-        return execute_batch(self._writer, batch)
+    def _execute_batch(self, batch: list[Write], wait: bool) -> list[list[int]]:
+        """Run ``batch`` in one transaction on the writer connection (in the writer thread, or
+        inline with ``wait`` false: then a lock held elsewhere fails at once, nothing written)."""
+        writer = self._writer
+        assert writer is not None
+        if wait != self._writer_waits:  # set only on a change: the pragma costs what a small insert does
+            writer.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000) if wait else 0}")
+            self._writer_waits = wait
+        return execute_batch(writer, batch)
 
     def _check_open(self) -> None:
         if self._state != "open":
@@ -359,11 +372,14 @@ class SqliteStore:
     # -- opening and closing (worker threads) -----------------------------------------------------
 
     def _open_sync(self) -> tuple[sqlite3.Connection | None, sqlite3.Connection]:
-        opener = StoreFile(self.path, self.busy_timeout, MIGRATIONS)  # read now: tests add migrations
+        opener = self._file()
         writer, reader = (None, opener.open_read_only()) if self.read_only else opener.open_writable()
         # a read-only open of an older schema has no ``bare`` column (a writable one is migrated)
         self._rows.bare_events = any(col[1] == "bare" for col in reader.execute("PRAGMA table_info(events)"))
         return writer, reader
+
+    def _file(self) -> StoreFile:
+        return StoreFile(self.path, self.busy_timeout, MIGRATIONS)  # read at each use: tests add migrations
 
     def _close_reader_sync(self) -> None:
         if self._reader is not None:

@@ -129,6 +129,7 @@ class StoreFile:
             if str(mode).lower() != "wal":
                 raise StoreError(path, f"cannot switch it to WAL journal mode (got {mode!r})")
             writer.execute("PRAGMA synchronous=NORMAL")
+            writer.execute("PRAGMA wal_autocheckpoint=0")  # the store's Checkpointer, off the write path
             self._migrate(writer)
             reader = self.connect()
             reader.execute("PRAGMA synchronous=NORMAL")
