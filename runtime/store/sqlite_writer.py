@@ -135,7 +135,6 @@ class BatchWriter:
         self.rows_written = 0
         self.pending_rows = 0
         self.bytes_written = 0
-        self.inline_transactions = 0
 
     def close(self) -> None:
         """Commit what is queued, then let :meth:`run` return."""
@@ -243,10 +242,8 @@ class BatchWriter:
         if sum(op.rows for op in batch) > INLINE_ROWS or sum(op.nbytes for op in batch) > INLINE_BYTES:
             return None
         try:
-            counts = self._execute(batch, False)
+            return self._execute(batch, False)
         except sqlite3.OperationalError as exc:
             if is_busy(exc):
                 return None
             raise
-        self.inline_transactions += 1
-        return counts
