@@ -169,9 +169,11 @@ class BatchWriter:
                     self._wake = trio.Event()
                     await self._wake.wait()
                     continue
+                if self.pending_rows <= INLINE_ROWS:
+                    # group commit: the tasks already runnable (other jobs ending, say) add their
+                    # writes to this batch before it is taken, instead of one commit each
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 await self._flush_batch()
-                if self._queue:  # back-to-back batches (inline ones never yield): let others run
-                    await trio.lowlevel.checkpoint()
         finally:
             # gone (cancelled, or closing): refuse new writes, fail any left (none in practice)
             self.closing = True
