@@ -66,19 +66,22 @@ class Checkpointer:
                     break
                 self._transactions = self._bytes = 0
                 # not cancellable midway (a thread); a checkpoint cut short is safe in SQLite anyway
-                await trio.to_thread.run_sync(self._checkpoint)
+                if await trio.to_thread.run_sync(self._checkpoint):
+                    self.checkpoints += 1
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._close_sync)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self) -> bool:
+        """One checkpoint (in a worker thread); whether it ran."""
         try:
             if self._conn is None:
                 self._conn = self._connect()
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            self.checkpoints += 1
         except sqlite3.Error as exc:  # the next one tries again; SQLite checkpoints on close too
             _log.warning("store_checkpoint_failed", path=str(self.path), error=describe(exc))
+            return False
+        return True
 
     def _close_sync(self) -> None:
         if self._conn is not None:

@@ -212,8 +212,9 @@ class BatchWriter:
 
     async def _commit(self, batch: list[Write]) -> BaseException | None:
         """Run ``batch`` as one transaction; record the outcome on its calls; return the error."""
+        rows, nbytes = sum(op.rows for op in batch), sum(op.nbytes for op in batch)
         try:
-            counts = self._inline(batch)
+            counts = self._inline(batch) if rows <= INLINE_ROWS and nbytes <= INLINE_BYTES else None
             if counts is None:
                 # a started transaction always finishes (bounded by busy_timeout): never half-known
                 with trio.CancelScope(shield=True):
@@ -222,13 +223,12 @@ class BatchWriter:
                 counts = threaded
         except Exception as exc:
             _log.warning("store_write_failed", path=str(self.path), calls=len(batch),
-                         rows=sum(op.rows for op in batch), error=describe(exc))
+                         rows=rows, error=describe(exc))
             for op in batch:
                 op.error = exc
             return exc
-        nbytes = sum(op.nbytes for op in batch)
         self.transactions += 1
-        self.rows_written += sum(op.rows for op in batch)
+        self.rows_written += rows
         self.bytes_written += nbytes
         if self._on_commit is not None:
             self._on_commit(nbytes)
@@ -237,12 +237,9 @@ class BatchWriter:
             op.committed = True
         return None
 
-
     def _inline(self, batch: list[Write]) -> list[list[int]] | None:
-        """Commit a small ``batch`` right here (its rowcounts), or ``None``: too big, or the write
-        lock is held elsewhere (rolled back, nothing written: the writer thread runs it)."""
-        if sum(op.rows for op in batch) > INLINE_ROWS or sum(op.nbytes for op in batch) > INLINE_BYTES:
-            return None
+        """Commit a small ``batch`` right here (its rowcounts), or ``None`` when the write lock is
+        held elsewhere (rolled back, nothing written: the writer thread runs it)."""
         try:
             return self._execute(batch, False)
         except sqlite3.OperationalError as exc:
