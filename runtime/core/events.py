@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import attrs
@@ -41,6 +42,7 @@ __all__ = [
     "StepFailed",
     "StepStarted",
     "StepStream",
+    "bare_payload",
     "event_from_dict",
     "event_to_dict",
     "materialize",
@@ -195,6 +197,18 @@ EVENT_TYPES: Mapping[str, type[Event]] = {
     for cls in (JobStarted, StepStarted, StepCompleted, StepFailed, StepCancelled, ExitResolved,
                 JobPaused, EscalationTimedOut, JobResumed, StepStream, AgentSession, AgentUpdate, JobFinished)
 }
+
+
+_ENVELOPE = frozenset({"type", "job_id", "seq", "ts"})
+_BARE_FIELDS: Mapping[type[Event], tuple[str, ...]] = MappingProxyType({
+    cls: tuple(f.name for f in attrs.fields(cls) if f.name not in _ENVELOPE) for cls in EVENT_TYPES.values()
+})
+
+
+def bare_payload(event: Event) -> dict[str, Any]:
+    """:func:`event_to_dict` of ``event`` without its type, job_id, seq and ts: its fields made
+    JSON-able, read directly (no converter dispatch: this runs for every durable event)."""
+    return {name: jsonable(getattr(event, name)) for name in _BARE_FIELDS[type(event)]}
 
 
 def _make_converter() -> cattrs.Converter:

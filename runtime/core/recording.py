@@ -24,13 +24,13 @@ import trio
 from actors.log import get_logger
 from actors.recorder import Recorder
 
-from ..store import Checkpoint, EventRow, JobRecord, JobUpdate, Store, StoreError, write_batch
+from ..store import Checkpoint, EncodedEvent, JobRecord, JobUpdate, Store, StoreError, write_batch
 from .events import (
     Event,
     EventHub,
     JobFinished,
+    bare_payload,
     event_from_dict,
-    event_to_dict,
     jsonable,
     materialize,
 )
@@ -197,9 +197,8 @@ class _DurableRecording(_MemoryRecording):
 
     def _attach(self, hub: EventHub, recorder: Recorder) -> None:
         def sink(event: Event) -> None:
-            payload = event_to_dict(event)
-            row = EventRow(job_id=event.job_id, seq=event.seq, type=event.type, ts=event.ts, payload=payload)
-            recorder.record(event, row, event_size(event))
+            row = _encoded(event)
+            recorder.record(event, row, _ROW_ENVELOPE + len(row.text))
 
         hub.add_sink(sink)
 
@@ -212,10 +211,9 @@ class _DurableRecording(_MemoryRecording):
             return
         stored = conclude(outcome)
         event = hub.build(JobFinished, state=outcome[0].value, reason=outcome[1], error=outcome[2])
-        payload = event_to_dict(event)
-        size = event_size(event)
-        recorder.write(EventRow(job_id=event.job_id, seq=event.seq, type=event.type, ts=event.ts, payload=payload),
-                       size)
+        row = _encoded(event)
+        size = _ROW_ENVELOPE + len(row.text)
+        recorder.write(row, size)
         recorder.write(record(stored))
         with trio.CancelScope(shield=True):
             await recorder.flush()
@@ -265,6 +263,14 @@ class _DurableRecording(_MemoryRecording):
         with trio.CancelScope(shield=True):
             await self.recorder.flush()
         return self.recorder.failed
+
+
+_ROW_ENVELOPE = 96  # an event row's type, job_id, seq and ts, about (what its size counts beside its text)
+
+
+def _encoded(event: Event) -> EncodedEvent:
+    """``event``'s row in the store, serialised once, here."""
+    return EncodedEvent.of(event.job_id, event.seq, event.type, event.ts, bare_payload(event))
 
 
 _MODES: Mapping[str, type[Recording]] = {cls.mode: cls for cls in (Recording, _MemoryRecording, _DurableRecording)}

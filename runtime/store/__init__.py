@@ -30,6 +30,7 @@ from .leases import new_lease as new_lease
 from .leases import sweep_dead as sweep_dead
 from .memory import MemoryStore as MemoryStore
 from .protocol import Store as Store
+from .recording import EncodedEvent as EncodedEvent
 from .recording import JobUpdate as JobUpdate
 from .recording import write_batch as write_batch
 from .records import INTERRUPTED as INTERRUPTED

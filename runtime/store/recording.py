@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ import attrs
 from .protocol import Store
 from .records import Checkpoint, EventRow, JobRecord
 
-__all__ = ["JobUpdate", "write_batch"]
+__all__ = ["EncodedEvent", "JobUpdate", "write_batch"]
 
 
 @attrs.frozen
@@ -21,7 +22,34 @@ class JobUpdate:
     fields: Mapping[str, Any]
 
 
-Item = EventRow | Checkpoint | JobUpdate | JobRecord
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+@attrs.frozen
+class EncodedEvent:
+    """An event row whose payload is serialised once, when it is recorded: ``bare`` is the payload
+    without the type, job_id, seq and ts its columns hold, ``text`` its JSON (what a SQLite
+    store writes as it is; another store gets :meth:`row`)."""
+
+    job_id: str
+    seq: int
+    type: str
+    ts: float
+    bare: Mapping[str, Any]
+    text: str
+
+    @classmethod
+    def of(cls, job_id: str, seq: int, type_: str, ts: float, bare: Mapping[str, Any]) -> EncodedEvent:
+        """The row of an event with this envelope and ``bare`` payload (JSON-able), serialised."""
+        return cls(job_id, seq, type_, ts, bare, _dumps(bare))
+
+    def row(self) -> EventRow:
+        """The :class:`EventRow` it is: the payload with its envelope."""
+        payload = {"type": self.type, "job_id": self.job_id, "seq": self.seq, "ts": self.ts, **self.bare}
+        return EventRow(self.job_id, self.seq, self.type, self.ts, payload)
+
+
+Item = EventRow | EncodedEvent | Checkpoint | JobUpdate | JobRecord
 
 
 async def write_batch(store: Store, batch: Sequence[Item]) -> None:
@@ -37,8 +65,8 @@ async def write_batch(store: Store, batch: Sequence[Item]) -> None:
         return
     rows: list[EventRow] = []
     for item in batch:
-        if isinstance(item, EventRow):
-            rows.append(item)
+        if isinstance(item, EventRow | EncodedEvent):
+            rows.append(item.row() if isinstance(item, EncodedEvent) else item)
             continue
         if rows:
             await store.append_events(rows)

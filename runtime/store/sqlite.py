@@ -32,7 +32,7 @@ from actors._groups import is_cancellation
 from actors.log import get_logger
 
 from .errors import StoreError, StoreReadOnly
-from .recording import JobUpdate
+from .recording import EncodedEvent, JobUpdate
 from .records import (
     Checkpoint,
     EventRow,
@@ -318,7 +318,8 @@ class SqliteStore:
         """Enqueue one write and wait for the commit of its batch; returns its rowcount."""
         return (await self._batches_write([(sql, params)], want_rowcount=want_rowcount))[0]
 
-    async def write_records(self, batch: Sequence[EventRow | Checkpoint | JobRecord | JobUpdate]) -> None:
+    async def write_records(
+            self, batch: Sequence[EventRow | EncodedEvent | Checkpoint | JobRecord | JobUpdate]) -> None:
         """Persist ``batch`` in order in one transaction (event rows, checkpoints, job records and
         updates; :func:`~runtime.store.write_batch` uses it).  :class:`StoreError` when an update
         names no job (the whole batch is still committed)."""

@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 import cattrs
 
-from .recording import JobUpdate
+from .recording import EncodedEvent, JobUpdate
 from .records import (
     JSON_FIELD,
     Checkpoint,
@@ -121,31 +121,34 @@ class Rows:
         values = tuple(self.column_value(JOBS, name, value) for name, value in fields.items())
         return f"UPDATE jobs SET {sets} WHERE job_id = ?", [(*values, job_id)]
 
-    def ops(self, batch: Sequence[EventRow | Checkpoint | JobRecord | JobUpdate],
+    def ops(self, batch: Sequence[EventRow | EncodedEvent | Checkpoint | JobRecord | JobUpdate],
             now: float) -> tuple[list[tuple[str, list[tuple[Any, ...]]]], list[tuple[int, str]]]:
-        """The statements that write ``batch`` in order (a run of event rows in one), and the
-        index and job of each update among them (to check that it found its job)."""
-        ops: list[tuple[str, list[tuple[Any, ...]]]] = []
-        updates: list[tuple[int, str]] = []
-        events: list[tuple[Any, ...]] | None = None
+        """The statements that write ``batch`` in one transaction, and the index and job of each
+        update among them (to check that it found its job).  The event rows are one statement and
+        the checkpoints one more (each in order: no other statement writes their tables), the job
+        records and updates follow in order."""
+        events: list[tuple[Any, ...]] = []
+        checkpoints: list[tuple[Any, ...]] = []
+        jobs: list[tuple[str, list[tuple[Any, ...]]]] = []
+        updated: list[tuple[int, str]] = []
         for item in batch:
-            if isinstance(item, EventRow):
-                if events is None:
-                    events = []
-                    ops.append((EVENTS_UPSERT, events))
+            if type(item) is EncodedEvent:
+                events.append((item.job_id, item.seq, item.type, item.ts, item.text, 1))
+            elif isinstance(item, EventRow):
                 events.append(self.event_params(item))
-                continue
-            events = None
-            if isinstance(item, JobUpdate):
-                updates.append((len(ops), item.job_id))
-                ops.append(self.update(item.job_id, dict(item.fields), now))
             elif isinstance(item, Checkpoint):
-                ops.append((CHECKPOINTS.upsert, [self.params(CHECKPOINTS, item)]))
+                checkpoints.append(self.params(CHECKPOINTS, item))
+            elif isinstance(item, JobUpdate):
+                updated.append((len(jobs), item.job_id))
+                jobs.append(self.update(item.job_id, dict(item.fields), now))
             elif isinstance(item, JobRecord):
-                ops.append((JOBS.upsert, [self.params(JOBS, item)]))
+                jobs.append((JOBS.upsert, [self.params(JOBS, item)]))
             else:
                 raise TypeError(f"write_records: cannot write {type(item).__name__}")
-        return ops, updates
+        ops = [(EVENTS_UPSERT, events)] if events else []
+        if checkpoints:
+            ops.append((CHECKPOINTS.upsert, checkpoints))
+        return ops + jobs, [(len(ops) + i, job_id) for i, job_id in updated]
 
     def record(self, table: Table, row: tuple[Any, ...]) -> Any:
         """The record a selected ``row`` of ``table`` holds."""

@@ -131,6 +131,7 @@ class BatchWriter:
         self._queue: collections.deque[Write] = collections.deque()
         self._wake = trio.Event()
         self._thread: WriterThread | None = None
+        self._busy = False  # a batch is being committed (by the flusher or by a caller)
         self.transactions = 0
         self.rows_written = 0
         self.pending_rows = 0
@@ -147,33 +148,59 @@ class BatchWriter:
 
     async def write_ops(self, ops: list[Op], *, want_rowcount: bool = False) -> list[int]:
         """Enqueue statements that commit together, in order, and wait for that commit; their
-        rowcounts (``-1`` each unless ``want_rowcount``)."""
+        rowcounts (``-1`` each unless ``want_rowcount``).
+
+        When no batch is being committed and what is queued is small, the caller commits it
+        itself (after one schedule point, so that the tasks already runnable join the batch):
+        the flusher task is not woken, and nobody waits on anybody's wake-up."""
         op = Write(ops, sum(len(p) for _, p in ops), sum(_nbytes(p) for _, p in ops), want_rowcount)
         self._queue.append(op)
         self.pending_rows += op.rows
-        self._wake.set()
-        await op.done.wait()
+        if self._busy or self._thread is None or self.pending_rows > INLINE_ROWS:
+            if not self._busy:
+                self._wake.set()
+            await op.done.wait()
+        else:
+            await self._lead(op)
         if op.error is not None:
             raise StoreWriteFailed(
                 self.path, f"write transaction failed: {describe(op.error)}") from op.error
         return op.rowcounts or [-1] * len(ops)
 
+    async def _lead(self, op: Write) -> None:
+        """Commit the queue in the calling task until ``op`` is committed (never cancelled: the
+        schedule point is shielded, a commit on the thread too)."""
+        self._busy = True
+        try:
+            await trio.lowlevel.cancel_shielded_checkpoint()  # group commit: the runnable join in
+            while not op.done.is_set():
+                await self._flush_batch()
+        finally:
+            self._busy = False
+            if self._queue or self.closing:
+                self._wake.set()
+
     async def run(self) -> None:
-        """Drain the queue one batch (one transaction) at a time; park while it is empty."""
+        """Commit what callers did not (a batch queued while another was committing, a large
+        one); park while there is nothing to do."""
         self._thread = WriterThread(f"corral.store.writer:{self.path}")
         try:
             while True:
-                if not self._queue:
-                    if self.closing:
+                if not self._queue or self._busy:
+                    if self.closing and not self._busy:
                         return
                     self._wake = trio.Event()
                     await self._wake.wait()
                     continue
-                if self.pending_rows <= INLINE_ROWS:
-                    # group commit: the tasks already runnable (other jobs ending, say) add their
-                    # writes to this batch before it is taken, instead of one commit each
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                await self._flush_batch()
+                self._busy = True
+                try:
+                    if self.pending_rows <= INLINE_ROWS:
+                        # group commit: the tasks already runnable (other jobs ending, say) add
+                        # their writes to this batch before it is taken, instead of one commit each
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                    await self._flush_batch()
+                finally:
+                    self._busy = False
         finally:
             # gone (cancelled, or closing): refuse new writes, fail any left (none in practice)
             self.closing = True
