@@ -160,7 +160,10 @@ class Job:
             # cancel, a resume) is applied synchronously by whoever delivers it, so the job needs
             # no mailbox loop and an idle job schedules nothing.
             self._parked = True
-            await trio.lowlevel.wait_task_rescheduled(self._unpark)
+            try:
+                await self.recording.park(self._unpark)
+            finally:
+                self._parked = False
 
     def _unpark(self, raise_cancel: Any) -> trio.lowlevel.Abort:
         self._parked = False  # cancelled (shutdown, flow timeout) while parked
@@ -176,7 +179,7 @@ class Job:
         if self._parked:  # the job task returns from its park and closes the nursery
             self._parked = False
             assert self.task is not None
-            trio.lowlevel.reschedule(self.task)
+            self.recording.unpark(self.task)
         nursery = self.resources.running_in
         if nursery is not None:
             # Cancel now whatever else runs (sibling steps, adapters, streams, the recorder).  When

@@ -94,6 +94,15 @@ class Recording:
         """Start what this mode runs in the job's ``nursery`` and attach it to ``hub``.  With
         nothing to start, not a checkpoint: a job that records nothing costs no extra schedule."""
 
+    async def park(self, abort: Callable[[Any], trio.lowlevel.Abort]) -> None:
+        """Where the job task waits for its outcome (until :meth:`unpark`, or cancelled: then
+        ``abort``, as for :func:`trio.lowlevel.wait_task_rescheduled`).  An idle job schedules nothing."""
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def unpark(self, task: trio.lowlevel.Task) -> None:
+        """Wake the job ``task`` parked in :meth:`park`: its outcome is decided."""
+        trio.lowlevel.reschedule(task)
+
     def checkpoint(self, step: str, outputs: Mapping[str, Any], iteration: int, attempt: int) -> None:
         """A step completed with ``outputs``."""
 
@@ -172,7 +181,7 @@ class _DurableRecording(_MemoryRecording):
 
     mode: ClassVar[RecordMode] = "durable"
     stores_events: ClassVar[bool] = True
-    __slots__ = ()
+    __slots__ = ("_parked_in",)
 
     def _recorder(self) -> Recorder:
         store = self._store
@@ -187,13 +196,30 @@ class _DurableRecording(_MemoryRecording):
 
     async def start(self, nursery: trio.Nursery, hub: EventHub, record: RecordOf) -> None:
         await super().start(nursery, hub, record)
-        assert self.recorder is not None
-        # its flusher (the window's writes): no start-up to wait for, writes queue until it runs
-        nursery.start_soon(self.recorder.run, name=f"corral.recorder:{self.job_id}")
+        self._parked_in: trio.CancelScope | None = None
         try:
             await self._store.put_job(record(JobState.RUNNING))
         except StoreError as exc:
             self._on_error(exc)
+
+    async def park(self, abort: Callable[[Any], trio.lowlevel.Abort]) -> None:
+        """The parked job task is the recorder's flusher (no task of its own): it writes what
+        the job records within the flush window, and parks on an event while nothing is pending."""
+        recorder = self.recorder
+        if recorder is None:
+            await super().park(abort)
+            return
+        try:
+            with trio.CancelScope() as self._parked_in:
+                await recorder.run()  # until unpark() cancels it (its end writes the rest: end())
+        finally:
+            self._parked_in = None
+
+    def unpark(self, task: trio.lowlevel.Task) -> None:
+        if self._parked_in is None:
+            super().unpark(task)
+        else:
+            self._parked_in.cancel()
 
     def _attach(self, hub: EventHub, recorder: Recorder) -> None:
         def sink(event: Event) -> None:
