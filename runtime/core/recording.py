@@ -181,7 +181,13 @@ class _DurableRecording(_MemoryRecording):
 
     mode: ClassVar[RecordMode] = "durable"
     stores_events: ClassVar[bool] = True
-    __slots__ = ("_parked_in",)
+    __slots__ = ("_parked_in", "_stored")
+
+    def __init__(self, job_id: str, store: Store, limits: RecordLimits,
+                 on_error: Callable[[BaseException], None]) -> None:
+        super().__init__(job_id, store, limits, on_error)
+        self._parked_in: trio.CancelScope | None = None
+        self._stored = False  # its record is in the store (written at start): the end updates what changed
 
     def _recorder(self) -> Recorder:
         store = self._store
@@ -196,11 +202,12 @@ class _DurableRecording(_MemoryRecording):
 
     async def start(self, nursery: trio.Nursery, hub: EventHub, record: RecordOf) -> None:
         await super().start(nursery, hub, record)
-        self._parked_in: trio.CancelScope | None = None
         try:
             await self._store.put_job(record(JobState.RUNNING))
         except StoreError as exc:
             self._on_error(exc)
+        else:
+            self._stored = True
 
     async def park(self, abort: Callable[[Any], trio.lowlevel.Abort]) -> None:
         """The parked job task is the recorder's flusher (no task of its own): it writes what
@@ -240,7 +247,10 @@ class _DurableRecording(_MemoryRecording):
         row = _encoded(event)
         size = _ROW_ENVELOPE + len(row.text)
         recorder.write(row, size)
-        recorder.write(record(stored))
+        final = record(stored)
+        # the end changes a few columns of the record written at start: set just those (the
+        # unchanged indexed ones are not rewritten)
+        recorder.write(JobUpdate(final.job_id, _end_fields(final)) if self._stored else final)
         with trio.CancelScope(shield=True):
             await recorder.flush()
         failed = typing.cast("BaseException | None", recorder.failed)  # set while it flushed, if it failed
@@ -290,6 +300,17 @@ class _DurableRecording(_MemoryRecording):
             await self.recorder.flush()
         return self.recorder.failed
 
+
+_END_FIELDS = ("state", "reason", "error", "outputs", "updated_at", "finished_at", "next_seq", "resume_payload")
+"""What a job's end changes in its record (its flow, inputs, mode and creation time stay)."""
+
+
+def _end_fields(final: JobRecord) -> dict[str, Any]:
+    """The columns of ``final`` a job's end sets; its owner only when it lets go (drained)."""
+    fields = {name: getattr(final, name) for name in _END_FIELDS}
+    if final.runtime_id is None:
+        fields["runtime_id"] = None
+    return fields
 
 _ROW_ENVELOPE = 96  # an event row's type, job_id, seq and ts, about (what its size counts beside its text)
 
