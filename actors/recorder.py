@@ -59,7 +59,7 @@ class Recorder:
         self._flush_at = flush_at
         self._flush_on_exit = flush_on_exit
         self._hurry = trio.Event()
-        self._lock = trio.Lock()
+        self._flushing: trio.Event | None = None  # set when the flush under way is done
         self.dropped = 0
         self.recorded = 0
         self.written = 0
@@ -129,8 +129,14 @@ class Recorder:
         return [event for event, _ in self._ring] if self._ring is not None else []
 
     async def flush(self) -> None:
-        """Write everything queued so far; returns when the sink has it."""
-        async with self._lock:
+        """Write everything queued so far; returns when the sink has it.  Not a schedule point
+        when there is nothing to write (and no lock to take: a flush under way is waited for)."""
+        while self._flushing is not None:  # another task's flush: wait for it, then write the rest
+            await self._flushing.wait()
+        if not self._pending or self.failed is not None:
+            return
+        self._flushing = trio.Event()
+        try:
             while self._pending and self.failed is None:
                 batch, self._pending = self._pending, []
                 self._pending_bytes = 0
@@ -149,13 +155,17 @@ class Recorder:
                         self._on_error(exc)
                     return
                 self.written += len(batch)
+        finally:
+            done, self._flushing = self._flushing, None
+            done.set()
 
     async def run(self, *, task_status: trio.TaskStatus[Recorder] = trio.TASK_STATUS_IGNORED) -> None:
         """The flusher: parks while nothing is pending; flushes (shielded, bounded) when cancelled."""
         task_status.started(self)
         try:
             while self._sink is not None and self.failed is None:
-                await self._wakeup.wait()
+                if not self._wakeup.is_set():  # (set: no schedule point to spend before the window)
+                    await self._wakeup.wait()
                 if self._flush_window and not self._hurry.is_set():
                     # group commit: what the job records within the window goes in one write
                     with trio.move_on_after(self._flush_window):

@@ -156,9 +156,8 @@ class Job:
             if self._outcome is None:
                 self._on_message(msg)
         if self._outcome is None:
-            # Parked until the one exit (``_finish``) wakes it: every message (a step's result, a
-            # cancel, a resume) is applied synchronously by whoever delivers it, so the job needs
-            # no mailbox loop and an idle job schedules nothing.
+            # Parked until the one exit (``_finish``) wakes it: every message is applied
+            # synchronously by whoever delivers it (no mailbox loop; an idle job schedules nothing).
             self._parked = True
             try:
                 await self.recording.park(self._unpark)

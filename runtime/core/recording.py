@@ -5,11 +5,11 @@ after spawn.
 
 - ``off``: nothing is kept in memory; a job's record reaches the store only if the store is
   persistent (its final record).
-- ``memory``: a bounded ring of the job's events (``events(replay=True)`` replays it), run as a
-  :class:`~actors.recorder.Recorder` task in the job's nursery.
-- ``durable``: the ring, plus every event, checkpoint and record update written to the store in
-  order by that recorder; replay reads the store.  A write that fails ends the job FAILED
-  ``store_error``.
+- ``memory``: a bounded ring of the job's events (``events(replay=True)`` replays it), an
+  :class:`~actors.recorder.Recorder` filled synchronously by the job's hub: no task.
+- ``durable``: every event, checkpoint and record update written to the store in order by a
+  recorder whose flusher is the job's own parked task (:meth:`Recording.park`); replay reads the
+  store.  A write that fails ends the job FAILED ``store_error``.
 """
 
 from __future__ import annotations

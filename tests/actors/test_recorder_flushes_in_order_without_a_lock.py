@@ -1,0 +1,60 @@
+"""A recorder's flush: concurrent flushes write every item once, in order, and each returns only
+once the sink has what was queued before it; with nothing queued a flush is not a schedule point."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from actors.recorder import Recorder
+
+
+async def test_concurrent_flushes_write_each_item_once_in_order_and_wait_for_the_sink(autojump_clock):
+    written: list[int] = []
+    gate = trio.Event()
+
+    async def sink(batch: list[int]) -> None:
+        await gate.wait()  # the first batch is slow: the second flush must wait for it
+        written.extend(batch)
+
+    recorder = Recorder(max_events=None, sink=sink)
+    returned: list[str] = []
+
+    async def flush(name: str) -> None:
+        await recorder.flush()
+        returned.append(name)
+
+    async with trio.open_nursery() as nursery:
+        recorder.write(1)
+        recorder.write(2)
+        nursery.start_soon(flush, "first")
+        await trio.testing.wait_all_tasks_blocked()
+        recorder.write(3)
+        nursery.start_soon(flush, "second")
+        await trio.testing.wait_all_tasks_blocked()
+        assert returned == [] and written == []  # neither returned before the sink had its items
+        gate.set()
+    assert written == [1, 2, 3]
+    assert returned == ["first", "second"]
+    assert recorder.written == 3
+
+
+async def test_a_flush_with_nothing_queued_schedules_nothing():
+    async def sink(batch: list[int]) -> None:
+        await trio.lowlevel.checkpoint()
+
+    recorder = Recorder(max_events=None, sink=sink)
+    steps = 0
+
+    class Count(trio.abc.Instrument):
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            nonlocal steps
+            steps += 1
+
+    counter = Count()
+    trio.lowlevel.add_instrument(counter)
+    try:
+        await recorder.flush()
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    assert steps == 0
