@@ -181,12 +181,12 @@ class _DurableRecording(_MemoryRecording):
 
     mode: ClassVar[RecordMode] = "durable"
     stores_events: ClassVar[bool] = True
-    __slots__ = ("_parked_in", "_stored")
+    __slots__ = ("_flushing", "_stored")
 
     def __init__(self, job_id: str, store: Store, limits: RecordLimits,
                  on_error: Callable[[BaseException], None]) -> None:
         super().__init__(job_id, store, limits, on_error)
-        self._parked_in: trio.CancelScope | None = None
+        self._flushing: Recorder | None = None  # the recorder the parked job task runs
         self._stored = False  # its record is in the store (written at start): the end updates what changed
 
     def _recorder(self) -> Recorder:
@@ -216,17 +216,17 @@ class _DurableRecording(_MemoryRecording):
         if recorder is None:
             await super().park(abort)
             return
+        self._flushing = recorder
         try:
-            with trio.CancelScope() as self._parked_in:
-                await recorder.run()  # until unpark() cancels it (its end writes the rest: end())
+            await recorder.run()  # until unpark() stops it (its end writes the rest: end())
         finally:
-            self._parked_in = None
+            self._flushing = None
 
     def unpark(self, task: trio.lowlevel.Task) -> None:
-        if self._parked_in is None:
+        if self._flushing is None:
             super().unpark(task)
         else:
-            self._parked_in.cancel()
+            self._flushing.stop()
 
     def _attach(self, hub: EventHub, recorder: Recorder) -> None:
         def sink(event: Event) -> None:

@@ -82,6 +82,13 @@ class Rows:
         plain = self._conv.unstructure(value)
         return json.dumps(plain, separators=(",", ":")) if column in table.json_columns else plain
 
+    def _json_text(self, value: Any) -> str:
+        """``value`` as JSON text: JSON-able data as it is, anything else unstructured first."""
+        try:
+            return _dumps(value)
+        except TypeError:
+            return _dumps(self._conv.unstructure(value))
+
     def params(self, table: Table, rec: Any) -> tuple[Any, ...]:
         """The upsert parameters of ``rec``, in ``table.columns`` order (the records hold plain
         values and JSON-able data: read as they are, no unstructuring walk)."""
@@ -118,7 +125,9 @@ class Rows:
         """The UPDATE of ``fields`` of job ``job_id`` (``TypeError`` naming an unknown field)."""
         fields = prepare_job_update(job_id, fields, now)
         sets = ", ".join(f'"{name}" = ?' for name in fields)
-        values = tuple(self.column_value(JOBS, name, value) for name, value in fields.items())
+        values = tuple(self._json_text(value) if name in JOBS.json_columns else value
+                       if value.__class__ in _PLAIN else self.column_value(JOBS, name, value)
+                       for name, value in fields.items())
         return f"UPDATE jobs SET {sets} WHERE job_id = ?", [(*values, job_id)]
 
     def ops(self, batch: Sequence[EventRow | EncodedEvent | Checkpoint | JobRecord | JobUpdate],
@@ -158,6 +167,7 @@ class Rows:
 
 
 _FLOW_TEXTS = 64
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 _ENVELOPE = frozenset({"type", "job_id", "seq", "ts"})
 _EVENT_COLUMNS = "job_id, seq, type, ts, payload"
 EVENTS_UPSERT = (f"INSERT INTO events ({_EVENT_COLUMNS}, bare) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, seq) "

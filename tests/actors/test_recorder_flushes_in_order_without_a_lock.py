@@ -58,3 +58,26 @@ async def test_a_flush_with_nothing_queued_schedules_nothing():
     finally:
         trio.lowlevel.remove_instrument(counter)
     assert steps == 0
+
+
+async def test_stop_ends_the_flusher_without_a_cancellation_and_its_exit_writes_the_rest(autojump_clock):
+    written: list[int] = []
+
+    async def sink(batch: list[int]) -> None:
+        await trio.lowlevel.checkpoint()
+        written.extend(batch)
+
+    for flush_on_exit in (True, False):
+        written.clear()
+        recorder = Recorder(max_events=None, sink=sink, flush_window=10.0, flush_on_exit=flush_on_exit)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(recorder.run)
+            await trio.testing.wait_all_tasks_blocked()
+            recorder.write(1)  # waits in the window
+            await trio.testing.wait_all_tasks_blocked()
+            assert written == []
+            recorder.stop()  # the nursery closes because run returned: nobody cancels it
+        assert trio.current_time() < 10.0  # the window was not waited out
+        assert written == ([1] if flush_on_exit else [])
+        await recorder.flush()  # what it left, its owner writes
+        assert written == [1]
