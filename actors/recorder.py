@@ -153,7 +153,7 @@ class Recorder:
                     assert self._sink is not None
                     # a batch taken from the queue is written even if we are cancelled meanwhile
                     # (shielded, bounded): cancellation must never drop recorded events
-                    with trio.CancelScope(shield=True), trio.move_on_after(self._flush_grace) as scope:
+                    with trio.CancelScope(shield=True, deadline=trio.current_time() + self._flush_grace) as scope:
                         await self._sink(batch)
                     if scope.cancelled_caught:
                         raise RecorderFailed(f"writing {len(batch)} items took longer than {self._flush_grace}s")

@@ -81,3 +81,18 @@ async def test_stop_ends_the_flusher_without_a_cancellation_and_its_exit_writes_
         assert written == ([1] if flush_on_exit else [])
         await recorder.flush()  # what it left, its owner writes
         assert written == [1]
+
+
+async def test_a_sink_that_hangs_fails_the_recorder_after_the_grace_even_when_cancelled(autojump_clock):
+    async def sink(batch: list[int]) -> None:
+        await trio.sleep_forever()
+
+    errors: list[BaseException] = []
+    recorder = Recorder(max_events=None, sink=sink, flush_grace=5.0, on_error=errors.append)
+    recorder.write(1)
+    with trio.CancelScope() as outer:
+        outer.cancel()  # the shield holds against the caller's cancellation, not against the grace
+        await recorder.flush()
+    assert trio.current_time() == 5.0
+    assert "longer than 5.0s" in str(recorder.failed)
+    assert errors == [recorder.failed]
