@@ -39,7 +39,9 @@ _log = get_logger("runtime.store.sqlite")
 Op = tuple[str, list[tuple[Any, ...]]]
 """One statement and the parameters of its ``executemany``."""
 
-INLINE_ROWS = 32
+INLINE_ROWS = 64
+"""A 10-step durable job's end (~41 rows) fits; 64 event rows commit in ~0.4 ms here, about what a
+thread round trip costs its caller, so the loop is never held much longer than a hop would take."""
 INLINE_BYTES = 64 << 10
 
 _SQLITE_BUSY = 5
