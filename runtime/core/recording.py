@@ -162,10 +162,13 @@ class _MemoryRecording(Recording):
 
     async def start(self, nursery: trio.Nursery, hub: EventHub, record: RecordOf) -> None:
         # the ring is filled by the hub's keep, synchronously: no task (nothing to write, no window)
+        self._begin(hub)
+        await trio.lowlevel.checkpoint()
+
+    def _begin(self, hub: EventHub) -> None:
         recorder = self._recorder()
         self.recorder = recorder
         self._attach(hub, recorder)
-        await trio.lowlevel.checkpoint()
 
     def _attach(self, hub: EventHub, recorder: Recorder) -> None:
         hub.keep = recorder.keeper(event_size)  # the ring: events sized, and built only to be replayed
@@ -201,8 +204,8 @@ class _DurableRecording(_MemoryRecording):
                         flush_on_exit=False)  # end() writes the rest with JobFinished and the final record
 
     async def start(self, nursery: trio.Nursery, hub: EventHub, record: RecordOf) -> None:
-        await super().start(nursery, hub, record)
-        try:
+        self._begin(hub)
+        try:  # (the write is the schedule point)
             await self._store.put_job(record(JobState.RUNNING))
         except StoreError as exc:
             self._on_error(exc)
