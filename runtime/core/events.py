@@ -20,6 +20,7 @@ import cattrs
 from actors.stream import Update
 
 from ..flow import ErrorAction, ExitAction, TimeoutAction
+from ..store import EVENT_ENVELOPE, PLAIN_TYPES
 from .states import EndState
 from .subscription import Lagged, Subscription
 
@@ -199,9 +200,8 @@ EVENT_TYPES: Mapping[str, type[Event]] = {
 }
 
 
-_ENVELOPE = frozenset({"type", "job_id", "seq", "ts"})
 _BARE_FIELDS: Mapping[type[Event], tuple[str, ...]] = MappingProxyType({
-    cls: tuple(f.name for f in attrs.fields(cls) if f.name not in _ENVELOPE) for cls in EVENT_TYPES.values()
+    cls: tuple(f.name for f in attrs.fields(cls) if f.name not in EVENT_ENVELOPE) for cls in EVENT_TYPES.values()
 })
 
 
@@ -212,21 +212,16 @@ def bare_payload(event: Event) -> dict[str, Any]:
 
 
 def _make_converter() -> cattrs.Converter:
+    """Reads event dicts back: fields typed ``Any`` as they are, a stream update as its dict."""
     conv = cattrs.Converter()
-    conv.register_unstructure_hook(Any, lambda v: jsonable(v))
     conv.register_structure_hook(Any, lambda v, _t: v)
-    # a stream update is walked like any value (its attrs class named by "type"), and read back as a dict
-    conv.register_unstructure_hook_func(lambda t: t == StreamUpdate, jsonable)
     conv.register_structure_hook_func(lambda t: t == StreamUpdate, lambda v, _t: v)
     return conv
 
 
-_PLAIN = frozenset({str, int, float, bool, type(None)})
-
-
 def jsonable(value: Any) -> Any:
     cls = type(value)
-    if cls in _PLAIN:  # the common case first: this runs for every value of every recorded event
+    if cls in PLAIN_TYPES:  # the common case first: this runs for every value of every recorded event
         return value
     fields = getattr(cls, "__attrs_attrs__", None)
     if fields is not None:
@@ -258,8 +253,9 @@ def materialize(job_id: str, item: Event | Pending) -> Event:
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
-    """A JSON-ready dict of ``event`` with its ``type`` (cattrs unstructure)."""
-    return {"type": event.type, **_CONVERTER.unstructure(event)}
+    """A JSON-ready dict of ``event``: its ``type``, ``job_id``, ``seq``, ``ts`` and fields (each
+    made JSON-able by :func:`jsonable`; an attrs value becomes a dict naming its class)."""
+    return {"type": event.type, "job_id": event.job_id, "seq": event.seq, "ts": event.ts, **bare_payload(event)}
 
 
 def event_from_dict(data: Mapping[str, Any]) -> Event:

@@ -9,6 +9,7 @@ from typing import Any
 
 from actors.stream import Delta, TextDelta
 
+from ..store import PLAIN_TYPES
 from .events import (
     Event,
     JobFinished,
@@ -20,16 +21,16 @@ from .events import (
     StepStream,
 )
 
-__all__ = ["approx_size", "event_size"]
+__all__ = ["ENVELOPE_BYTES", "approx_size", "event_size"]
 
-_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 _DATA_FIELDS: Mapping[type[Event], tuple[str, ...]] = {
     JobStarted: ("inputs",), StepCompleted: ("outputs",), StepFailed: ("error",), JobResumed: ("payload",),
     JobFinished: ("reason", "error"),
 }
-_ENVELOPE = 96  # type, job_id, seq, ts and the punctuation of an event as JSON
-_TEXT_DELTA = _ENVELOPE + 64
+ENVELOPE_BYTES = 96
+"""About the length of an event's type, job_id, seq, ts and punctuation as JSON."""
+_TEXT_DELTA = ENVELOPE_BYTES + 64
 
 
 def event_size(event: Event | Pending) -> int:
@@ -50,9 +51,9 @@ def event_size(event: Event | Pending) -> int:
         update = get("update")
         if type(update) is Delta and type(update.delta) is TextDelta and update.metadata is None:
             return _TEXT_DELTA + len(get("step")) + len(update.delta.text)
-        return _ENVELOPE + 64 + approx_size(update)
+        return ENVELOPE_BYTES + 64 + approx_size(update)
     # the names, states and numbers of the other events are small: only their data is walked
-    return _ENVELOPE + 64 + sum(approx_size(get(name)) for name in _DATA_FIELDS.get(cls, ()))
+    return ENVELOPE_BYTES + 64 + sum(approx_size(get(name)) for name in _DATA_FIELDS.get(cls, ()))
 
 
 def approx_size(value: Any) -> int:
@@ -61,7 +62,7 @@ def approx_size(value: Any) -> int:
     cls = type(value)
     if cls is str:
         return len(value) + 2
-    if cls in _PLAIN:
+    if cls in PLAIN_TYPES:
         return 8
     fields = getattr(cls, "__attrs_attrs__", None)
     if fields is not None:
@@ -77,5 +78,5 @@ def _items_size(items: Iterable[tuple[Any, Any]]) -> int:
     total = 0
     for key, v in items:
         t = type(v)
-        total += (len(key) if type(key) is str else 8) + 4 + (len(v) + 2 if t is str else 8 if t in _PLAIN else approx_size(v))
+        total += (len(key) if type(key) is str else 8) + 4 + (len(v) + 2 if t is str else 8 if t in PLAIN_TYPES else approx_size(v))
     return total

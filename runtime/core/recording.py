@@ -34,7 +34,7 @@ from .events import (
     jsonable,
     materialize,
 )
-from .eventsize import event_size
+from .eventsize import ENVELOPE_BYTES, event_size
 from .states import JobState, describe_error
 
 __all__ = ["RECORD_MODES", "Prefetch", "RecordLimits", "RecordMode", "RecordOf", "Recording", "recording_for"]
@@ -184,12 +184,11 @@ class _DurableRecording(_MemoryRecording):
 
     mode: ClassVar[RecordMode] = "durable"
     stores_events: ClassVar[bool] = True
-    __slots__ = ("_flushing", "_stored")
+    __slots__ = ("_stored",)
 
     def __init__(self, job_id: str, store: Store, limits: RecordLimits,
                  on_error: Callable[[BaseException], None]) -> None:
         super().__init__(job_id, store, limits, on_error)
-        self._flushing: Recorder | None = None  # the recorder the parked job task runs
         self._stored = False  # its record is in the store (written at start): the end updates what changed
 
     def _recorder(self) -> Recorder:
@@ -215,26 +214,21 @@ class _DurableRecording(_MemoryRecording):
     async def park(self, abort: Callable[[Any], trio.lowlevel.Abort]) -> None:
         """The parked job task is the recorder's flusher (no task of its own): it writes what
         the job records within the flush window, and parks on an event while nothing is pending."""
-        recorder = self.recorder
-        if recorder is None:
+        if self.recorder is None:
             await super().park(abort)
-            return
-        self._flushing = recorder
-        try:
-            await recorder.run()  # until unpark() stops it (its end writes the rest: end())
-        finally:
-            self._flushing = None
+        else:  # (its recorder goes only at its end, after the park)
+            await self.recorder.run()  # until unpark() stops it (its end writes the rest: end())
 
     def unpark(self, task: trio.lowlevel.Task) -> None:
-        if self._flushing is None:
+        if self.recorder is None:
             super().unpark(task)
         else:
-            self._flushing.stop()
+            self.recorder.stop()
 
     def _attach(self, hub: EventHub, recorder: Recorder) -> None:
         def sink(event: Event) -> None:
             row = _encoded(event)
-            recorder.record(event, row, _ROW_ENVELOPE + len(row.text))
+            recorder.record(event, row, ENVELOPE_BYTES + len(row.text))
 
         hub.add_sink(sink)
 
@@ -248,7 +242,7 @@ class _DurableRecording(_MemoryRecording):
         stored = conclude(outcome)
         event = hub.build(JobFinished, state=outcome[0].value, reason=outcome[1], error=outcome[2])
         row = _encoded(event)
-        size = _ROW_ENVELOPE + len(row.text)
+        size = ENVELOPE_BYTES + len(row.text)
         recorder.write(row, size)
         final = record(stored)
         # the end changes a few columns of the record written at start: set just those (the
@@ -314,9 +308,6 @@ def _end_fields(final: JobRecord) -> dict[str, Any]:
     if final.runtime_id is None:
         fields["runtime_id"] = None
     return fields
-
-_ROW_ENVELOPE = 96  # an event row's type, job_id, seq and ts, about (what its size counts beside its text)
-
 
 def _encoded(event: Event) -> EncodedEvent:
     """``event``'s row in the store, serialised once, here."""

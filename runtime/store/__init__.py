@@ -33,8 +33,10 @@ from .protocol import Store as Store
 from .recording import EncodedEvent as EncodedEvent
 from .recording import JobUpdate as JobUpdate
 from .recording import write_batch as write_batch
+from .records import EVENT_ENVELOPE as EVENT_ENVELOPE
 from .records import INTERRUPTED as INTERRUPTED
 from .records import LIVE_STATES as LIVE_STATES
+from .records import PLAIN_TYPES as PLAIN_TYPES
 from .records import Checkpoint as Checkpoint
 from .records import EventRow as EventRow
 from .records import JobRecord as JobRecord

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from .protocol import Store
-from .records import Checkpoint, EventRow, JobRecord
+from .records import Checkpoint, EventRow, JobRecord, compact_json
 
 __all__ = ["EncodedEvent", "JobUpdate", "write_batch"]
 
@@ -20,9 +19,6 @@ class JobUpdate:
 
     job_id: str
     fields: Mapping[str, Any]
-
-
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @attrs.frozen
@@ -41,7 +37,7 @@ class EncodedEvent:
     @classmethod
     def of(cls, job_id: str, seq: int, type_: str, ts: float, bare: Mapping[str, Any]) -> EncodedEvent:
         """The row of an event with this envelope and ``bare`` payload (JSON-able), serialised."""
-        return cls(job_id, seq, type_, ts, bare, _dumps(bare))
+        return cls(job_id, seq, type_, ts, bare, compact_json(bare))
 
     def row(self) -> EventRow:
         """The :class:`EventRow` it is: the payload with its envelope."""

@@ -6,23 +6,36 @@ data (already unstructured by the caller) and are stored as JSON text by :class:
 
 from __future__ import annotations
 
+import json
 from types import MappingProxyType
 from typing import Any
 
 import attrs
 
 __all__ = [
+    "EVENT_ENVELOPE",
     "INTERRUPTED",
     "JSON_FIELD",
     "LIVE_STATES",
+    "PLAIN_TYPES",
     "Checkpoint",
     "EventRow",
     "JobRecord",
     "Lease",
     "ProcessGroupRow",
     "StoreStats",
+    "compact_json",
     "prepare_job_update",
 ]
+
+EVENT_ENVELOPE = frozenset({"type", "job_id", "seq", "ts"})
+"""The keys of an event's payload that its row's columns hold."""
+
+PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
+"""The classes of values that are JSON as they are (checked by exact class on hot paths)."""
+
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
+"""JSON text of JSON-able data, without spaces: how the store writes JSON."""
 
 JSON_FIELD = "json"
 """Metadata key marking a field stored as JSON text."""

@@ -13,12 +13,15 @@ import cattrs
 
 from .recording import EncodedEvent, JobUpdate
 from .records import (
+    EVENT_ENVELOPE,
     JSON_FIELD,
+    PLAIN_TYPES,
     Checkpoint,
     EventRow,
     JobRecord,
     Lease,
     ProcessGroupRow,
+    compact_json,
     prepare_job_update,
 )
 
@@ -71,31 +74,29 @@ class Rows:
         hit = self._flow_texts.get(id(flow))
         if hit is not None and hit[0] is flow:
             return hit[1]
-        text = _dumps(flow)
+        text = compact_json(flow)
         self._flow_texts[id(flow)] = (flow, text)
         if len(self._flow_texts) > _FLOW_TEXTS:
             self._flow_texts.popitem(last=False)
         return text
 
     def column_value(self, table: Table, column: str, value: Any) -> Any:
-        """``value`` as stored in ``column`` (JSON text for a JSON column)."""
-        plain = self._conv.unstructure(value)
-        return json.dumps(plain, separators=(",", ":")) if column in table.json_columns else plain
-
-    def _json_text(self, value: Any) -> str:
-        """``value`` as JSON text: JSON-able data as it is, anything else unstructured first."""
-        try:
-            return _dumps(value)
-        except TypeError:
-            return _dumps(self._conv.unstructure(value))
+        """``value`` as stored in ``column`` (JSON text for a JSON column): JSON-able data as it
+        is (no converter walk), anything else unstructured first."""
+        if column in table.json_columns:
+            try:
+                return compact_json(value)
+            except TypeError:
+                return compact_json(self._conv.unstructure(value))
+        return value if value.__class__ in PLAIN_TYPES else self._conv.unstructure(value)
 
     def params(self, table: Table, rec: Any) -> tuple[Any, ...]:
         """The upsert parameters of ``rec``, in ``table.columns`` order (the records hold plain
         values and JSON-able data: read as they are, no unstructuring walk)."""
         if table is JOBS:
-            return tuple(self._flow_text(rec.flow) if c == "flow" else _dumps(getattr(rec, c))
+            return tuple(self._flow_text(rec.flow) if c == "flow" else compact_json(getattr(rec, c))
                          if c in table.json_columns else getattr(rec, c) for c in table.columns)
-        return tuple(_dumps(getattr(rec, c)) if c in table.json_columns else getattr(rec, c)
+        return tuple(compact_json(getattr(rec, c)) if c in table.json_columns else getattr(rec, c)
                      for c in table.columns)
 
     @property
@@ -110,8 +111,8 @@ class Rows:
         if (p.get("seq") == row.seq and p.get("ts") == row.ts and p.get("job_id") == row.job_id
                 and p.get("type") == row.type):
             return (row.job_id, row.seq, row.type, row.ts,
-                    _dumps({k: v for k, v in p.items() if k not in _ENVELOPE}), 1)
-        return row.job_id, row.seq, row.type, row.ts, _dumps(p), 0
+                    compact_json({k: v for k, v in p.items() if k not in EVENT_ENVELOPE}), 1)
+        return row.job_id, row.seq, row.type, row.ts, compact_json(p), 0
 
     def event(self, row: tuple[Any, ...]) -> EventRow:
         """The event row a selected ``row`` holds (a bare payload given back its envelope)."""
@@ -125,9 +126,7 @@ class Rows:
         """The UPDATE of ``fields`` of job ``job_id`` (``TypeError`` naming an unknown field)."""
         fields = prepare_job_update(job_id, fields, now)
         sets = ", ".join(f'"{name}" = ?' for name in fields)
-        values = tuple(self._json_text(value) if name in JOBS.json_columns else value
-                       if value.__class__ in _PLAIN else self.column_value(JOBS, name, value)
-                       for name, value in fields.items())
+        values = tuple(self.column_value(JOBS, name, value) for name, value in fields.items())
         return f"UPDATE jobs SET {sets} WHERE job_id = ?", [(*values, job_id)]
 
     def ops(self, batch: Sequence[EventRow | EncodedEvent | Checkpoint | JobRecord | JobUpdate],
@@ -167,12 +166,9 @@ class Rows:
 
 
 _FLOW_TEXTS = 64
-_PLAIN = frozenset({str, int, float, bool, type(None)})
-_ENVELOPE = frozenset({"type", "job_id", "seq", "ts"})
 _EVENT_COLUMNS = "job_id, seq, type, ts, payload"
 EVENTS_UPSERT = (f"INSERT INTO events ({_EVENT_COLUMNS}, bare) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, seq) "
                  "DO UPDATE SET type = excluded.type, ts = excluded.ts, payload = excluded.payload, bare = excluded.bare")
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _make_converter() -> cattrs.Converter:

@@ -163,24 +163,28 @@ class BatchWriter:
                 self._wake.set()
             await op.done.wait()
         else:
-            await self._lead(op)
+            await self._turn(op)
         if op.error is not None:
             raise StoreWriteFailed(
                 self.path, f"write transaction failed: {describe(op.error)}") from op.error
         return op.rowcounts or [-1] * len(ops)
 
-    async def _lead(self, op: Write) -> None:
-        """Commit the queue in the calling task until ``op`` is committed (never cancelled: the
-        schedule point is shielded, a commit on the thread too)."""
+    async def _turn(self, op: Write | None) -> None:
+        """Commit the queue -- until ``op`` is committed, or one batch for the flusher -- as the one
+        committer (never cancelled: the schedule point is shielded, a commit on the thread too)."""
         self._busy = True
         try:
-            await trio.lowlevel.cancel_shielded_checkpoint()  # group commit: the runnable join in
-            while not op.done.is_set():
+            if self.pending_rows <= INLINE_ROWS:
+                # group commit: the tasks already runnable (other jobs ending, say) add their
+                # writes to this batch before it is taken, instead of one commit each
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            await self._flush_batch()
+            while op is not None and not op.done.is_set():
                 await self._flush_batch()
         finally:
             self._busy = False
-            if self._queue or self.closing:
-                self._wake.set()
+            if op is not None and (self._queue or self.closing):
+                self._wake.set()  # what came meanwhile, or the close waiting for this commit
 
     async def run(self) -> None:
         """Commit what callers did not (a batch queued while another was committing, a large
@@ -194,15 +198,7 @@ class BatchWriter:
                     self._wake = trio.Event()
                     await self._wake.wait()
                     continue
-                self._busy = True
-                try:
-                    if self.pending_rows <= INLINE_ROWS:
-                        # group commit: the tasks already runnable (other jobs ending, say) add
-                        # their writes to this batch before it is taken, instead of one commit each
-                        await trio.lowlevel.cancel_shielded_checkpoint()
-                    await self._flush_batch()
-                finally:
-                    self._busy = False
+                await self._turn(None)
         finally:
             # gone (cancelled, or closing): refuse new writes, fail any left (none in practice)
             self.closing = True
