@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 import attrs
+import orjson
 
 __all__ = [
     "EVENT_ENVELOPE",
@@ -34,8 +35,20 @@ EVENT_ENVELOPE = frozenset({"type", "job_id", "seq", "ts"})
 PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 """The classes of values that are JSON as they are (checked by exact class on hot paths)."""
 
-compact_json = json.JSONEncoder(separators=(",", ":")).encode
-"""JSON text of JSON-able data, without spaces: how the store writes JSON."""
+_stdlib_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def compact_json(value: Any) -> str:
+    """JSON text of JSON-able data, without spaces: how the store writes JSON.
+
+    Strict JSON, by ``orjson`` (what the stdlib encoder costs in its per-call setup is about what
+    one small event row costs SQLite to insert): a NaN or infinite float is written ``null``.
+    What orjson refuses (an int beyond 64 bits, a non-str key, nesting deeper than 254) is
+    written by the stdlib encoder; what that refuses too raises ``TypeError``/``ValueError``."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return _stdlib_json(value)
 
 JSON_FIELD = "json"
 """Metadata key marking a field stored as JSON text."""
