@@ -223,6 +223,10 @@ def jsonable(value: Any) -> Any:
     cls = type(value)
     if cls in PLAIN_TYPES:  # the common case first: this runs for every value of every recorded event
         return value
+    if cls is dict:  # then plain containers, before the attrs and ABC checks
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if cls is list:
+        return [jsonable(v) for v in value]
     fields = getattr(cls, "__attrs_attrs__", None)
     if fields is not None:
         out = {"type": cls.__name__}
