@@ -84,20 +84,19 @@ class Recorder:
         if item is not None:
             self.write(item, size)
 
-    def keeper(self, size_of: Callable[[Any], int]) -> Callable[[Any], None]:
-        """A one-argument :meth:`record` for a publisher's sink (ring only, nothing written): each
-        event kept is sized by ``size_of``.  The hot path of in-memory recording."""
+    def keeper(self) -> Callable[[Any, int], None]:
+        """:meth:`record` for a publisher's sink (ring only, nothing written): ``keep(event,
+        size)``.  The hot path of in-memory recording."""
         ring = self._ring
         if ring is None:
-            def count(event: Any) -> None:
+            def count(event: Any, size: int) -> None:
                 self.recorded += 1
 
             return count
 
         append, popleft, max_events, max_bytes = ring.append, ring.popleft, self.max_events, self.max_bytes
 
-        def keep(event: Any) -> None:
-            size = size_of(event)
+        def keep(event: Any, size: int) -> None:
             self.recorded += 1
             append((event, size))
             if len(ring) > max_events:  # full: the common case of a long stream, inline

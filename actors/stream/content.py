@@ -40,6 +40,10 @@ _PART_TYPES = frozenset(
 )
 
 
+_ONE_CHANNEL = frozenset({TextDelta, DataDelta})
+"""The delta classes (exactly) whose pieces all go to one channel, named by no piece."""
+
+
 def _part_type(part: Part) -> type[Part]:
     """The delta class ``part`` is an instance of (the one it derives from, for a subclass)."""
     cls = type(part)
@@ -64,15 +68,23 @@ class _Channel:
 class Content:
     """The deltas of one stream, by channel."""
 
-    __slots__ = ("_channels", "_last_reasoning", "_last_tool")
+    __slots__ = ("_channels", "_last_class", "_last_pieces", "_last_reasoning", "_last_tool")
 
     def __init__(self) -> None:
         self._channels: dict[tuple[type[Part], object], _Channel] = {}
         self._last_tool: ToolRequestDelta | None = None
         self._last_reasoning: ReasoningSummaryDelta | ReasoningContentDelta | None = None
+        # the pieces of the last part's channel when its class has one channel (text, data): the
+        # next part of that class goes straight there (a reply is mostly such parts in a row)
+        self._last_class: type[Part] | None = None
+        self._last_pieces: list[str] = []
 
     def add(self, part: DeltaPart) -> None:
         """Keep ``part``'s piece on its channel."""
+        cls = part.__class__
+        if cls is self._last_class:
+            self._last_pieces.append(part.chunk)
+            return
         key = (_part_type(part), part._channel())
         channel = self._channels.get(key)
         if channel is None:
@@ -80,6 +92,8 @@ class Content:
         elif channel.name is None:
             channel.name = part._name()
         channel.pieces.append(part.chunk)
+        one_channel = cls in _ONE_CHANNEL
+        self._last_class, self._last_pieces = (cls, channel.pieces) if one_channel else (None, [])
         if isinstance(part, ToolRequestDelta):
             self._last_tool = part
         elif isinstance(part, ReasoningSummaryDelta | ReasoningContentDelta):

@@ -85,6 +85,7 @@ class Stream:
         self._kind: StreamKind = kind
         self._index = index
         self._mode: StreamMode = mode
+        self._per_token = mode == "per_token"
         self._metadata = metadata
         self._buffer: StreamBuffer | None = None
         if mode == "coalesced":
@@ -150,13 +151,23 @@ class Stream:
         """Add one delta without a checkpoint; see :meth:`delta`."""
         if not self._entered:
             raise RuntimeError("the stream is not entered; use `async with open_stream(...)`")
-        part = self._coerce(delta)
-        if self.closed:
+        # (every token of a reply passes here: the common case, a part, is checked first)
+        given: Delta | None = None
+        if isinstance(delta, Part):
+            part = delta
+        else:
+            part = self._coerce(delta)
+            if isinstance(delta, Delta):
+                given = delta
+        buffer = self._buffer
+        if buffer is not None:
+            if buffer.closed:
+                raise StreamClosed("delta after the stream's terminal update")
+            buffer.add(part if given is None else given)
+        elif self._closed:
             raise StreamClosed("delta after the stream's terminal update")
-        if self._buffer is not None:
-            self._buffer.add(delta if isinstance(delta, Delta) else part)
-        elif self._mode == "per_token":
-            self._publish(delta if isinstance(delta, Delta) else Delta(part, index=self._index))
+        elif self._per_token:
+            self._publish(Delta(part, self._index) if given is None else given)
         self._content.add(part)
 
     async def delta(self, delta: DeltaPart | Delta | str) -> None:

@@ -15,7 +15,7 @@ from actors.stream import Stream, StreamKind, StreamMode
 
 from ..flow import AgentSpec, InputRef, Step
 from .agent_sessions import prompt_in_session
-from .events import AgentUpdate, EventHub, StepStream
+from .events import AgentUpdate, EventHub
 from .resources import JobResources
 
 __all__ = ["StepContext", "StepHost"]
@@ -95,14 +95,7 @@ class StepContext:
     def stream(self, kind: StreamKind = "text", index: int | None = None,
                mode: StreamMode = "coalesced", **kw: Any) -> Stream:
         """A stream context (``async with ctx.stream() as s``) whose updates become job events."""
-        hub = self._job.hub
-        step = self.step
-
-        def publish(update: Any) -> None:
-            if not hub.closed:
-                hub.publish(StepStream, step=step, update=update)
-
-        return self._job.resources.stream(publish, kind, index, mode, **kw)
+        return self._job.resources.stream(self._job.hub.step_stream(self.step), kind, index, mode, **kw)
 
     def agent_update(self, kind: str, data: Mapping[str, Any]) -> None:
         """Publish an :class:`~runtime.core.events.AgentUpdate` of this step (what an agent step

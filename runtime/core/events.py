@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import attrs
 import cattrs
 
-from actors.stream import Update
+from actors.stream import Delta, TextDelta, Update
 
 from ..flow import ErrorAction, ExitAction, TimeoutAction
 from ..store import EVENT_ENVELOPE, PLAIN_TYPES
@@ -269,6 +269,12 @@ def event_from_dict(data: Mapping[str, Any]) -> Event:
     return _CONVERTER.structure(data, cls)
 
 
+ENVELOPE_BYTES = 96
+"""About the length of an event's type, job_id, seq, ts and punctuation as JSON."""
+TEXT_DELTA_BYTES = ENVELOPE_BYTES + 64
+"""About the length of a stream's plain text delta as JSON, without its step name and text."""
+
+
 class EventHub:
     """Assigns ``seq`` and ``ts`` and fans events out.  Synchronous and non-blocking to publish.
 
@@ -292,6 +298,8 @@ class EventHub:
         self.maxlen = maxlen
         self.sink = sink
         self.keep: Callable[[Event | Pending], None] | None = None
+        self.keep_sized: Callable[[Pending, int], None] | None = None
+        """The ``keep`` ring for an item whose size its publisher knows (a stream's text token)."""
         self.observer: Callable[[Event], None] | None = None
         self.closed = False
         self._subs: set[Subscription] = set()
@@ -318,6 +326,30 @@ class EventHub:
             self.keep(event)
         self.deliver(event)
         return event
+
+    def step_stream(self, step: str) -> Callable[[Any], None]:
+        """A sink publishing each stream update it is given as ``step``'s :class:`StepStream`
+        event, and nothing once the hub is closed: :meth:`publish` for a reply's every token,
+        without its keyword dict and lifecycle checks."""
+        text_size = TEXT_DELTA_BYTES + len(step)
+
+        def publish(update: Any) -> None:
+            if self.closed:
+                return
+            if self.sink is None and self.observer is None and not self._subs:
+                seq = self.next_seq
+                self.next_seq = seq + 1
+                if self.keep is not None:
+                    item = (StepStream, seq, time.time(), {"step": step, "update": update})
+                    if (self.keep_sized is not None and type(update) is Delta and type(update.delta) is TextDelta
+                            and update.metadata is None):
+                        self.keep_sized(item, text_size + len(update.delta.text))
+                    else:
+                        self.keep(item)
+                return
+            self.publish(StepStream, step=step, update=update)
+
+        return publish
 
     def build(self, cls: type[Event], **fields: Any) -> Event:
         """A ``cls`` event with the next seq, not yet delivered: the caller writes it first, then

@@ -11,6 +11,8 @@ from actors.stream import Delta, TextDelta
 
 from ..store import PLAIN_TYPES
 from .events import (
+    ENVELOPE_BYTES,
+    TEXT_DELTA_BYTES,
     Event,
     JobFinished,
     JobResumed,
@@ -28,9 +30,6 @@ _DATA_FIELDS: Mapping[type[Event], tuple[str, ...]] = {
     JobStarted: ("inputs",), StepCompleted: ("outputs",), StepFailed: ("error",), JobResumed: ("payload",),
     JobFinished: ("reason", "error"),
 }
-ENVELOPE_BYTES = 96
-"""About the length of an event's type, job_id, seq, ts and punctuation as JSON."""
-_TEXT_DELTA = ENVELOPE_BYTES + 64
 
 
 def event_size(event: Event | Pending) -> int:
@@ -42,7 +41,7 @@ def event_size(event: Event | Pending) -> int:
         if cls is StepStream:  # the hot path: a stream delta nobody has built yet
             update = fields["update"]
             if type(update) is Delta and type(update.delta) is TextDelta and update.metadata is None:
-                return _TEXT_DELTA + len(fields["step"]) + len(update.delta.text)
+                return TEXT_DELTA_BYTES + len(fields["step"]) + len(update.delta.text)
         get: Callable[[str], Any] = fields.get
     else:
         cls = type(event)
@@ -50,7 +49,7 @@ def event_size(event: Event | Pending) -> int:
     if cls is StepStream:
         update = get("update")
         if type(update) is Delta and type(update.delta) is TextDelta and update.metadata is None:
-            return _TEXT_DELTA + len(get("step")) + len(update.delta.text)
+            return TEXT_DELTA_BYTES + len(get("step")) + len(update.delta.text)
         return ENVELOPE_BYTES + 64 + approx_size(update)
     # the names, states and numbers of the other events are small: only their data is walked
     return ENVELOPE_BYTES + 64 + sum(approx_size(get(name)) for name in _DATA_FIELDS.get(cls, ()))

@@ -29,6 +29,7 @@ from .events import (
     Event,
     EventHub,
     JobFinished,
+    Pending,
     bare_payload,
     event_from_dict,
     jsonable,
@@ -171,7 +172,13 @@ class _MemoryRecording(Recording):
         self._attach(hub, recorder)
 
     def _attach(self, hub: EventHub, recorder: Recorder) -> None:
-        hub.keep = recorder.keeper(event_size)  # the ring: events sized, and built only to be replayed
+        # the ring: events sized, and built only to be replayed
+        keep = hub.keep_sized = recorder.keeper()
+
+        def sized(item: Event | Pending) -> None:
+            keep(item, event_size(item))
+
+        hub.keep = sized
 
     def replay_source(self) -> tuple[list[Event] | None, Prefetch | None]:
         if self.recorder is None:

@@ -757,7 +757,18 @@ async def test_content_by_kind(autojump_clock: trio.testing.MockClock) -> None:
                 },
                 {"tool_call_id": "c2", "name": "noop", "arguments": None, "response": None},
             ]
-    assert sink.updates.count(Start()) == 5
+        # pieces of other channels in between: each piece is kept on its own channel, in order
+        mixed = ["a", DataDelta("[1"), "b", ToolRequestDelta("c1", "f", "{}"), TextDelta("c"), DataDelta(",2"),
+                 DataDelta("]"), "d", TextDelta("e")]
+        async with open_stream(job, sink, kind="text", mode="per_token") as s:
+            for piece in mixed:
+                s.delta_nowait(piece)
+            assert s.content == "abcde"
+        async with open_stream(job, sink, kind="data", mode="per_token") as s:
+            for piece in mixed:
+                s.delta_nowait(TextDelta(piece) if isinstance(piece, str) else piece)
+            assert s.content == [1, 2]
+    assert sink.updates.count(Start()) == 7
 
 
 async def test_invalid_arguments_are_refused(autojump_clock: trio.testing.MockClock) -> None:
