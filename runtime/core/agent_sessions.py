@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from actors.acp import AgentAdapter, OpenedSession, UpdateCallback
 
-from .events import AgentSession, EventHub
+from .events import AgentSession
+from .hub import EventHub
 from .resources import JobResources
 
 __all__ = ["prompt_in_session"]

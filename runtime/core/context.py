@@ -15,7 +15,8 @@ from actors.stream import Stream, StreamKind, StreamMode
 
 from ..flow import AgentSpec, InputRef, Step
 from .agent_sessions import prompt_in_session
-from .events import AgentUpdate, EventHub
+from .events import AgentUpdate
+from .hub import EventHub
 from .resources import JobResources
 
 __all__ = ["StepContext", "StepHost"]

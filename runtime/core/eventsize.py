@@ -11,8 +11,6 @@ from actors.stream import Delta, TextDelta
 
 from ..store import PLAIN_TYPES
 from .events import (
-    ENVELOPE_BYTES,
-    TEXT_DELTA_BYTES,
     Event,
     JobFinished,
     JobResumed,
@@ -23,7 +21,12 @@ from .events import (
     StepStream,
 )
 
-__all__ = ["ENVELOPE_BYTES", "approx_size", "event_size"]
+__all__ = ["ENVELOPE_BYTES", "TEXT_DELTA_BYTES", "approx_size", "event_size"]
+
+ENVELOPE_BYTES = 96
+"""About the length of an event's type, job_id, seq, ts and punctuation as JSON."""
+TEXT_DELTA_BYTES = ENVELOPE_BYTES + 64
+"""About the length of a stream's plain text delta as JSON, without its step name and text."""
 
 
 _DATA_FIELDS: Mapping[type[Event], tuple[str, ...]] = {

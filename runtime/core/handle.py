@@ -10,7 +10,8 @@ import trio
 from actors.actor import ActorStopped
 
 from ..flow import Flow
-from .events import Event, EventHub, Lagged
+from .events import Event, Lagged
+from .hub import EventHub
 from .job import Job
 from .messages import Abandon, Cancel, Resume
 from .recording import Prefetch

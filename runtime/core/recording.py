@@ -27,7 +27,6 @@ from actors.recorder import Recorder
 from ..store import Checkpoint, EncodedEvent, JobRecord, JobUpdate, Store, StoreError, write_batch
 from .events import (
     Event,
-    EventHub,
     JobFinished,
     Pending,
     bare_payload,
@@ -36,6 +35,7 @@ from .events import (
     materialize,
 )
 from .eventsize import ENVELOPE_BYTES, event_size
+from .hub import EventHub
 from .states import JobState, describe_error
 
 __all__ = ["RECORD_MODES", "Prefetch", "RecordLimits", "RecordMode", "RecordOf", "Recording", "recording_for"]

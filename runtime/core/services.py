@@ -27,7 +27,7 @@ from ..flow import AgentSpec, Flow
 from ..flow.codec import flow_to_dict
 from ..flow.secrets import agent_env, mcp_servers
 from ..store import ProcessGroupRow, Store, group_row
-from .events import EventHub
+from .hub import EventHub
 from .recording import Recording, RecordLimits
 from .states import JobResult
 from .tracing import JobTracing
