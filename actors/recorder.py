@@ -63,9 +63,14 @@ class Recorder:
         self._stopped = trio.Event()
         self._flushing: trio.Event | None = None  # set when the flush under way is done
         self.dropped = 0
-        self.recorded = 0
+        self._counted = 0  # events recorded without a ring (with one: those in it, and the dropped)
         self.written = 0
         self.failed: BaseException | None = None
+
+    @property
+    def recorded(self) -> int:
+        """How many events were recorded (the ones in the ring and the ones dropped from it)."""
+        return self._counted if self._ring is None else len(self._ring) + self.dropped
 
     @property
     def bytes(self) -> int:
@@ -74,9 +79,10 @@ class Recorder:
 
     def record(self, event: Any, item: Any = None, size: int = 0) -> None:
         """Keep ``event`` in the ring and queue ``item`` (if given) for the sink.  Never blocks."""
-        self.recorded += 1
         ring = self._ring
-        if ring is not None:
+        if ring is None:
+            self._counted += 1
+        else:
             ring.append((event, size))
             self._ring_bytes += size
             if len(ring) > self.max_events or self._ring_bytes > self.max_bytes:
@@ -90,20 +96,19 @@ class Recorder:
         ring = self._ring
         if ring is None:
             def count(event: Any, size: int) -> None:
-                self.recorded += 1
+                self._counted += 1
 
             return count
 
         append, popleft, max_events, max_bytes = ring.append, ring.popleft, self.max_events, self.max_bytes
 
         def keep(event: Any, size: int) -> None:
-            self.recorded += 1
             append((event, size))
             if len(ring) > max_events:  # full: the common case of a long stream, inline
                 size -= popleft()[1]
                 self.dropped += 1
-            self._ring_bytes += size
-            if self._ring_bytes > max_bytes:
+            held = self._ring_bytes = self._ring_bytes + size
+            if held > max_bytes:
                 self._trim(ring)
 
         return keep

@@ -96,3 +96,21 @@ async def test_a_sink_that_hangs_fails_the_recorder_after_the_grace_even_when_ca
     assert trio.current_time() == 5.0
     assert "longer than 5.0s" in str(recorder.failed)
     assert errors == [recorder.failed]
+
+
+def test_a_ring_keeps_the_newest_within_its_bounds_and_counts_what_it_dropped():
+    recorder = Recorder(max_events=3, max_bytes=100)
+    keep = recorder.keeper()
+    for i in range(5):
+        keep(f"e{i}", 10)
+    assert recorder.backlog() == ["e2", "e3", "e4"]
+    assert (recorder.recorded, recorder.dropped, recorder.bytes) == (5, 2, 30)
+    keep("big", 90)  # over max_bytes: the oldest go until it fits (the newest always stays)
+    assert recorder.backlog() == ["e4", "big"]
+    assert (recorder.recorded, recorder.dropped, recorder.bytes) == (6, 4, 100)
+    keep("huge", 500)
+    assert recorder.backlog() == ["huge"] and recorder.recorded == 7 and recorder.bytes == 500
+    counter = Recorder(max_events=None)
+    counter.keeper()("x", 1)
+    counter.record("y")
+    assert counter.recorded == 2 and counter.backlog() == [] and counter.bytes == 0
