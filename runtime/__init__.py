@@ -31,7 +31,6 @@ from .core.events import (
     event_to_dict,
 )
 from .core.handle import JobHandle, JobView
-from .core.ids import new_job_id
 from .core.recording import RECORD_MODES, RecordMode
 from .core.runtime import Runtime, RuntimeStats, open_runtime
 from .core.states import (
@@ -103,7 +102,6 @@ __all__ = [
     "TimeoutAction",
     "event_from_dict",
     "event_to_dict",
-    "new_job_id",
     "open_client",
     "open_runtime",
 ]

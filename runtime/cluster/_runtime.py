@@ -23,7 +23,6 @@ from runtime import (
     RecordMode,
     RuntimeStats,
     event_from_dict,
-    new_job_id,
 )
 
 from ._config import RayCluster
@@ -70,7 +69,7 @@ class ClusterRuntime:
         if record == "durable" and (problem := durable_problem(flow)) is not None:
             raise ValueError(problem)
         data = pack(flow, bound)  # TypeError naming what cannot travel, before anything is placed
-        job_id = job_id or new_job_id()
+        job_id = job_id or uuid.uuid4().hex
         if job_id in self._live or job_id in self._results:
             raise JobExistsError(job_id, "live" if job_id in self._live else "finished on this cluster")
         job = ClusterJob(job_id, flow, data, bound, record, self.cluster.max_log_events)

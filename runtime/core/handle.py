@@ -88,7 +88,7 @@ class JobView:
 
     @property
     def id(self) -> str:
-        """The job id: the ``job_id`` given to spawn, or a generated one (:func:`~runtime.new_job_id`: a time-ordered UUIDv7 in hex; ``JobResult.job_id``)."""
+        """The job id: the ``job_id`` given to spawn, or a generated hex uuid (``JobResult.job_id``)."""
         return self._job.id
 
     @property

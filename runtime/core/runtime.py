@@ -40,7 +40,6 @@ from .control import ControlServer, serve_control
 from .drain import drain as drain_jobs
 from .events import Event
 from .handle import JobHandle
-from .ids import new_job_id
 from .job import Job
 from .recording import RECORD_MODES, RecordLimits, RecordMode, recording_for
 from .replay import stored_events, stored_result
@@ -115,7 +114,7 @@ class Runtime:
         bound = flow.bind_inputs(inputs)
         require_env_from(flow, os.environ)  # SecretUnavailable naming the variable, nothing stored
         if job_id is None:
-            job_id = new_job_id()
+            job_id = uuid.uuid4().hex
         else:
             if not isinstance(job_id, str) or not job_id:
                 raise ValueError(f"job_id must be a non-empty string, got {job_id!r}")

@@ -4,9 +4,6 @@ stored), and unknown jobs named as such."""
 
 from __future__ import annotations
 
-import time
-import uuid
-
 import pytest
 import trio
 from core_support import echo, ok
@@ -121,23 +118,3 @@ async def test_a_missing_job_input_is_refused_at_spawn(tmp_path):
         assert await rt.store.list_jobs() == [] and rt.jobs() == []
         with pytest.raises(InputError):  # the path is followed: a present but wrong shape fails too
             await rt.spawn(flow, {"nope": 3})
-
-
-async def test_generated_job_ids_are_uuid7_in_spawn_order_and_stored_in_that_order(tmp_path):
-    # a store indexes job ids: ids made in order land beside each other (a page or two per batch
-    # of finishing jobs), and a listing by id is a listing by creation
-    flow = Flow("one", [Step("a", run=ok)])
-    before_ms = time.time_ns() // 1_000_000
-    async with open_runtime(store=tmp_path / "ids.db") as rt:
-        handles = [await rt.spawn(flow) for _ in range(20)]
-        for handle in handles:
-            await handle.wait()
-        ids = [h.id for h in handles]
-        stored = sorted(r.job_id for r in await rt.store.list_jobs())
-    after_ms = time.time_ns() // 1_000_000
-    assert ids == sorted(ids) == stored and len(set(ids)) == 20
-    for job_id in ids:
-        parsed = uuid.UUID(job_id)
-        assert parsed.hex == job_id and parsed.version == 7 and parsed.variant == uuid.RFC_4122
-        assert before_ms <= parsed.int >> 80 <= after_ms  # its first 48 bits: when it was made, in ms
-    assert len({job_id[-15:] for job_id in ids}) == 20  # and random low bits
