@@ -45,9 +45,12 @@ thread round trip costs its caller, so the loop is never held much longer than a
 INLINE_BYTES = 64 << 10
 
 GATHER_ROUNDS = 8
-"""How many schedule points a committer gives runnable tasks to add to its batch (it stops at the
-first that adds nothing: at once for a lone job): 1000 jobs ending together commit in ~2-row batches
-instead of ~1.5, and the record='off' SQLite runs of ``benchmarks/durable.py`` took ~10% less time."""
+GATHER_ROWS = 8
+"""A committer whose batch is this small gives runnable tasks up to ``GATHER_ROUNDS`` schedule points
+to join it, while each brings more (one, for a lone job; a larger batch, one): 1000 ``record="off"``
+jobs ending together commit ~2 rows per transaction instead of ~1.5.  Larger batches are not held
+back: a durable job's start records then wait longer for their end's update, and the job table's
+pages split as the rows grow (bytes per job +10%)."""
 
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
@@ -179,16 +182,8 @@ class BatchWriter:
         committer (never cancelled: the schedule point is shielded, a commit on the thread too)."""
         self._busy = True
         try:
-            rounds = 0
-            while self.pending_rows <= INLINE_ROWS and rounds < GATHER_ROUNDS:
-                # group commit: the tasks already runnable (other jobs ending, say) add their
-                # writes to this batch before it is taken, instead of one commit each; while each
-                # round brings more, one more round
-                before = self.pending_rows
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                rounds += 1
-                if self.pending_rows == before:
-                    break
+            if self.pending_rows <= INLINE_ROWS:
+                await self._gather()
             await self._flush_batch()
             while op is not None and not op.done.is_set():
                 await self._flush_batch()
@@ -196,6 +191,16 @@ class BatchWriter:
             self._busy = False
             if op is not None and (self._queue or self.closing):
                 self._wake.set()  # what came meanwhile, or the close waiting for this commit
+
+    async def _gather(self) -> None:
+        """Group commit: the tasks already runnable (other jobs ending, say) add their writes to
+        this batch before it is taken, instead of one commit each -- one schedule point, and while
+        the batch is small and each round brings more, up to ``GATHER_ROUNDS``."""
+        for _ in range(GATHER_ROUNDS):
+            before = self.pending_rows
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            if self.pending_rows == before or self.pending_rows > GATHER_ROWS:
+                return
 
     async def run(self) -> None:
         """Commit what callers did not (a batch queued while another was committing, a large
