@@ -85,13 +85,12 @@ class EventHub:
             if self.sink is None and self.observer is None and not self._subs:
                 seq = self.next_seq
                 self.next_seq = seq + 1
-                if self.keep is not None:
-                    item = (StepStream, seq, time.time(), {"step": step, "update": update})
-                    if (self.keep_sized is not None and type(update) is Delta and type(update.delta) is TextDelta
-                            and update.metadata is None):
-                        self.keep_sized(item, text_size + len(update.delta.text))
-                    else:
-                        self.keep(item)
+                keep = self.keep_sized
+                if (keep is not None and type(update) is Delta and type(part := update.delta) is TextDelta
+                        and update.metadata is None):
+                    keep((StepStream, seq, time.time(), {"step": step, "update": update}), text_size + len(part.text))
+                elif self.keep is not None:
+                    self.keep((StepStream, seq, time.time(), {"step": step, "update": update}))
                 return
             self.publish(StepStream, step=step, update=update)
 

@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 from runtime import Flow, Step, open_runtime
+from runtime.core.eventsize import event_size
 from runtime.store import MemoryStore
 from runtime.testing import assert_no_leaks
 
@@ -78,6 +79,8 @@ async def test_memory_ring_is_bounded_and_released(autojump_clock):
         late = [e async for e in _take(job.events(replay=True), 50)]
         assert len(late) == 50 and late[0].seq > 0  # the oldest were dropped: bounded
         assert [e.seq for e in late] == list(range(late[0].seq, late[0].seq + 50))
+        # a token the stream sized itself counts what event_size says of the event it becomes
+        assert stats.recorded_bytes == sum(event_size(e) for e in late)
         await job.wait()
         stats = rt.stats()
         assert stats.recorders == 0 and stats.recorded_bytes == 0
