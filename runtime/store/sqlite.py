@@ -42,8 +42,9 @@ from .records import (
     StoreStats,
 )
 from .sqlite_checkpoint import Checkpointer
-from .sqlite_open import MARKER_KEY, MARKER_VALUE, Migration, StoreFile, describe
+from .sqlite_open import Migration, StoreFile, describe
 from .sqlite_rows import CHECKPOINTS, GROUPS, JOBS, LEASES, Rows, Table
+from .sqlite_schema import MIGRATIONS
 from .sqlite_writer import BatchWriter, Op, Write, execute_batch
 
 __all__ = ["MIGRATIONS", "Migration", "SqliteStore"]
@@ -52,47 +53,6 @@ _log = get_logger(__name__)
 
 _T = TypeVar("_T")
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, (
-        "CREATE TABLE corral_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        f"INSERT INTO corral_meta (key, value) VALUES ('{MARKER_KEY}', '{MARKER_VALUE}')",
-        """CREATE TABLE jobs (
-            job_id TEXT PRIMARY KEY, flow_name TEXT NOT NULL, flow TEXT NOT NULL,
-            inputs TEXT NOT NULL, state TEXT NOT NULL, reason TEXT, error TEXT,
-            outputs TEXT NOT NULL, record TEXT NOT NULL, runtime_id TEXT,
-            created_at REAL NOT NULL, updated_at REAL NOT NULL, finished_at REAL,
-            next_seq INTEGER NOT NULL, resume_payload TEXT NOT NULL)""",
-        "CREATE INDEX jobs_by_created ON jobs (created_at)",
-        "CREATE INDEX jobs_by_state ON jobs (state, created_at)",
-        "CREATE INDEX jobs_by_runtime ON jobs (runtime_id, created_at)",
-        # rows append in rowid order; only the small (job_id, seq) index takes the interleaving
-        # of many jobs' writes (a WITHOUT ROWID table rewrote ~2.5x the pages per batch)
-        """CREATE TABLE events (
-            job_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, ts REAL NOT NULL,
-            payload TEXT NOT NULL, UNIQUE (job_id, seq))""",
-        """CREATE TABLE checkpoints (
-            job_id TEXT NOT NULL, step TEXT NOT NULL, outputs TEXT NOT NULL,
-            iteration INTEGER NOT NULL, attempt INTEGER NOT NULL,
-            PRIMARY KEY (job_id, step)) WITHOUT ROWID""",
-        """CREATE TABLE leases (
-            runtime_id TEXT PRIMARY KEY, pid INTEGER NOT NULL, started REAL NOT NULL,
-            host TEXT NOT NULL, created_at REAL NOT NULL)""",
-        """CREATE TABLE process_groups (
-            marker TEXT PRIMARY KEY, runtime_id TEXT NOT NULL, job_id TEXT NOT NULL,
-            pgid INTEGER NOT NULL)""",
-        "CREATE INDEX process_groups_by_runtime ON process_groups (runtime_id)",
-    )),
-    Migration(2, (
-        # where the runtime serves control requests (its Unix socket), for clients in other processes
-        "ALTER TABLE leases ADD COLUMN control TEXT",
-    )),
-    Migration(3, (
-        # 1: the payload is stored without the type, job_id, seq and ts its columns hold (older rows
-        # read 0 and keep their whole payload)
-        "ALTER TABLE events ADD COLUMN bare INTEGER NOT NULL DEFAULT 0",
-    )),
-)
-"""Schema migrations in order; append ``Migration(2, ...)`` to evolve the schema."""
 
 
 class SqliteStore:
@@ -198,7 +158,7 @@ class SqliteStore:
 
     async def put_job(self, rec: JobRecord) -> None:
         """Insert or replace ``rec``."""
-        await self._put(JOBS, [rec])
+        await self.write_records([rec])
 
     async def update_job(self, job_id: str, **fields: Any) -> None:
         """Set ``fields`` of job ``job_id`` (``updated_at`` defaults to now).
@@ -220,8 +180,8 @@ class SqliteStore:
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         """The job ``job_id``, or ``None``."""
-        rows = await self._select(f"{JOBS.select} WHERE job_id = ?", (job_id,))
-        return self._rows.record(JOBS, rows[0]) if rows else None
+        rows = await self._select(f"{self._rows.jobs_select} WHERE job_id = ?", (job_id,))
+        return self._job(rows[0]) if rows else None
 
     async def list_jobs(self, *, states: Iterable[str] | None = None, runtime_id: str | None = None,
                         limit: int | None = None) -> list[JobRecord]:
@@ -237,14 +197,21 @@ class SqliteStore:
         if runtime_id is not None:
             where.append("runtime_id = ?")
             args.append(runtime_id)
-        sql = JOBS.select
+        sql = self._rows.jobs_select
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, rowid DESC"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(max(limit, 0))
-        return [self._rows.record(JOBS, row) for row in await self._select(sql, tuple(args))]
+        return [self._job(row) for row in await self._select(sql, tuple(args))]
+
+    def _job(self, row: tuple[Any, ...]) -> JobRecord:
+        try:
+            rec: JobRecord = self._rows.record(JOBS, row)
+        except ValueError as exc:
+            raise StoreError(self.path, f"unreadable job record: {exc}") from exc
+        return rec
 
     # -- events and checkpoints -------------------------------------------------------------------
 
@@ -329,6 +296,7 @@ class SqliteStore:
             return
         ops, updates = self._rows.ops(batch, time.time())
         counts = await self._batches_write(ops, want_rowcount=bool(updates))
+        self._rows.committed(ops)
         for i, job_id in updates:
             if counts[i] == 0:
                 raise StoreError(self.path, f"update_job: no job {job_id!r}")
@@ -377,6 +345,7 @@ class SqliteStore:
         writer, reader = (None, opener.open_read_only()) if self.read_only else opener.open_writable()
         # a read-only open of an older schema has no ``bare`` column (a writable one is migrated)
         self._rows.bare_events = any(col[1] == "bare" for col in reader.execute("PRAGMA table_info(events)"))
+        self._rows.flow_table = reader.execute("SELECT 1 FROM sqlite_master WHERE name = 'flows'").fetchone() is not None
         return writer, reader
 
     def _file(self) -> StoreFile:

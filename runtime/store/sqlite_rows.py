@@ -4,6 +4,7 @@ marked JSON (``metadata={"json": True}``) are stored as JSON text."""
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -25,7 +26,7 @@ from .records import (
     prepare_job_update,
 )
 
-__all__ = ["CHECKPOINTS", "EVENTS", "EVENTS_UPSERT", "GROUPS", "JOBS", "LEASES", "Rows", "Table"]
+__all__ = ["CHECKPOINTS", "EVENTS", "EVENTS_UPSERT", "FLOWS_INSERT", "GROUPS", "JOBS", "LEASES", "Rows", "Table"]
 
 
 @attrs.frozen
@@ -64,21 +65,60 @@ class Rows:
 
     def __init__(self) -> None:
         self._conv = _make_converter()
-        # the JSON text of the flow dicts written last, by identity: every job of a flow holds the
-        # same (never mutated) dict, serialized once
-        self._flow_texts: collections.OrderedDict[int, tuple[Any, str]] = collections.OrderedDict()
+        # the JSON text and digest of the flow dicts written last, by identity: every job of a flow
+        # holds the same (never mutated) dict, serialized and hashed once
+        self._flow_texts: collections.OrderedDict[int, tuple[Any, str, str]] = collections.OrderedDict()
+        # digests of flows this store has committed to the flows table (the newest ``_FLOW_TEXTS``):
+        # a job of one of them writes no flows row; any other writes one (a no-op if present)
+        self._flows_stored: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.bare_events = True
         """Whether the events table has the ``bare`` column (schema 3 on)."""
+        self.flow_table = True
+        """Whether the file has the ``flows`` table (schema 4 on): a job row holds its flow's digest."""
 
-    def _flow_text(self, flow: Any) -> str:
+    def _flow(self, flow: Any) -> tuple[str, str]:
+        """The JSON text of ``flow`` and its digest."""
         hit = self._flow_texts.get(id(flow))
         if hit is not None and hit[0] is flow:
-            return hit[1]
+            return hit[1], hit[2]
         text = compact_json(flow)
-        self._flow_texts[id(flow)] = (flow, text)
+        digest = "b2:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        self._flow_texts[id(flow)] = (flow, text, digest)
         if len(self._flow_texts) > _FLOW_TEXTS:
             self._flow_texts.popitem(last=False)
-        return text
+        return text, digest
+
+    def _job_params(self, rec: JobRecord, flows: dict[str, str]) -> tuple[Any, ...]:
+        """The upsert parameters of job record ``rec``; its flow's row is added to ``flows`` unless
+        it is known to be stored."""
+        text, digest = self._flow(rec.flow)
+        if not self.flow_table:
+            flow = text
+        else:
+            flow = digest
+            if digest not in self._flows_stored:
+                flows[digest] = text
+        return tuple(flow if c == "flow" else compact_json(getattr(rec, c)) if c in JOBS.json_columns
+                     else getattr(rec, c) for c in JOBS.columns)
+
+    def committed(self, ops: Sequence[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        """``ops`` (from :meth:`ops`) were committed: their flows are stored."""
+        for sql, params in ops:
+            if sql is FLOWS_INSERT:
+                for digest, _ in params:
+                    self._flows_stored[digest] = None
+                    self._flows_stored.move_to_end(digest)
+                while len(self._flows_stored) > _FLOW_TEXTS:
+                    self._flows_stored.popitem(last=False)
+
+    @property
+    def jobs_select(self) -> str:
+        """The SELECT of job rows :meth:`record` reads (a digest in ``flow`` read as its flow)."""
+        if not self.flow_table:
+            return JOBS.select
+        flow = ('CASE WHEN substr(jobs.flow, 1, 1) = \'{\' THEN jobs.flow ELSE '
+                '(SELECT flows.flow FROM flows WHERE flows.digest = jobs.flow) END')
+        return JOBS.select.replace('"flow"', flow, 1)
 
     def column_value(self, table: Table, column: str, value: Any) -> Any:
         """``value`` as stored in ``column`` (JSON text for a JSON column): JSON-able data as it
@@ -92,10 +132,8 @@ class Rows:
 
     def params(self, table: Table, rec: Any) -> tuple[Any, ...]:
         """The upsert parameters of ``rec``, in ``table.columns`` order (the records hold plain
-        values and JSON-able data: read as they are, no unstructuring walk)."""
-        if table is JOBS:
-            return tuple(self._flow_text(rec.flow) if c == "flow" else compact_json(getattr(rec, c))
-                         if c in table.json_columns else getattr(rec, c) for c in table.columns)
+        values and JSON-able data: read as they are, no unstructuring walk); not for job records,
+        whose flow :meth:`ops` stores apart."""
         return tuple(compact_json(getattr(rec, c)) if c in table.json_columns else getattr(rec, c)
                      for c in table.columns)
 
@@ -132,9 +170,11 @@ class Rows:
     def ops(self, batch: Sequence[EventRow | EncodedEvent | Checkpoint | JobRecord | JobUpdate],
             now: float) -> tuple[list[tuple[str, list[tuple[Any, ...]]]], list[tuple[int, str]]]:
         """The statements that write ``batch`` in one transaction, and the index and job of each
-        update among them (to check that it found its job).  The event rows are one statement and
-        the checkpoints one more (each in order: no other statement writes their tables), the job
-        records and updates follow in order."""
+        update among them (to check that it found its job).  The flows of job records not known to
+        be stored come first, then the event rows in one statement and the checkpoints in one more
+        (each in order: no other statement writes their tables), then the job records and updates
+        in order.  Tell :meth:`committed` once they are."""
+        flows: dict[str, str] = {}
         events: list[tuple[Any, ...]] = []
         checkpoints: list[tuple[Any, ...]] = []
         jobs: list[tuple[str, list[tuple[Any, ...]]]] = []
@@ -150,22 +190,28 @@ class Rows:
                 updated.append((len(jobs), item.job_id))
                 jobs.append(self.update(item.job_id, dict(item.fields), now))
             elif isinstance(item, JobRecord):
-                jobs.append((JOBS.upsert, [self.params(JOBS, item)]))
+                jobs.append((JOBS.upsert, [self._job_params(item, flows)]))
             else:
                 raise TypeError(f"write_records: cannot write {type(item).__name__}")
-        ops = [(EVENTS_UPSERT, events)] if events else []
+        ops = [(FLOWS_INSERT, list(flows.items()))] if flows else []
+        if events:
+            ops.append((EVENTS_UPSERT, events))
         if checkpoints:
             ops.append((CHECKPOINTS.upsert, checkpoints))
         return ops + jobs, [(len(ops) + i, job_id) for i, job_id in updated]
 
     def record(self, table: Table, row: tuple[Any, ...]) -> Any:
-        """The record a selected ``row`` of ``table`` holds."""
+        """The record a selected ``row`` of ``table`` holds (``ValueError`` for a job whose flow
+        the file lacks)."""
+        if table is JOBS and row[table.columns.index("flow")] is None:
+            raise ValueError(f"job {row[0]!r}: its flow is missing from the flows table")
         data = {c: json.loads(v) if c in table.json_columns else v
                 for c, v in zip(table.columns, row, strict=True)}
         return self._conv.structure(data, table.cls)
 
 
 _FLOW_TEXTS = 64
+FLOWS_INSERT = "INSERT INTO flows (digest, flow) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING"
 _EVENT_COLUMNS = "job_id, seq, type, ts, payload"
 EVENTS_UPSERT = (f"INSERT INTO events ({_EVENT_COLUMNS}, bare) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, seq) "
                  "DO UPDATE SET type = excluded.type, ts = excluded.ts, payload = excluded.payload, bare = excluded.bare")
