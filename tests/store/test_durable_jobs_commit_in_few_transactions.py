@@ -68,6 +68,23 @@ async def test_a_no_op_durable_job_costs_two_transactions(tmp_path):
     assert after.rows_written - before.rows_written == 12 * 3
 
 
+async def test_jobs_ending_together_share_their_commits(tmp_path):
+    # group commit: unrecorded jobs ending in the same few scheduler rounds put their final
+    # records in one transaction, not one (or two) each
+    n = 200
+    async with open_runtime(store=tmp_path / "s.db", max_results=n) as rt:
+        await (await rt.spawn(two_steps(), record="off")).wait()  # first use: leases, schema
+        before = rt.store.stats()
+        jobs = [await rt.spawn(two_steps(), record="off") for _ in range(n)]
+        results = [await job.wait() for job in jobs]
+        after = rt.store.stats()
+        stored = [await rt.store.get_job(job.id) for job in jobs]
+    assert [r.state for r in results] == [JobState.COMPLETED] * n
+    assert [s.state if s else None for s in stored] == ["completed"] * n
+    assert after.rows_written - before.rows_written == n
+    assert after.transactions - before.transactions <= n // 4
+
+
 async def test_a_paused_durable_job_is_recorded_paused_at_once(tmp_path):
     db = tmp_path / "s.db"
     flow = Flow("ask", [Step("a", run=noop, exits=[ExitRule("ask", action="escalate")]),
