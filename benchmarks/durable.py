@@ -4,7 +4,9 @@
                                  [--events N]
 
 The job is a 2-step no-op flow (``s1`` after ``s0``), spawned on the embedded SQLite store in a
-temporary file; opening the runtime is outside the timing.  Figures (median of the repeats):
+temporary file; opening the runtime is outside the timing, and each timing starts after a
+``gc.collect()`` (no collection of earlier garbage lands in one figure and not in its floor).
+Figures (median of the repeats):
 
 - durable, ``--concurrent`` jobs at once: µs/job from the first spawn until the last ``wait()``.
   Floor 1: the same jobs with ``record="off"`` on the same kind of store (goal: ratio ≤ 3).
@@ -24,6 +26,7 @@ temporary file; opening the runtime is outside the timing.  Figures (median of t
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import sys
 import tempfile
@@ -73,6 +76,7 @@ def _open(path: Path | None, n: int) -> Any:
 async def concurrent_us(path: Path | None, mode: str, n: int) -> float:
     flow = two_step()
     async with _open(path, n) as rt:
+        gc.collect()  # no collection of earlier garbage lands in the timing, for every figure alike
         t0 = time.perf_counter()
         jobs = [await rt.spawn(flow, record=mode) for _ in range(n)]
         for job in jobs:
@@ -86,6 +90,7 @@ async def sequential_us(path: Path | None, mode: str, n: int) -> float:
     flow = two_step()
     async with _open(path, n) as rt:
         await (await rt.spawn(flow, record=mode)).wait()  # warm
+        gc.collect()
         t0 = time.perf_counter()
         for _ in range(n):
             await (await rt.spawn(flow, record=mode)).wait()
@@ -94,6 +99,7 @@ async def sequential_us(path: Path | None, mode: str, n: int) -> float:
 
 async def events_per_s(mode: str, flow: Flow, n_events: int) -> float:
     async with open_runtime() as rt:
+        gc.collect()
         t0 = time.perf_counter()
         result = await (await rt.spawn(flow, record=mode)).wait()
         elapsed = time.perf_counter() - t0
