@@ -19,6 +19,7 @@ from runtime.core.events import event_to_dict
 from runtime.store import EventRow, SqliteStore
 from runtime.store.sqlite import MIGRATIONS
 from runtime.store.sqlite_open import StoreFile
+from runtime.testing import WakeupCounter
 
 
 async def noop(ctx, inputs):
@@ -83,6 +84,26 @@ async def test_jobs_ending_together_share_their_commits(tmp_path):
     assert [s.state if s else None for s in stored] == ["completed"] * n
     assert after.rows_written - before.rows_written == n
     assert after.transactions - before.transactions <= n // 4
+
+
+async def test_a_lone_jobs_commits_wait_for_no_company(tmp_path):
+    # with no other task runnable, nobody can join a commit: each of a lone durable job's two
+    # commits costs it one schedule point (for the tasks already runnable), not rounds of waiting
+    me = trio.lowlevel.current_task()
+
+    async def wakeups(store, record: str) -> int:
+        async with open_runtime(store=store) as rt:
+            await (await rt.spawn(two_steps(), record=record)).wait()  # first use: leases, schema
+            counter = WakeupCounter(lambda task: task is not me)
+            trio.lowlevel.add_instrument(counter)
+            try:
+                assert (await (await rt.spawn(two_steps(), record=record)).wait()).state is JobState.COMPLETED
+            finally:
+                trio.lowlevel.remove_instrument(counter)
+            return counter.count
+
+    unrecorded = await wakeups(None, "off")
+    assert await wakeups(tmp_path / "s.db", "durable") == unrecorded + 2
 
 
 async def test_a_paused_durable_job_is_recorded_paused_at_once(tmp_path):
