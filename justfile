@@ -23,6 +23,10 @@ demo *ARGS:
 bench:
     python benchmarks/run_all.py
 
+# CPU A/B of this checkout against OTHER (e.g. `git worktree add /tmp/base HEAD~1`) on the store's workloads
+bench-ab OTHER *ARGS:
+    python benchmarks/ab.py {{OTHER}} {{ARGS}}
+
 # corral next to crewAI, LangGraph and DBOS, each in its own pinned venv under .bench-peers/
 bench-peers:
     python benchmarks/peers.py

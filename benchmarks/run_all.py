@@ -3,7 +3,8 @@
     python benchmarks/run_all.py [--quick] [--only NAME,...] [--skip NAME,...] [--soak-minutes N]
                                  [--results PATH] [--readme PATH | --no-readme]
 
-Every ``benchmarks/*.py`` except ``_*.py``, this file and ``peers.py`` (``just bench-peers``) runs
+Every ``benchmarks/*.py`` except ``_*.py``, this file, ``peers.py`` (``just bench-peers``) and
+``ab.py`` (``just bench-ab``, which compares two checkouts) runs
 as a subprocess with ``--json`` (and ``--quick``), in the same Python.  Each prints one JSON list
 of rows (figure, value, unit, min, max, floor, floor_name, ratio); the rows are checked, printed as
 one table, and written with a machine line (cpu count, python, trio, platform, date) to
@@ -44,7 +45,7 @@ from _common import (
     validate_rows,
 )
 
-EXCLUDED = {"run_all.py", "peers.py"}
+EXCLUDED = {"run_all.py", "peers.py", "ab.py"}
 
 
 def scripts() -> list[Path]:
