@@ -37,10 +37,11 @@ def _load(name: str):
 _common = _load("_common")
 run_all = _load("run_all")
 peers = _load("peers")
+ab = _load("ab")
 
 
 def _scripts_on_disk() -> set[str]:
-    return {p.stem for p in BENCH.glob("*.py") if not p.name.startswith("_")} - {"run_all", "peers"}
+    return {p.stem for p in BENCH.glob("*.py") if not p.name.startswith("_")} - {"run_all", "peers", "ab"}
 
 HANG_GUARD = 300  # seconds: a guard against a hung subprocess, not a timing threshold
 
@@ -148,6 +149,22 @@ def test_a_missing_optional_extra_is_a_skip_not_a_failure():
     assert run_all.skipped_because(1, ours) is None  # corral's own module missing is a failure
     assert run_all.skipped_because(1, "ValueError: boom\n") is None
     assert run_all.skipped_because(0, tb) is None
+
+
+def test_ab_compares_two_checkouts_workload_by_workload(tmp_path):
+    # this checkout against itself (any checkout with benchmarks/durable.py will do): one row per
+    # workload, B's CPU per job with A's as its floor, and each side's transactions per 1000 jobs
+    proc = subprocess.run([sys.executable, str(BENCH / "ab.py"), str(ROOT), "--repeats", "1", "--rounds", "1",
+                           "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=HANG_GUARD)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = _common.validate_rows(json.loads(proc.stdout.splitlines()[-1]))
+    assert [r["figure"].split(" (")[0] for r in rows] == [f"ab: {w}" for w in ab.WORKLOADS]
+    assert all(r["unit"] == "µs/job" and r["floor"] > 0 and r["ratio"] > 0 for r in rows)
+    off_in_memory = rows[ab.WORKLOADS.index("off, in memory, 1000 concurrent")]
+    assert "tx/1000 jobs: A 0, B 0" in off_in_memory["figure"]  # the in-memory store has no transactions
+    proc = subprocess.run([sys.executable, str(BENCH / "ab.py"), str(tmp_path)], capture_output=True, text=True,
+                          timeout=HANG_GUARD)
+    assert proc.returncode != 0 and "not a corral checkout" in proc.stderr
 
 
 def test_validate_rows_names_what_is_wrong():
