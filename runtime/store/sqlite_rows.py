@@ -114,11 +114,7 @@ class Rows:
     @property
     def jobs_select(self) -> str:
         """The SELECT of job rows :meth:`record` reads (a digest in ``flow`` read as its flow)."""
-        if not self.flow_table:
-            return JOBS.select
-        flow = ('CASE WHEN substr(jobs.flow, 1, 1) = \'{\' THEN jobs.flow ELSE '
-                '(SELECT flows.flow FROM flows WHERE flows.digest = jobs.flow) END')
-        return JOBS.select.replace('"flow"', flow, 1)
+        return _JOBS_BY_DIGEST_SELECT if self.flow_table else JOBS.select
 
     def column_value(self, table: Table, column: str, value: Any) -> Any:
         """``value`` as stored in ``column`` (JSON text for a JSON column): JSON-able data as it
@@ -203,7 +199,7 @@ class Rows:
     def record(self, table: Table, row: tuple[Any, ...]) -> Any:
         """The record a selected ``row`` of ``table`` holds (``ValueError`` for a job whose flow
         the file lacks)."""
-        if table is JOBS and row[table.columns.index("flow")] is None:
+        if table is JOBS and row[_JOB_FLOW] is None:
             raise ValueError(f"job {row[0]!r}: its flow is missing from the flows table")
         data = {c: json.loads(v) if c in table.json_columns else v
                 for c, v in zip(table.columns, row, strict=True)}
@@ -211,6 +207,10 @@ class Rows:
 
 
 _FLOW_TEXTS = 64
+_JOB_FLOW = JOBS.columns.index("flow")
+_JOBS_BY_DIGEST_SELECT = JOBS.select.replace('"flow"', (
+    "CASE WHEN substr(jobs.flow, 1, 1) = '{' THEN jobs.flow "
+    "ELSE (SELECT flows.flow FROM flows WHERE flows.digest = jobs.flow) END"), 1)
 FLOWS_INSERT = "INSERT INTO flows (digest, flow) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING"
 _EVENT_COLUMNS = "job_id, seq, type, ts, payload"
 EVENTS_UPSERT = (f"INSERT INTO events ({_EVENT_COLUMNS}, bare) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, seq) "
