@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -91,15 +92,17 @@ class Rows:
     def _job_params(self, rec: JobRecord, flows: dict[str, str]) -> tuple[Any, ...]:
         """The upsert parameters of job record ``rec``; its flow's row is added to ``flows`` unless
         it is known to be stored."""
-        text, digest = self._flow(rec.flow)
+        values = list(_JOB_VALUES(rec))  # the columns' values in one C call, then the few to encode
+        text, digest = self._flow(values[_JOB_FLOW])
         if not self.flow_table:
-            flow = text
+            values[_JOB_FLOW] = text
         else:
-            flow = digest
+            values[_JOB_FLOW] = digest
             if digest not in self._flows_stored:
                 flows[digest] = text
-        return tuple(flow if c == "flow" else compact_json(getattr(rec, c)) if c in JOBS.json_columns
-                     else getattr(rec, c) for c in JOBS.columns)
+        for i in _JOB_JSON:
+            values[i] = compact_json(values[i])
+        return tuple(values)
 
     def committed(self, ops: Sequence[tuple[str, list[tuple[Any, ...]]]]) -> None:
         """``ops`` (from :meth:`ops`) were committed: their flows are stored."""
@@ -208,6 +211,8 @@ class Rows:
 
 _FLOW_TEXTS = 64
 _JOB_FLOW = JOBS.columns.index("flow")
+_JOB_VALUES = operator.attrgetter(*JOBS.columns)
+_JOB_JSON = tuple(i for i, c in enumerate(JOBS.columns) if c in JOBS.json_columns and i != _JOB_FLOW)
 _JOBS_BY_DIGEST_SELECT = JOBS.select.replace('"flow"', (
     "CASE WHEN substr(jobs.flow, 1, 1) = '{' THEN jobs.flow "
     "ELSE (SELECT flows.flow FROM flows WHERE flows.digest = jobs.flow) END"), 1)

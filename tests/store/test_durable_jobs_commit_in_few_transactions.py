@@ -70,10 +70,10 @@ async def test_a_no_op_durable_job_costs_two_transactions(tmp_path):
     assert after.rows_written - before.rows_written == 12 * 3
 
 
-@pytest.mark.parametrize(("record", "rows_per_job", "most"), [("off", 1, 0.25), ("durable", 12, 0.5)])
+@pytest.mark.parametrize(("record", "rows_per_job", "most"), [("off", 1, 0.125), ("durable", 12, 0.5)])
 async def test_jobs_ending_together_share_their_commits(tmp_path, record, rows_per_job, most):
     # group commit: jobs ending in the same few scheduler rounds put their final records (and a
-    # durable job its last events) in one transaction: a quarter of a transaction per unrecorded
+    # durable job its last events) in one transaction: an eighth of a transaction per unrecorded
     # job at most, half of one per durable job (whose start record is a write of its own)
     n = 200
     async with open_runtime(store=tmp_path / "s.db", max_results=n) as rt:

@@ -4,6 +4,7 @@ nor hangs a late one, and a body's exception comes out unchanged.  Real SQLite f
 
 from __future__ import annotations
 
+import itertools
 import math
 import sqlite3
 
@@ -13,6 +14,7 @@ import trio.testing
 from store_support import event, job
 
 import runtime.store.sqlite as sqlite_mod
+import runtime.store.sqlite_writer as sqlite_writer
 from runtime.store import SqliteStore, StoreError, StoreSchemaTooNew
 from runtime.testing import WakeupCounter
 
@@ -50,6 +52,39 @@ async def test_batch_max_caps_a_transaction_but_never_splits_a_call(tmp_path):
         assert stats.transactions >= 11  # 100 single rows in batches of <= 10, the 25 alone
         assert len(await store.read_events("j")) == 100
         assert len(await store.read_events("big")) == 25
+
+
+async def test_a_flood_of_small_writes_commits_a_chunk_at_a_time_with_the_loop_running_between(tmp_path):
+    # 600 writers at once: not one 512-row transaction in the writer thread (a round trip that
+    # every later write queues behind, so each next batch is as big) but inline chunks of at most
+    # INLINE_ROWS, and a task that only checkpoints sees the rows arrive chunk by chunk
+    n = 600
+    async with SqliteStore(tmp_path / "s.db") as store:
+        seen: list[int] = []
+        done = trio.Event()
+
+        async def writer(i: int) -> None:
+            await store.append_events([event("j", i)])
+
+        async def watch() -> None:
+            while not done.is_set():
+                seen.append(store.stats().rows_written)
+                await trio.lowlevel.checkpoint()
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch)
+                async with trio.open_nursery() as writers:
+                    for i in range(n):
+                        writers.start_soon(writer, i)
+                done.set()
+        stats = store.stats()
+        assert stats.rows_written == n and stats.pending_writes == 0
+        # (trio runs a round's tasks in a random order: two samples a round apart can straddle two commits)
+        steps = [b - a for a, b in itertools.pairwise(seen)]
+        assert max(steps) <= 2 * sqlite_writer.INLINE_ROWS
+        assert stats.transactions >= n / sqlite_writer.INLINE_ROWS
+        assert [e.seq for e in await store.read_events("j")] == list(range(n))
 
 
 async def test_idle_store_parks(tmp_path, mock_clock):
