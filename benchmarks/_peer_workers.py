@@ -136,8 +136,11 @@ def _require(ok: bool, what: str) -> None:
 # -- corral -------------------------------------------------------------------------------------------
 
 
-def corral(steps: int, runs: int, warmup: int, gate: Gate, *, durable: bool) -> dict[str, Any]:
-    """One runtime; per run a ``Flow`` of ``steps`` chained no-op python steps is built, spawned, awaited.
+def corral(steps: int, runs: int, warmup: int, gate: Gate, *, durable: bool, build_per_run: bool) -> dict[str, Any]:
+    """One runtime; per run a job of a ``Flow`` of ``steps`` chained no-op python steps is spawned
+    and awaited.  The ``Flow`` is built once (as a LangGraph graph is compiled once, a crewAI flow
+    class or a DBOS workflow defined once), or per run with ``build_per_run`` (as a StateGraph
+    built and compiled per run).
 
     In memory: ``open_runtime()`` (bounded in-memory store), ``record="off"``.  Durable:
     ``open_runtime(store="corral.sqlite")`` (the embedded SQLite store, fresh file) and
@@ -162,11 +165,12 @@ def corral(steps: int, runs: int, warmup: int, gate: Gate, *, durable: bool) -> 
 
     record = "durable" if durable else "off"
     out: dict[str, Any] = {}
+    flow = None if build_per_run else build()
 
     async def main() -> None:
         async with open_runtime(store="corral.sqlite" if durable else None) as rt:
             async def one() -> Any:
-                return await (await rt.spawn(build(), record=record)).wait()
+                return await (await rt.spawn(flow or build(), record=record)).wait()
 
             out.update(await measure_async(one, runs, warmup, gate))
             last = await one()
@@ -324,8 +328,9 @@ def dbos(steps: int, runs: int, warmup: int, gate: Gate) -> dict[str, Any]:
 
 
 WORKERS: dict[str, Callable[[int, int, int, Gate], dict[str, Any]]] = {
-    "corral": lambda n, runs, warmup, gate: corral(n, runs, warmup, gate, durable=False),
-    "corral-durable": lambda n, runs, warmup, gate: corral(n, runs, warmup, gate, durable=True),
+    "corral": lambda n, runs, warmup, gate: corral(n, runs, warmup, gate, durable=False, build_per_run=False),
+    "corral-build": lambda n, runs, warmup, gate: corral(n, runs, warmup, gate, durable=False, build_per_run=True),
+    "corral-durable": lambda n, runs, warmup, gate: corral(n, runs, warmup, gate, durable=True, build_per_run=False),
     "crewai": lambda n, runs, warmup, gate: crewai(n, runs, warmup, gate, quiet=False),
     "crewai-quiet": lambda n, runs, warmup, gate: crewai(n, runs, warmup, gate, quiet=True),
     "langgraph": lambda n, runs, warmup, gate: langgraph(n, runs, warmup, gate, mode="memory"),

@@ -13,10 +13,14 @@ their windows interleave: window k of every system runs before window k + 1 of a
 the load of a shared machine falls on all of them alike (the waiting workers are parked on a pipe;
 DBOS's and corral's own background threads/timers stay alive meanwhile).
 
-- corral in memory: one ``open_runtime()`` (in-memory store), per run a ``Flow`` of N chained no-op
-  python steps built, spawned (``record="off"``) and awaited.  The floor of the in-memory rows.
-- corral durable: the same on ``open_runtime(store=<fresh file>)`` with ``record="durable"``.  The
-  floor of the durable rows (LangGraph + SqliteSaver, DBOS).
+- corral in memory: one ``open_runtime()`` (in-memory store) and one ``Flow`` of N chained no-op
+  python steps, per run a job spawned (``record="off"``) and awaited.  The floor of the in-memory
+  rows whose peer also defines its flow once (crewAI's flow class, LangGraph's compiled graph).
+- corral in memory, Flow built per run: the same with a new ``Flow`` per run.  The floor of
+  LangGraph's StateGraph built + compiled per run.
+- corral durable: one ``Flow`` on ``open_runtime(store=<fresh file>)`` with ``record="durable"``.
+  The floor of the durable rows (LangGraph + SqliteSaver compiled once, DBOS's workflow decorated
+  once).
 - crewAI: per run a ``crewai.flow.flow.Flow`` subclass instance (N no-op methods chained by
   ``@start``/``@listen``) ``kickoff()``-ed, with its defaults (its console output to /dev/null) and
   with ``suppress_flow_events=True``.
@@ -64,7 +68,7 @@ PEERS: dict[str, dict[str, Any]] = {
                   "workers": ("langgraph", "langgraph-build", "langgraph-sqlite")},
     "dbos": {"pins": ("dbos==3.4.0",), "imports": "dbos", "workers": ("dbos",)},
 }
-CORRAL_WORKERS = ("corral", "corral-durable")
+CORRAL_WORKERS = ("corral", "corral-build", "corral-durable")
 QUIET_ENV = {
     "OTEL_SDK_DISABLED": "true",
     "CREWAI_DISABLE_TELEMETRY": "true",
@@ -74,14 +78,15 @@ QUIET_ENV = {
     "LANGSMITH_TRACING": "false",
     "LANGCHAIN_TRACING_V2": "false",
 }
-FLOORS = {"corral": "corral in memory (one runtime; build Flow, spawn, wait per run)",
-          "corral-durable": 'corral durable (record="durable", fresh SQLite store)'}
+FLOORS = {"corral": "corral in memory (one runtime, one Flow; spawn, wait per run)",
+          "corral-build": "corral in memory (one runtime; build Flow, spawn, wait per run)",
+          "corral-durable": 'corral durable (record="durable", fresh SQLite store, one Flow)'}
 # (worker, its floor, label) for the µs/run rows; the RSS rows are the workers in RSS_WORKERS
 SPEED_ROWS = (
     ("crewai", "corral", "crewAI defaults, console to /dev/null"),
     ("crewai-quiet", "corral", "crewAI suppress_flow_events=True"),
     ("langgraph", "corral", "LangGraph in memory, compiled once, no checkpointer"),
-    ("langgraph-build", "corral", "LangGraph in memory, StateGraph built + compiled per run"),
+    ("langgraph-build", "corral-build", "LangGraph in memory, StateGraph built + compiled per run"),
     ("langgraph-sqlite", "corral-durable", "LangGraph + SqliteSaver, durable, thread per run"),
     ("dbos", "corral-durable", "DBOS on SQLite, durable, workflow per run"),
 )
@@ -89,6 +94,7 @@ RSS_WORKERS = ("crewai", "langgraph", "langgraph-sqlite", "dbos")
 NOTES = {
     "corral": "corral's growth here is its result LRU filling (the last max_results=10_000 results are "
               "kept for rt.result()); it is flat once the LRU is full",
+    "corral-build": "as corral's, a new Flow per run adding no growth of its own",
     "corral-durable": "each durable system runs with its own defaults: SQLite pragmas corral WAL + "
                       "synchronous=NORMAL, SqliteSaver WAL + synchronous=FULL, DBOS rollback journal; "
                       "LangGraph's default durability (\"async\": a step's checkpoint is written while "
