@@ -170,7 +170,7 @@ def corral(steps: int, runs: int, warmup: int, gate: Gate, *, durable: bool, bui
     async def main() -> None:
         async with open_runtime(store="corral.sqlite" if durable else None) as rt:
             async def one() -> Any:
-                return await (await rt.spawn(flow or build(), record=record)).wait()
+                return await (await rt.spawn(build() if flow is None else flow, record=record)).wait()
 
             out.update(await measure_async(one, runs, warmup, gate))
             last = await one()

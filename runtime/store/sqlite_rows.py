@@ -105,14 +105,15 @@ class Rows:
         return tuple(values)
 
     def committed(self, ops: Sequence[tuple[str, list[tuple[Any, ...]]]]) -> None:
-        """``ops`` (from :meth:`ops`) were committed: their flows are stored."""
-        for sql, params in ops:
-            if sql is FLOWS_INSERT:
-                for digest, _ in params:
-                    self._flows_stored[digest] = None
-                    self._flows_stored.move_to_end(digest)
-                while len(self._flows_stored) > _FLOW_TEXTS:
-                    self._flows_stored.popitem(last=False)
+        """``ops`` (from :meth:`ops`) were committed: their flows are stored (the flows row, if
+        any, is the first statement: nothing else to look through on every write)."""
+        if not ops or ops[0][0] is not FLOWS_INSERT:
+            return
+        for digest, _ in ops[0][1]:
+            self._flows_stored[digest] = None
+            self._flows_stored.move_to_end(digest)
+        while len(self._flows_stored) > _FLOW_TEXTS:
+            self._flows_stored.popitem(last=False)
 
     @property
     def jobs_select(self) -> str:

@@ -17,6 +17,7 @@ lock it is run on the writer thread instead, where the busy timeout applies.
 from __future__ import annotations
 
 import collections
+import math
 import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -95,6 +96,11 @@ def _nbytes(params: Iterable[tuple[Any, ...]]) -> int:
     return n
 
 
+def _fits_inline(rows: int, nbytes: int) -> bool:
+    """Whether a batch this size commits on the trio thread (else in the writer thread)."""
+    return rows <= INLINE_ROWS and nbytes <= INLINE_BYTES
+
+
 def execute_batch(conn: sqlite3.Connection, batch: list[Write]) -> list[list[int]]:
     """Run ``batch`` in one transaction on ``conn`` (in the writer thread): every call's statements
     in order, consecutive runs of one statement in one ``executemany``; each call's rowcounts."""
@@ -169,7 +175,7 @@ class BatchWriter:
         rowcounts (``-1`` each unless ``want_rowcount``).
 
         When no batch is being committed and what is queued is small, the caller commits it
-        itself (after one schedule point, so that the tasks already runnable join the batch):
+        itself (after the gather's schedule points, so that the tasks already runnable join it):
         the flusher task is not woken, and nobody waits on anybody's wake-up."""
         rows = nbytes = 0
         for _, params in ops:
@@ -253,27 +259,26 @@ class BatchWriter:
     async def _flush_batch(self) -> None:
         batch: list[Write] = []
         rows = nbytes = 0
-        head = self._queue[0] if self._queue else None
         # small writes commit inline, a chunk that fits at a time (not a thread round trip for all
         # that queued meanwhile: under load that grows every next batch); a large one in the thread
-        inline = head is not None and head.rows <= INLINE_ROWS and head.nbytes <= INLINE_BYTES
-        max_rows = min(self.batch_max, INLINE_ROWS) if inline else self.batch_max
-        max_bytes = INLINE_BYTES if inline else None
-        while self._queue and (not batch or (
-                rows + self._queue[0].rows <= max_rows
-                and (max_bytes is None or nbytes + self._queue[0].nbytes <= max_bytes))):
+        if self._queue and _fits_inline(self._queue[0].rows, self._queue[0].nbytes):
+            max_rows, max_bytes = min(self.batch_max, INLINE_ROWS), float(INLINE_BYTES)
+        else:
+            max_rows, max_bytes = self.batch_max, math.inf
+        while self._queue and (not batch or (rows + self._queue[0].rows <= max_rows
+                                             and nbytes + self._queue[0].nbytes <= max_bytes)):
             op = self._queue.popleft()
             batch.append(op)
             rows += op.rows
             nbytes += op.nbytes
         try:
-            error = await self._commit(batch)
+            error = await self._commit(batch, rows, nbytes)
             if error is not None and len(batch) > 1 and not isinstance(error, sqlite3.OperationalError):
                 # a call's own bad data (constraint, unsupported value): retry each call alone so
                 # one caller's mistake does not fail its batch-mates
                 for op in batch:
                     op.error = None
-                    await self._commit([op])
+                    await self._commit([op], op.rows, op.nbytes)
         finally:
             self.pending_rows -= rows
             for op in batch:
@@ -281,11 +286,11 @@ class BatchWriter:
                     op.error = RuntimeError("the write was interrupted before it was committed")
                 op.done.set()
 
-    async def _commit(self, batch: list[Write]) -> BaseException | None:
-        """Run ``batch`` as one transaction; record the outcome on its calls; return the error."""
-        rows, nbytes = sum(op.rows for op in batch), sum(op.nbytes for op in batch)
+    async def _commit(self, batch: list[Write], rows: int, nbytes: int) -> BaseException | None:
+        """Run ``batch`` (``rows`` rows, ``nbytes`` bytes) as one transaction; record the outcome
+        on its calls; return the error."""
         try:
-            counts = self._inline(batch) if rows <= INLINE_ROWS and nbytes <= INLINE_BYTES else None
+            counts = self._inline(batch) if _fits_inline(rows, nbytes) else None
             if counts is None:
                 # a started transaction always finishes (bounded by busy_timeout): never half-known
                 with trio.CancelScope(shield=True):
